@@ -1,0 +1,189 @@
+"""Stage blocks: HR block (stages 1-2), CFFN block (stage 3) and Transformer
+block (stages 4-5), plus the CFFN and self-attention they are built from.
+
+Every block takes and returns a channels-last map ``(B, H, W, C)``; Transformer
+blocks flatten it to tokens internally. Each is residual and pre-norm.
+"""
+
+import keras
+from keras import ops
+
+from keras_hiri import common
+
+
+class _Residual(keras.layers.Layer):
+    """Shared pieces of the residual blocks: width, ratio, drop-path, config."""
+
+    def __init__(self, dim, mlp_ratio, drop_path=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.mlp_ratio = mlp_ratio
+        self.drop_path_rate = float(drop_path)
+        self.drop_path = common.DropPath(drop_path, name=f"{self.name}_drop_path")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dim=self.dim, mlp_ratio=self.mlp_ratio, drop_path=self.drop_path_rate)
+        return config
+
+
+@common.register
+class HRBlock(_Residual):
+    """High Resolution block (Sec. 4.2, Fig. 4).
+
+    ``y = BN(x)``; high-res branch: depthwise ``3x3`` on the full grid;
+    low-res branch: depthwise ``3x3`` stride 2 + BN, then ``FC(C -> E*C)``, GELU,
+    ``FC(E*C -> C)`` on the half grid, upsampled back by repetition. The two are
+    summed and added to ``x``.
+    """
+
+    def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
+        super().__init__(dim, mlp_ratio, drop_path, **kwargs)
+        n = self.name
+        self.norm = common.batch_norm(f"{n}_norm")
+        self.hi_dw = common.depthwise_conv2d(3, name=f"{n}_hi_dw")
+        self.lo_dw = common.depthwise_conv2d(3, 2, use_bias=False, name=f"{n}_lo_dw")
+        self.lo_bn = common.batch_norm(f"{n}_lo_bn")
+        self.lo_fc1 = common.dense(int(mlp_ratio * dim), name=f"{n}_lo_fc1")
+        self.lo_fc2 = common.dense(dim, name=f"{n}_lo_fc2")
+
+    def call(self, x, training=None):
+        y = self.norm(x, training=training)
+        hi = self.hi_dw(y)
+        lo = self.lo_bn(common.strided(self.lo_dw, y), training=training)
+        lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
+        lo = common.upsample_2x_to(lo, hi)
+        return x + self.drop_path(hi + lo, training=training)
+
+
+@common.register
+class CFFN(keras.layers.Layer):
+    """Convolutional feed-forward network, Eq. (3).
+
+    ``z = GELU(FC(x))``; ``out = FC(DWConv3x3(z) + z)`` on a ``(B, H, W, C)`` map.
+    """
+
+    def __init__(self, dim, mlp_ratio, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.mlp_ratio = mlp_ratio
+        n = self.name
+        self.fc1 = common.dense(int(mlp_ratio * dim), name=f"{n}_fc1")
+        self.dw = common.depthwise_conv2d(3, name=f"{n}_dw")
+        self.fc2 = common.dense(dim, name=f"{n}_fc2")
+
+    def call(self, x):
+        z = common.gelu(self.fc1(x))
+        return self.fc2(z + self.dw(z))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dim=self.dim, mlp_ratio=self.mlp_ratio)
+        return config
+
+
+@common.register
+class CFFNBlock(_Residual):
+    """Stage-3 block: ``x + CFFN(BN(x))`` (Sec. 4.4: BN instead of LN)."""
+
+    def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
+        super().__init__(dim, mlp_ratio, drop_path, **kwargs)
+        self.norm = common.batch_norm(f"{self.name}_norm")
+        self.cffn = CFFN(dim, mlp_ratio, name=f"{self.name}_cffn")
+
+    def call(self, x, training=None):
+        y = self.cffn(self.norm(x, training=training))
+        return x + self.drop_path(y, training=training)
+
+
+@common.register
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Global multi-head self-attention, Eq. (1), over a ``(B, N, C)`` sequence.
+
+    ``q = FC(C -> C)``, ``kv = FC(C -> 2C)``, ``proj = FC(C -> C)``, all with
+    bias; no spatial reduction, no position bias (as in Dual-/Wave-ViT).
+    """
+
+    def __init__(self, dim, num_heads, **kwargs):
+        super().__init__(**kwargs)
+        if dim % num_heads:
+            raise ValueError(
+                f"dim must be divisible by num_heads. Received: dim={dim}, "
+                f"num_heads={num_heads}"
+            )
+        self.dim = dim
+        self.num_heads = num_heads
+        n = self.name
+        self.q = common.dense(dim, name=f"{n}_q")
+        self.kv = common.dense(2 * dim, name=f"{n}_kv")
+        self.proj = common.dense(dim, name=f"{n}_proj")
+
+    def split_heads(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], shape[1], self.num_heads, self.dim // self.num_heads))
+
+    def attend(self, q_in, kv_in):
+        """Attention of the ``q_in`` tokens over the ``kv_in`` tokens.
+
+        Softmax scale is ``head_dim ** -0.5``. The profiler counts the two
+        attention matmuls (``Q K^T`` and ``A V``) from this method's arguments.
+        """
+        q = self.split_heads(self.q(q_in))
+        k, v = ops.split(self.kv(kv_in), 2, axis=-1)
+        out = ops.dot_product_attention(q, self.split_heads(k), self.split_heads(v))
+        shape = ops.shape(out)
+        return self.proj(ops.reshape(out, (shape[0], shape[1], self.dim)))
+
+    def call(self, x, context=None):
+        """Self-attention of ``x``; with ``context``, ``x`` attends over it."""
+        return self.attend(x, x if context is None else context)
+
+    def compute_output_shape(self, input_shape, context_shape=None):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dim=self.dim, num_heads=self.num_heads)
+        return config
+
+
+def to_tokens(x):
+    """``(B, H, W, C) -> (B, H*W, C)``."""
+    shape = ops.shape(x)
+    return ops.reshape(x, (shape[0], shape[1] * shape[2], shape[3]))
+
+
+@common.register
+class TransformerBlock(_Residual):
+    """Stages 4-5: ``x + MHA(LN(x))`` then ``x + CFFN(LN(x))``."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4, drop_path=0.0, **kwargs):
+        super().__init__(dim, mlp_ratio, drop_path, **kwargs)
+        self.num_heads = num_heads
+        n = self.name
+        self.norm1 = common.layer_norm(f"{n}_norm1")
+        self.attn = MultiHeadSelfAttention(dim, num_heads, name=f"{n}_attn")
+        self.norm2 = common.layer_norm(f"{n}_norm2")
+        self.cffn = CFFN(dim, mlp_ratio, name=f"{n}_cffn")
+
+    def call(self, x, training=None):
+        y = self.attn(to_tokens(self.norm1(x)))
+        x = x + self.drop_path(ops.reshape(y, ops.shape(x)), training=training)
+        return x + self.drop_path(self.cffn(self.norm2(x)), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_heads=self.num_heads)
+        return config
+
+
+BLOCKS = {"hr": HRBlock, "cffn": CFFNBlock, "transformer": TransformerBlock}
+# The norm each block type is written for (Sec. 4.4): BN for the convolutional
+# blocks of the high-resolution stages, LN for the Transformer stages.
+BLOCK_NORMS = {"hr": "bn", "cffn": "bn", "transformer": "ln"}

@@ -1,0 +1,370 @@
+"""Functional builder: ``HiriViT`` and the ``HiriViTS/B/L`` shortcuts.
+
+Follows ``keras.applications``: the same arguments, validation before any layer
+exists, preprocessing inside the model, deterministic layer names.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_hiri import common
+from keras_hiri import variants as variants_lib
+from keras_hiri import weights as weights_lib
+from keras_hiri.blocks import BLOCK_NORMS, BLOCKS
+from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
+from keras_hiri.head import ClassAttentionHead
+from keras_hiri.stem import STEMS
+
+# Total stride of the five-stage network and the smallest side it accepts.
+TOTAL_STRIDE = 64
+MIN_SIZE = 64
+DEFAULT_SIZE = 448
+# ``pin_late_grids``: stage 3 runs at least on this grid (the 448 grid / 16).
+PINNED_STAGE3_GRID = 28
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+POOLINGS = (None, "avg", "max")
+
+
+@common.register
+class GridResize(keras.layers.Layer):
+    """Bilinear resize of a ``(B, H, W, C)`` map to a fixed grid.
+
+    Used only by ``pin_late_grids=True`` when no integer stride reaches the
+    pinned stage-3 grid (e.g. 384 input: 48 -> 24, resized to 28).
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(int(s) for s in size)
+
+    def call(self, x):
+        return keras.ops.image.resize(x, self.size, interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=self.size)
+        return config
+
+
+@common.register
+class HiriViTModel(keras.Model):
+    """A functional HIRI-ViT. Adds :attr:`pyramid_outputs` and :attr:`feature_info`.
+
+    Built by :func:`HiriViT`; revived as this class by ``keras.saving``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+    def _stage_norms(self):
+        names = {layer.name for layer in self.layers}
+        stage = 1
+        while f"stage{stage}_norm" in names:
+            yield stage, self.get_layer(f"stage{stage}_norm")
+            stage += 1
+
+    @property
+    def pyramid_outputs(self):
+        """``{"P2": ..., "P6": ...}``: symbolic stage outputs, ``Pn`` at stride
+        ``2**n`` (the keras-hub convention). Use
+        ``keras.Model(model.inputs, model.pyramid_outputs)`` as a feature
+        extractor. With ``pin_late_grids`` the late strides are not ``2**n``."""
+        return {f"P{stage + 1}": layer.output for stage, layer in self._stage_norms()}
+
+    @property
+    def feature_info(self):
+        """One dict per stage: ``name``, ``key``, ``channels``, ``reduction``."""
+        info = []
+        for stage, layer in self._stage_norms():
+            info.append(
+                {
+                    "name": layer.name,
+                    "key": f"P{stage + 1}",
+                    "channels": layer.output.shape[-1],
+                    "reduction": 2 ** (stage + 1),
+                }
+            )
+        return info
+
+
+def _validate_input_shape(input_shape, channels_required, pin_late_grids):
+    if len(input_shape) != 3:
+        raise ValueError(
+            "input_shape must be (height, width, channels), channels last. "
+            f"Received: input_shape={input_shape}"
+        )
+    h, w, c = input_shape
+    if channels_required is not None and c != channels_required:
+        raise ValueError(
+            f"input_shape must have {channels_required} channels (RGB) when "
+            "include_preprocessing=True or weights are loaded. "
+            f"Received: input_shape={input_shape}"
+        )
+    if c is None or c < 1:
+        raise ValueError(f"input_shape needs a positive channel count. Received: {input_shape}")
+    for side in (h, w):
+        if side is not None and (not isinstance(side, (int, np.integer)) or side < MIN_SIZE):
+            raise ValueError(
+                f"Input is too small for the five stages: each side must be an int "
+                f">= {MIN_SIZE} (total stride {TOTAL_STRIDE}) or None. "
+                f"Received: input_shape={input_shape}"
+            )
+    if pin_late_grids and (h is None or w is None):
+        raise ValueError(
+            "pin_late_grids=True needs a static input size (the late grids are "
+            f"computed from it). Received: input_shape={input_shape}"
+        )
+
+
+def _validate_arguments(
+    include_top, weights, input_tensor, input_shape, pooling, classes,
+    classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids,
+):
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "HIRI-ViT supports only channels_last. Set "
+            "keras.config.set_image_data_format('channels_last')."
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
+    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
+        raise ValueError(f"classes must be a positive int. Received: classes={classes!r}")
+    if classifier_activation is not None:
+        try:
+            keras.activations.get(classifier_activation)
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                "classifier_activation must be None, a Keras activation name such as "
+                f"'softmax', or a callable. Received: {classifier_activation!r}"
+            ) from e
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1). Received: {drop_path_rate}")
+    path = weights_lib.resolve(weights)
+    if path is not None and include_top:
+        stored = weights_lib.checkpoint_num_classes(path)
+        if stored is None:
+            raise ValueError(
+                f"weights file {path!r} has no classifier (saved with "
+                "include_top=False); build with include_top=False to load it."
+            )
+        if stored != classes:
+            raise ValueError(
+                f"include_top=True with weights={path!r} needs classes={stored} "
+                f"(the checkpoint's). Received: classes={classes}. Use "
+                "include_top=False to load only the backbone."
+            )
+    if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
+        raise ValueError(
+            "input_tensor must be a Keras tensor (from keras.Input or a layer). "
+            f"Received: {type(input_tensor).__name__}"
+        )
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3) if include_top else (None, None, 3)
+    input_shape = tuple(input_shape)
+    needs_rgb = 3 if include_preprocessing or path is not None else None
+    _validate_input_shape(input_shape, needs_rgb, pin_late_grids)
+    return path, input_shape
+
+
+def _late_grid(side):
+    return max(math.ceil(side / 16), PINNED_STAGE3_GRID)
+
+
+def HiriViT(
+    variant="S",
+    input_shape=None,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    *,
+    include_preprocessing=True,
+    drop_path_rate=0.0,
+    pin_late_grids=False,
+    block_types=None,
+    stem=None,
+    downsample=None,
+):
+    """Builds a HIRI-ViT (Yao et al., arXiv 2403.11999) as a functional model.
+
+    Args:
+        variant: ``"S"``, ``"B"``, ``"L"`` (Table I) or a ``HiriViTConfig``.
+        input_shape: ``(height, width, 3)``. Any size with both sides >= 64
+            works, square or not, and ``None`` sides are allowed (dynamic).
+            Default: ``(448, 448, 3)`` with the top, ``(None, None, 3)`` without.
+            **Stride rule:** every stride-2 step maps a side ``n`` to
+            ``ceil(n / 2)``, so the five stages run on ``ceil(n/4)``,
+            ``ceil(n/8)``, ``ceil(n/16)``, ``ceil(n/32)`` and ``ceil(n/64)``.
+        include_top: add the class-attention head and the classifier.
+        weights: ``None``, a registry name or a ``.weights.h5`` / ``.keras``
+            path. ``"imagenet"`` raises: no ImageNet checkpoint exists.
+        input_tensor: optional Keras tensor to build the model on.
+        pooling: without the top, ``None`` (4-D stage-5 map), ``"avg"`` or
+            ``"max"``.
+        classes: classifier width (with the top).
+        classifier_activation: activation of the classifier; ``None`` returns
+            logits.
+        name: model name (layer names never depend on it).
+        include_preprocessing: normalise ``[0, 255]`` RGB inside the model with
+            the ImageNet mean/std (so :func:`preprocess_input` is a no-op).
+        drop_path_rate: stochastic-depth rate, linear over all blocks.
+        pin_late_grids: run stages 3-5 on at least the 448 grids (28, 14, 7),
+            as the paper's 224/384 numbers require (``docs/DESIGN.md``): the
+            second IRDS-a keeps stride 1 when the stage-2 grid is already 28,
+            otherwise its output is resized to the pinned grid.
+        block_types: ablation (Table VIII): one of ``"hr"``, ``"cffn"``,
+            ``"transformer"`` per stage.
+        stem: ablation (Table VII): ``"hr"``, ``"conv"`` or ``"vit"``.
+        downsample: ablation (Table VII): ``"irds"`` or ``"plain"``.
+
+    Returns:
+        A :class:`HiriViTModel` with ``pyramid_outputs`` (``"P2"``-``"P6"``).
+
+    Raises:
+        ValueError: on any bad argument, before any layer is created.
+    """
+    config = variants_lib.get_config(variant)
+    overrides = {
+        k: v
+        for k, v in (("block_types", block_types), ("stem", stem), ("downsample", downsample))
+        if v is not None
+    }
+    if overrides:
+        config = config.replace(
+            **{k: tuple(v) if k == "block_types" else v for k, v in overrides.items()}
+        )
+    path, input_shape = _validate_arguments(
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids,
+    )
+    if name is None:
+        letter = variants_lib.variant_name(config)
+        name = f"hiri_vit_{letter.lower()}" if letter else "hiri_vit_custom"
+
+    if input_tensor is None:
+        inputs = keras.Input(shape=input_shape, name="images")
+        x = inputs
+    else:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        x = input_tensor
+
+    if include_preprocessing:
+        x = keras.layers.Normalization(
+            mean=[255.0 * m for m in IMAGENET_MEAN],
+            variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
+            name="preprocessing",
+        )(x)
+    x = _backbone(x, config, input_shape, drop_path_rate, pin_late_grids)
+
+    if include_top:
+        last = config.num_stages - 1
+        x = ClassAttentionHead(
+            config.widths[last], config.heads(last), config.mlp_ratios[last], name="head"
+        )(x)
+        x = common.layer_norm("head_norm")(x)
+        x = common.dense(classes, name="predictions")(x)
+        if classifier_activation is not None:
+            x = keras.layers.Activation(
+                classifier_activation, dtype="float32", name="predictions_activation"
+            )(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    model = HiriViTModel(inputs=inputs, outputs=x, name=name)
+    if path is not None:
+        model.load_weights(path)
+    return model
+
+
+def _backbone(x, config, input_shape, drop_path_rate, pin_late_grids):
+    """Stem and stages; each stage ends with a norm layer ``stage{i}_norm``."""
+    norms = [BLOCK_NORMS[t] for t in config.block_types]
+    stem_cls = STEMS[config.stem]
+    stem_kwargs = {"norm": norms[0]} if config.stem == "vit" else {}
+    x = stem_cls(config.widths[0], name="stem", **stem_kwargs)(x)
+
+    rates = np.linspace(0.0, drop_path_rate, sum(config.depths)).tolist()
+    block_index = 0
+    for stage in range(config.num_stages):
+        prefix = f"stage{stage + 1}"
+        width = config.widths[stage]
+        if stage > 0:
+            x = _downsample(x, config, stage, norms[stage], input_shape, pin_late_grids)
+        block_cls = BLOCKS[config.block_types[stage]]
+        for j in range(config.depths[stage]):
+            kwargs = {"drop_path": rates[block_index], "name": f"{prefix}_block{j + 1}"}
+            if config.block_types[stage] == "transformer":
+                kwargs["num_heads"] = config.heads(stage)
+            x = block_cls(width, mlp_ratio=config.mlp_ratios[stage], **kwargs)(x)
+            block_index += 1
+        x = common.make_norm(norms[stage], f"{prefix}_norm")(x)
+    return x
+
+
+def _downsample(x, config, stage, norm, input_shape, pin_late_grids):
+    """The downsampling in front of ``stage`` (0-based), pinned-grid aware."""
+    width = config.widths[stage]
+    name = f"stage{stage + 1}_downsample"
+    strides, target = 2, None
+    if pin_late_grids and stage == 2:
+        target = tuple(_late_grid(side) for side in input_shape[:2])
+        grid = tuple(x.shape[1:3])
+        if all(g <= t for g, t in zip(grid, target)):
+            strides = 1
+    if config.downsample == "plain":
+        x = PlainDownsample(width, strides, norm=norm, name=name)(x)
+    elif stage <= config.irds_a_stages:
+        x = IRDSa(width, strides, name=name)(x)
+    else:
+        x = IRDSb(width, strides, norm=norm, name=name)(x)
+    if target is not None and tuple(x.shape[1:3]) != target:
+        x = GridResize(target, name=f"stage{stage + 1}_resize")(x)
+    return x
+
+
+_VARIANT_DOC = """Builds HIRI-ViT-{letter} (Table I); the same arguments as
+:func:`keras_hiri.HiriViT` without ``variant``. Paper: {params} M parameters,
+{gmacs} GMACs at 448x448."""
+
+
+def _make_variant(letter):
+    def builder(
+        input_shape=None,
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=None,
+        **options,
+    ):
+        return HiriViT(
+            letter, input_shape, include_top, weights, input_tensor, pooling,
+            classes, classifier_activation, name, **options,
+        )
+
+    builder.__name__ = builder.__qualname__ = f"HiriViT{letter}"
+    paper = variants_lib.PAPER[letter]
+    builder.__doc__ = _VARIANT_DOC.format(
+        letter=letter, params=paper["params_m"], gmacs=paper["gmacs"][448]
+    )
+    return builder
+
+
+HiriViTS = _make_variant("S")
+HiriViTB = _make_variant("B")
+HiriViTL = _make_variant("L")

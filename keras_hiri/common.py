@@ -1,0 +1,185 @@
+"""Shared primitives: initialisers, norms, padding-exact strided ops, drop-path.
+
+Everything here is backend-agnostic (``keras.ops`` only). The conventions follow
+the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
+
+* convolutions: ``normal(0, sqrt(2 / fan_out))``; linear layers: truncated
+  normal with std 0.02; all biases zero;
+* BatchNorm: momentum 0.9 (PyTorch 0.1), epsilon 1e-5; LayerNorm: epsilon 1e-6;
+* GELU is the exact (erf) form, as ``torch.nn.GELU()``;
+* a stride-2 ``k x k`` convolution pads ``k // 2`` on *every* side (PyTorch
+  style), not Keras' ``"same"`` (which pads only after). Both give
+  ``ceil(n / 2)`` outputs, but only the symmetric one lets a PyTorch
+  checkpoint be ported without numerical drift.
+"""
+
+import keras
+from keras import ops
+
+PACKAGE = "keras_hiri"
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+LN_EPSILON = 1e-6
+
+
+def register(cls):
+    """Registers a layer class for ``keras.saving`` under ``keras_hiri>``."""
+    return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
+
+
+def halve(n):
+    """Grid size after one stride-2 op: ``ceil(n / 2)`` (``None`` stays ``None``)."""
+    return None if n is None else -(-n // 2)
+
+
+def conv_initializer():
+    """``normal(0, sqrt(2 / fan_out))`` as in the authors' ``_init_weights``."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def dense_initializer():
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def gelu(x):
+    return ops.gelu(x, approximate=False)
+
+
+def batch_norm(name):
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+    )
+
+
+def layer_norm(name):
+    return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name)
+
+
+def make_norm(kind, name):
+    """``kind`` is ``"bn"`` or ``"ln"``; both normalise the channel axis."""
+    if kind == "bn":
+        return batch_norm(name)
+    if kind == "ln":
+        return layer_norm(name)
+    raise ValueError(f"Unknown norm kind {kind!r}; expected 'bn' or 'ln'.")
+
+
+def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None):
+    """A ``Conv2D`` whose padding is applied by :func:`pad_for` when strided."""
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same" if strides == 1 else "valid",
+        use_bias=use_bias,
+        kernel_initializer=conv_initializer(),
+        bias_initializer="zeros",
+        name=name,
+    )
+
+
+def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None):
+    return keras.layers.DepthwiseConv2D(
+        kernel_size,
+        strides=strides,
+        padding="same" if strides == 1 else "valid",
+        use_bias=use_bias,
+        depthwise_initializer=conv_initializer(),
+        bias_initializer="zeros",
+        name=name,
+    )
+
+
+def dense(units, use_bias=True, name=None):
+    return keras.layers.Dense(
+        units,
+        use_bias=use_bias,
+        kernel_initializer=dense_initializer(),
+        bias_initializer="zeros",
+        name=name,
+    )
+
+
+def pad_for(conv, x):
+    """Zero-pads ``x`` by ``k // 2`` on each side before a strided conv.
+
+    Stride-1 convolutions use ``"same"`` padding, which is already symmetric for
+    odd kernels, so they are returned unchanged.
+    """
+    strides = conv.strides[0]
+    if strides == 1:
+        return x
+    k = conv.kernel_size[0]
+    p = k // 2
+    return ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+
+
+def strided(conv, x):
+    """Applies ``conv`` with PyTorch-style symmetric padding."""
+    return conv(pad_for(conv, x))
+
+
+def avg_pool_2x2_ceil(x):
+    """2x2 / stride-2 average pooling, ``ceil_mode=True``, padding excluded.
+
+    Odd grids give ``ceil(n / 2)`` outputs and the border windows average only
+    the pixels that exist (PyTorch's ``ceil_mode=True, count_include_pad=False``).
+    Keras' own ``"same"`` average pooling counts the padded zeros on the torch
+    backend, so it is not used here.
+    """
+    h, w = x.shape[1], x.shape[2]
+    if h is not None and w is not None and h % 2 == 0 and w % 2 == 0:
+        return ops.average_pool(x, 2, 2, padding="valid")
+    padding = ((0, 0), (0, 1), (0, 1), (0, 0))
+    summed = ops.average_pool(ops.pad(x, padding), 2, 2, padding="valid")
+    ones = ops.ones_like(x[..., :1])
+    count = ops.average_pool(ops.pad(ones, padding), 2, 2, padding="valid")
+    return summed / count
+
+
+def upsample_2x_to(x, like):
+    """Nearest-neighbour x2 upsampling (repetition), cropped to ``like``'s grid."""
+    x = ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+    h, w = like.shape[1], like.shape[2]
+    if h is None or w is None:
+        shape = ops.shape(like)
+        h, w = shape[1], shape[2]
+    return x[:, :h, :w, :]
+
+
+@register
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: drops a whole residual branch per sample in training.
+
+    Args:
+        rate: probability of dropping the branch (0 disables the layer).
+        seed: optional integer seed.
+    """
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"DropPath rate must be in [0, 1). Received: rate={rate}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype)
+        mask = ops.floor(mask + keep)
+        return x * mask / keep
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config

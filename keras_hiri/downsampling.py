@@ -1,0 +1,123 @@
+"""Downsampling between stages: IRDS-a, IRDS-b (Sec. 4.3, Fig. 5) and the plain
+strided convolution of the ablations (Fig. 5a).
+
+All of them map ``(B, H, W, Cin)`` to ``(B, ceil(H/2), ceil(W/2), Cout)``, or,
+with ``strides=1`` (the pinned-grid rule of the paper's 224/384 settings), keep
+the grid.
+"""
+
+import keras
+
+from keras_hiri import common
+
+
+class _Downsample(keras.layers.Layer):
+    """Common arguments, shape rule and config of the downsampling layers."""
+
+    def __init__(self, filters, strides=2, **kwargs):
+        super().__init__(**kwargs)
+        if strides not in (1, 2):
+            raise ValueError(f"strides must be 1 or 2. Received: strides={strides}")
+        self.filters = filters
+        self.strides = strides
+
+    def shortcut_pool(self, x):
+        return common.avg_pool_2x2_ceil(x) if self.strides == 2 else x
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        if self.strides == 2:
+            h, w = common.halve(h), common.halve(w)
+        return (b, h, w, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, strides=self.strides)
+        return config
+
+
+@common.register
+class IRDSa(_Downsample):
+    """Inverted Residual Downsampling, variant a (between stages 1-2 and 2-3).
+
+    main: ``Conv3x3/s (Cin -> 2*Cout) + BN + GELU -> Conv1x1 (-> Cout) + BN``;
+    shortcut: ``AvgPool2x2/s (ceil) -> Conv1x1 (Cin -> Cout) + BN``; output is
+    the sum.
+    """
+
+    def __init__(self, filters, strides=2, expansion=2, **kwargs):
+        super().__init__(filters, strides, **kwargs)
+        self.expansion = expansion
+        n = self.name
+        self.conv1 = common.conv2d(
+            expansion * filters, 3, strides, use_bias=False, name=f"{n}_conv1"
+        )
+        self.bn1 = common.batch_norm(f"{n}_bn1")
+        self.conv2 = common.conv2d(filters, 1, use_bias=False, name=f"{n}_conv2")
+        self.bn2 = common.batch_norm(f"{n}_bn2")
+        self.short_conv = common.conv2d(filters, 1, use_bias=False, name=f"{n}_short_conv")
+        self.short_bn = common.batch_norm(f"{n}_short_bn")
+
+    def call(self, x, training=None):
+        y = common.gelu(self.bn1(common.strided(self.conv1, x), training=training))
+        y = self.bn2(self.conv2(y), training=training)
+        s = self.short_bn(self.short_conv(self.shortcut_pool(x)), training=training)
+        return y + s
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(expansion=self.expansion)
+        return config
+
+
+@common.register
+class IRDSb(_Downsample):
+    """Inverted Residual Downsampling, variant b (between stages 3-4 and 4-5).
+
+    main: ``Conv1x1 (Cin -> 3*Cout) + BN + GELU -> DWConv3x3/s -> Conv1x1
+    (-> Cout)`` (norm and activation only after the first conv, as Sec. 4.3
+    says); shortcut: ``AvgPool2x2/s (ceil) -> Conv1x1 (Cin -> Cout)``; the sum
+    is normalised with ``norm`` (LayerNorm in front of Transformer stages).
+    """
+
+    def __init__(self, filters, strides=2, expansion=3, norm="ln", **kwargs):
+        super().__init__(filters, strides, **kwargs)
+        self.expansion = expansion
+        self.norm_kind = norm
+        n = self.name
+        self.conv1 = common.conv2d(expansion * filters, 1, use_bias=False, name=f"{n}_conv1")
+        self.bn1 = common.batch_norm(f"{n}_bn1")
+        self.dw = common.depthwise_conv2d(3, strides, name=f"{n}_dw")
+        self.conv2 = common.conv2d(filters, 1, name=f"{n}_conv2")
+        self.short_conv = common.conv2d(filters, 1, name=f"{n}_short_conv")
+        self.norm = common.make_norm(norm, f"{n}_norm")
+
+    def call(self, x, training=None):
+        y = common.gelu(self.bn1(self.conv1(x), training=training))
+        y = self.conv2(common.strided(self.dw, y))
+        s = self.short_conv(self.shortcut_pool(x))
+        return self.norm(y + s, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(expansion=self.expansion, norm=self.norm_kind)
+        return config
+
+
+@common.register
+class PlainDownsample(_Downsample):
+    """The typical M-ViT downsampling (Fig. 5a): ``Conv3x3/s`` + norm."""
+
+    def __init__(self, filters, strides=2, norm="bn", **kwargs):
+        super().__init__(filters, strides, **kwargs)
+        self.norm_kind = norm
+        self.conv = common.conv2d(filters, 3, strides, name=f"{self.name}_conv")
+        self.norm = common.make_norm(norm, f"{self.name}_norm")
+
+    def call(self, x, training=None):
+        return self.norm(common.strided(self.conv, x), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(norm=self.norm_kind)
+        return config

@@ -1,0 +1,50 @@
+"""Classification head: one class-attention block, as in Dual-ViT / Wave-ViT.
+
+The paper does not describe its head; ``docs/DESIGN.md`` (ambiguity 1) shows
+that only this head reaches Table II's parameter counts. The class token is
+the mean of the stage-5 tokens; it attends over ``[cls; tokens]`` and passes a
+plain FFN. The builder then applies ``LayerNorm`` and the linear classifier.
+"""
+
+import keras
+from keras import ops
+
+from keras_hiri import common
+from keras_hiri.blocks import MultiHeadSelfAttention, to_tokens
+
+
+@common.register
+class ClassAttentionHead(keras.layers.Layer):
+    """``(B, H, W, C)`` stage-5 map -> ``(B, C)`` pooled class token.
+
+    ``cls = mean(T)``; ``cls += Attn(q=LN1(cls), kv=LN1([cls; T]))``;
+    ``cls += FFN(LN2(cls))`` with ``FFN = FC(C -> E*C), GELU, FC(E*C -> C)``.
+    """
+
+    def __init__(self, dim, num_heads, mlp_ratio, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        n = self.name
+        self.norm1 = common.layer_norm(f"{n}_norm1")
+        self.attn = MultiHeadSelfAttention(dim, num_heads, name=f"{n}_attn")
+        self.norm2 = common.layer_norm(f"{n}_norm2")
+        self.fc1 = common.dense(int(mlp_ratio * dim), name=f"{n}_fc1")
+        self.fc2 = common.dense(dim, name=f"{n}_fc2")
+
+    def call(self, x):
+        tokens = to_tokens(x)
+        cls = ops.mean(tokens, axis=1, keepdims=True)
+        seq = self.norm1(ops.concatenate([cls, tokens], axis=1))
+        cls = cls + self.attn(seq[:, :1], context=seq)
+        cls = cls + self.fc2(common.gelu(self.fc1(self.norm2(cls))))
+        return cls[:, 0]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dim=self.dim, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio)
+        return config

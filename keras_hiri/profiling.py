@@ -1,0 +1,196 @@
+"""Parameter and MAC counting from a built model.
+
+``profile(model)`` runs one batch-1 forward pass with counting hooks on every
+``Conv2D``, ``DepthwiseConv2D`` and ``Dense`` sub-layer and on the attention of
+every :class:`~keras_hiri.blocks.MultiHeadSelfAttention`, and reads the shapes
+they really see. MACs are multiply-accumulates of convolutions, dense layers
+and the two attention matmuls (``Q K^T`` and ``A V``); biases, norms,
+activations, pooling and resizing are not counted (the convention that
+reproduces the paper's "GFLOPs", see ``docs/DESIGN.md``). Parameters are the
+trainable weights (what PyTorch's ``parameters()`` counts); BatchNorm moving
+statistics are reported apart.
+
+Run ``python -m keras_hiri.profiling --variant S --resolution 448`` for a table.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import math
+import re
+
+import keras
+import numpy as np
+
+from keras_hiri.blocks import MultiHeadSelfAttention
+
+
+@dataclasses.dataclass
+class Profile:
+    """Cost of one model at one input size (per image)."""
+
+    name: str
+    input_shape: tuple
+    rows: list  # [(part, trainable params, MACs)]
+    non_trainable_params: int
+
+    @property
+    def params(self):
+        return sum(r[1] for r in self.rows)
+
+    @property
+    def macs(self):
+        return sum(r[2] for r in self.rows)
+
+    @property
+    def params_m(self):
+        return self.params / 1e6
+
+    @property
+    def gmacs(self):
+        return self.macs / 1e9
+
+    def table(self):
+        """The per-part breakdown as a fixed-width text table."""
+        h, w = self.input_shape[:2]
+        lines = [
+            f"{self.name} @ {h}x{w}",
+            f"{'part':<20}{'params (M)':>12}{'GMACs':>10}",
+            "-" * 42,
+        ]
+        for part, params, macs in self.rows:
+            lines.append(f"{part:<20}{params / 1e6:>12.3f}{macs / 1e9:>10.3f}")
+        lines.append("-" * 42)
+        lines.append(f"{'total':<20}{self.params_m:>12.3f}{self.gmacs:>10.3f}")
+        lines.append(f"(+ {self.non_trainable_params / 1e6:.3f} M non-trainable BatchNorm statistics)")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+
+def _part(layer_name):
+    """Groups top-level layers into the rows of the table."""
+    match = re.match(r"(stage\d+)_(downsample|resize|block\d+|norm)$", layer_name)
+    if match:
+        kind = match.group(2)
+        return f"{match.group(1)}_downsample" if kind in ("downsample", "resize") else match.group(1)
+    if layer_name in ("head", "head_norm", "predictions", "predictions_activation"):
+        return "head"
+    return layer_name
+
+
+def _conv_macs(layer, out):
+    _, h, w, cout = out.shape
+    kh, kw = layer.kernel_size
+    cin = layer.kernel.shape[2]  # already divided by groups
+    return h * w * cout * kh * kw * cin
+
+
+def _depthwise_macs(layer, out):
+    _, h, w, c = out.shape
+    kh, kw = layer.kernel_size
+    return h * w * c * kh * kw
+
+
+def _dense_macs(layer, out):
+    positions = math.prod(out.shape[1:-1])
+    return positions * layer.kernel.shape[0] * layer.kernel.shape[1]
+
+
+def _attention_macs(q_in, kv_in):
+    # Q K^T: Nq x Nk x C, A V: Nq x Nk x C (summed over heads).
+    return 2 * q_in.shape[1] * kv_in.shape[1] * q_in.shape[2]
+
+
+@contextlib.contextmanager
+def _hooks(model, totals):
+    """Wraps the counted methods of every sub-layer; restores them on exit."""
+    patched = []
+
+    def patch(layer, method, count):
+        original = getattr(layer, method)
+
+        def wrapped(*args, **kwargs):
+            out = original(*args, **kwargs)
+            count(args, out)
+            return out
+
+        object.__setattr__(layer, method, wrapped)
+        patched.append((layer, method))
+
+    for top in model.layers:
+        part = _part(top.name)
+        totals.setdefault(part, 0)
+
+        def add(n, part=part):
+            totals[part] += int(n)
+
+        for layer in top._flatten_layers(include_self=True, recursive=True):
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                patch(layer, "call", lambda a, o, L=layer, add=add: add(_depthwise_macs(L, o)))
+            elif isinstance(layer, keras.layers.Conv2D):
+                patch(layer, "call", lambda a, o, L=layer, add=add: add(_conv_macs(L, o)))
+            elif isinstance(layer, keras.layers.Dense):
+                patch(layer, "call", lambda a, o, L=layer, add=add: add(_dense_macs(L, o)))
+            elif isinstance(layer, MultiHeadSelfAttention):
+                patch(layer, "attend", lambda a, o, add=add: add(_attention_macs(a[0], a[1])))
+    try:
+        yield
+    finally:
+        for layer, method in patched:
+            object.__delattr__(layer, method)
+
+
+def profile(model, input_shape=None):
+    """Counts parameters and MACs of ``model`` for one image.
+
+    Args:
+        model: a built HIRI-ViT (any Keras functional model of these layers).
+        input_shape: ``(H, W, C)``; needed only if the model's input has
+            ``None`` sides.
+
+    Returns:
+        A :class:`Profile` (``.params``, ``.gmacs``, ``.table()``).
+    """
+    if input_shape is None:
+        input_shape = tuple(model.inputs[0].shape[1:])
+    if any(s is None for s in input_shape):
+        raise ValueError(
+            f"The model's input shape {tuple(model.inputs[0].shape[1:])} has None sides; "
+            "pass input_shape=(H, W, C) to profile it."
+        )
+    macs = {}
+    with _hooks(model, macs):
+        model(np.zeros((1, *input_shape), "float32"), training=False)
+    rows = []
+    for top in model.layers:
+        part = _part(top.name)
+        params = sum(math.prod(w.shape) for w in top.trainable_weights)
+        if rows and rows[-1][0] == part:
+            rows[-1] = (part, rows[-1][1] + params, rows[-1][2])
+        elif params or macs.get(part):
+            rows.append((part, params, macs.get(part, 0)))
+    non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
+    return Profile(model.name, tuple(input_shape), rows, non_trainable)
+
+
+def main(argv=None):
+    from keras_hiri.builder import HiriViT
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", default="S", help="S, B or L")
+    parser.add_argument("--resolution", type=int, nargs="+", default=[448])
+    parser.add_argument("--pin-late-grids", action="store_true")
+    args = parser.parse_args(argv)
+    for resolution in args.resolution:
+        model = HiriViT(
+            args.variant, input_shape=(resolution, resolution, 3),
+            pin_late_grids=args.pin_late_grids,
+        )
+        print(profile(model).table())
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Stems: the paper's HR-stem, and the Conv-stem / ViT-stem of its ablations.
+
+Every stem maps an image ``(B, H, W, 3)`` to ``(B, ceil(H/4), ceil(W/4), C1)``.
+"""
+
+import keras
+
+from keras_hiri import common
+
+
+@common.register
+class HRStem(keras.layers.Layer):
+    """High-resolution stem (Sec. 4.1, Fig. 3c).
+
+    ``Conv3x3/2 -> BN -> GELU`` to the half grid, then two parallel branches to
+    the quarter grid whose sum is batch-normalised:
+
+    * high-resolution branch: depthwise ``3x3`` + BN, then a strided ``3x3``;
+    * low-resolution branch: strided ``3x3`` + BN + GELU, ``3x3`` + BN + GELU,
+      then ``1x1``.
+
+    Args:
+        filters: output width ``C1`` (every conv in the stem uses it).
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        n = self.name
+        self.conv = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_conv")
+        self.bn = common.batch_norm(f"{n}_bn")
+        self.hi_dw = common.depthwise_conv2d(3, use_bias=False, name=f"{n}_hi_dw")
+        self.hi_bn = common.batch_norm(f"{n}_hi_bn")
+        self.hi_conv = common.conv2d(filters, 3, 2, name=f"{n}_hi_conv")
+        self.lo_conv1 = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_lo_conv1")
+        self.lo_bn1 = common.batch_norm(f"{n}_lo_bn1")
+        self.lo_conv2 = common.conv2d(filters, 3, 1, use_bias=False, name=f"{n}_lo_conv2")
+        self.lo_bn2 = common.batch_norm(f"{n}_lo_bn2")
+        self.lo_conv3 = common.conv2d(filters, 1, 1, name=f"{n}_lo_conv3")
+        self.out_bn = common.batch_norm(f"{n}_out_bn")
+
+    def call(self, x, training=None):
+        x = common.gelu(self.bn(common.strided(self.conv, x), training=training))
+        hi = self.hi_bn(self.hi_dw(x), training=training)
+        hi = common.strided(self.hi_conv, hi)
+        lo = common.strided(self.lo_conv1, x)
+        lo = common.gelu(self.lo_bn1(lo, training=training))
+        lo = common.gelu(self.lo_bn2(self.lo_conv2(lo), training=training))
+        lo = self.lo_conv3(lo)
+        return self.out_bn(hi + lo, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return stem_output_shape(input_shape, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters)
+        return config
+
+
+@common.register
+class ConvStem(keras.layers.Layer):
+    """Conv-stem of Table VII row 5: stacked ``3x3`` convolutions, stride 4.
+
+    ``Conv3x3/2 + BN + GELU -> Conv3x3 + BN + GELU -> Conv3x3/2 -> BN``, all
+    ``filters`` wide (the paper does not give the hidden width; see DESIGN.md).
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        n = self.name
+        self.conv1 = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_conv1")
+        self.bn1 = common.batch_norm(f"{n}_bn1")
+        self.conv2 = common.conv2d(filters, 3, 1, use_bias=False, name=f"{n}_conv2")
+        self.bn2 = common.batch_norm(f"{n}_bn2")
+        self.conv3 = common.conv2d(filters, 3, 2, name=f"{n}_conv3")
+        self.out_bn = common.batch_norm(f"{n}_out_bn")
+
+    def call(self, x, training=None):
+        x = common.gelu(self.bn1(common.strided(self.conv1, x), training=training))
+        x = common.gelu(self.bn2(self.conv2(x), training=training))
+        return self.out_bn(common.strided(self.conv3, x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return stem_output_shape(input_shape, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters)
+        return config
+
+
+@common.register
+class ViTStem(keras.layers.Layer):
+    """ViT-stem of Table VII row 1: one ``7x7`` stride-4 convolution + norm."""
+
+    def __init__(self, filters, norm="bn", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.norm_kind = norm
+        self.conv = common.conv2d(filters, 7, 4, name=f"{self.name}_conv")
+        self.norm = common.make_norm(norm, f"{self.name}_norm")
+
+    def call(self, x, training=None):
+        return self.norm(common.strided(self.conv, x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return stem_output_shape(input_shape, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, norm=self.norm_kind)
+        return config
+
+
+STEMS = {"hr": HRStem, "conv": ConvStem, "vit": ViTStem}
+
+
+def stem_output_shape(input_shape, filters):
+    b, h, w, _ = input_shape
+    return (b, common.halve(common.halve(h)), common.halve(common.halve(w)), filters)
