@@ -11,7 +11,7 @@ from keras import ops
 from keras_hiri import common
 
 
-class _Residual(keras.layers.Layer):
+class _Residual(common.CompositeLayer):
     """Shared pieces of the residual blocks: width, ratio, drop-path, config."""
 
     def __init__(self, dim, mlp_ratio, drop_path=0.0, **kwargs):
@@ -60,7 +60,7 @@ class HRBlock(_Residual):
 
 
 @common.register
-class CFFN(keras.layers.Layer):
+class CFFN(common.CompositeLayer):
     """Convolutional feed-forward network, Eq. (3).
 
     ``z = GELU(FC(x))``; ``out = FC(DWConv3x3(z) + z)`` on a ``(B, H, W, C)`` map.
@@ -103,7 +103,7 @@ class CFFNBlock(_Residual):
 
 
 @common.register
-class MultiHeadSelfAttention(keras.layers.Layer):
+class MultiHeadSelfAttention(common.CompositeLayer):
     """Global multi-head self-attention, Eq. (1), over a ``(B, N, C)`` sequence.
 
     ``q = FC(C -> C)``, ``kv = FC(C -> 2C)``, ``proj = FC(C -> C)``, all with
@@ -144,8 +144,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         """Self-attention of ``x``; with ``context``, ``x`` attends over it."""
         return self.attend(x, x if context is None else context)
 
-    def compute_output_shape(self, input_shape, context_shape=None):
-        return input_shape
+    def compute_output_shape(self, x_shape, context_shape=None):
+        return x_shape
 
     def get_config(self):
         config = super().get_config()

@@ -257,6 +257,7 @@ def HiriViT(
         x = inputs
     else:
         inputs = keras.utils.get_source_inputs(input_tensor)
+        inputs = inputs[0] if len(inputs) == 1 else inputs
         x = input_tensor
 
     if include_preprocessing:

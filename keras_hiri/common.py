@@ -150,6 +150,31 @@ def upsample_2x_to(x, like):
     return x[:, :h, :w, :]
 
 
+class CompositeLayer(keras.layers.Layer):
+    """Base of the layers built from sub-layers.
+
+    Keras builds such a layer at its first call by tracing ``call`` (in
+    ``Layer._maybe_build``). When a layer is revived from its config
+    (``keras.saving``), the default ``build`` would only mark it built and leave
+    the sub-layers without weights; ``build_from_config`` instead traces ``call``
+    the same way Keras does, without adding a node to the layer's graph.
+    """
+
+    def build_from_config(self, config):
+        if self.built or not config:
+            return
+        from keras.src.backend import compute_output_spec  # what _maybe_build uses
+
+        if "input_shape" in config:
+            compute_output_spec(self.call, keras.KerasTensor(config["input_shape"]))
+        elif "shapes_dict" in config:
+            compute_output_spec(self.call, **{
+                key.removesuffix("_shape"): keras.KerasTensor(shape)
+                for key, shape in config["shapes_dict"].items()
+            })
+        self.built = True
+
+
 @register
 class DropPath(keras.layers.Layer):
     """Stochastic depth: drops a whole residual branch per sample in training.

@@ -11,7 +11,7 @@ import keras
 from keras_hiri import common
 
 
-class _Downsample(keras.layers.Layer):
+class _Downsample(common.CompositeLayer):
     """Common arguments, shape rule and config of the downsampling layers."""
 
     def __init__(self, filters, strides=2, **kwargs):

@@ -14,7 +14,7 @@ from keras_hiri.blocks import MultiHeadSelfAttention, to_tokens
 
 
 @common.register
-class ClassAttentionHead(keras.layers.Layer):
+class ClassAttentionHead(common.CompositeLayer):
     """``(B, H, W, C)`` stage-5 map -> ``(B, C)`` pooled class token.
 
     ``cls = mean(T)``; ``cls += Attn(q=LN1(cls), kv=LN1([cls; T]))``;

@@ -9,7 +9,7 @@ from keras_hiri import common
 
 
 @common.register
-class HRStem(keras.layers.Layer):
+class HRStem(common.CompositeLayer):
     """High-resolution stem (Sec. 4.1, Fig. 3c).
 
     ``Conv3x3/2 -> BN -> GELU`` to the half grid, then two parallel branches to
@@ -59,7 +59,7 @@ class HRStem(keras.layers.Layer):
 
 
 @common.register
-class ConvStem(keras.layers.Layer):
+class ConvStem(common.CompositeLayer):
     """Conv-stem of Table VII row 5: stacked ``3x3`` convolutions, stride 4.
 
     ``Conv3x3/2 + BN + GELU -> Conv3x3 + BN + GELU -> Conv3x3/2 -> BN``, all
@@ -92,7 +92,7 @@ class ConvStem(keras.layers.Layer):
 
 
 @common.register
-class ViTStem(keras.layers.Layer):
+class ViTStem(common.CompositeLayer):
     """ViT-stem of Table VII row 1: one ``7x7`` stride-4 convolution + norm."""
 
     def __init__(self, filters, norm="bn", **kwargs):

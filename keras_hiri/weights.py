@@ -66,8 +66,11 @@ def checkpoint_num_classes(path):
 
     Returns ``None`` when the checkpoint has no classifier (``include_top=False``).
     """
+    # Keras stores a functional model's layers under names derived from their
+    # classes ("layers/dense"), not from layer.name; the classifier is the only
+    # top-level Dense of a HIRI-ViT.
     with _open_weights_h5(path) as f:
-        group = f.get("layers/predictions/vars")
+        group = f.get("layers/dense/vars")
         if group is None or "0" not in group:
             return None
         return int(group["0"].shape[-1])

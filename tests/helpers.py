@@ -1,0 +1,25 @@
+"""Assertions shared by the layer tests."""
+
+import keras
+import numpy as np
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def assert_layer_round_trip(layer, *inputs, atol=1e-6, **call_kwargs):
+    """get_config -> from_config and keras.saving (de)serialisation give a layer
+    with the same config that, given the same weights, computes the same output."""
+    out = to_numpy(layer(*inputs, **call_kwargs))
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    assert clone.get_config() == config
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(revived) is type(layer)
+    assert revived.get_config() == config
+    for other in (clone, revived):
+        other(*inputs, **call_kwargs)  # build
+        other.set_weights(layer.get_weights())
+        np.testing.assert_allclose(to_numpy(other(*inputs, **call_kwargs)), out, atol=atol)
+    return out

@@ -1,0 +1,216 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_hiri
+from keras_hiri import builder
+from tests.helpers import to_numpy
+from tests.tiny import TINY, TINY_CLASSES, TINY_INPUT_SHAPE, images, tiny_model
+
+
+@pytest.fixture
+def no_build(monkeypatch):
+    """Fails the test if any layer of the network gets built."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was being built before validation finished")
+
+    monkeypatch.setattr(builder, "_backbone", forbidden)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("w") / "tiny.weights.h5")
+    tiny_model().save_weights(path)
+    return path
+
+
+BAD_INPUTS = [
+    ({"variant": "XL"}, "Unknown HIRI-ViT variant"),
+    ({"variant": 3}, "Unknown HIRI-ViT variant"),
+    ({"input_shape": (32, 448, 3)}, "too small"),
+    ({"input_shape": (63, 63, 3)}, "too small"),
+    ({"input_shape": (448, 448)}, "height, width, channels"),
+    ({"input_shape": (448, 448, 4)}, "3 channels"),
+    ({"input_shape": (448, 448, 1)}, "3 channels"),
+    ({"input_shape": (448.0, 448, 3)}, "int"),
+    ({"pooling": "mean", "include_top": False}, "pooling must be one of"),
+    ({"classifier_activation": "no_such_activation"}, "classifier_activation"),
+    ({"classes": 0}, "classes must be a positive int"),
+    ({"weights": "imagenet"}, "no HIRI-ViT checkpoint trained on ImageNet"),
+    ({"weights": "/no/such/file.weights.h5"}, "neither None, a known name"),
+    ({"weights": 42}, "weights must be None"),
+    ({"drop_path_rate": 1.0}, "drop_path_rate"),
+    ({"input_tensor": np.zeros((1, 64, 64, 3))}, "input_tensor must be a Keras tensor"),
+    ({"pin_late_grids": True, "input_shape": (None, None, 3), "include_top": False}, "static"),
+    ({"block_types": ("hr", "hr", "cffn", "mlp", "transformer")}, "Unknown block type"),
+    ({"stem": "patchify"}, "Unknown stem"),
+    ({"downsample": "pool"}, "Unknown downsample"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_raises_before_building(no_build, kwargs, message):
+    kwargs = dict(kwargs)
+    variant = kwargs.pop("variant", "S")
+    with pytest.raises(ValueError, match=message):
+        keras_hiri.HiriViT(variant, **kwargs)
+
+
+def test_channels_first_is_rejected(no_build):
+    keras.config.set_image_data_format("channels_first")
+    try:
+        with pytest.raises(ValueError, match="channels_last"):
+            keras_hiri.HiriViTS()
+    finally:
+        keras.config.set_image_data_format("channels_last")
+
+
+def test_weights_classes_mismatch_is_rejected_before_building(tiny_weights, no_build):
+    with pytest.raises(ValueError, match=f"needs classes={TINY_CLASSES}"):
+        keras_hiri.HiriViT(TINY, input_shape=TINY_INPUT_SHAPE, weights=tiny_weights, classes=5)
+
+
+def test_weights_with_wrong_extension(tmp_path, no_build):
+    path = tmp_path / "weights.npz"
+    path.write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="must end in"):
+        keras_hiri.HiriViTS(weights=str(path))
+
+
+def test_notop_checkpoint_with_top_is_rejected(tmp_path):
+    path = str(tmp_path / "notop.weights.h5")
+    tiny_model(include_top=False).save_weights(path)
+    with pytest.raises(ValueError, match="no classifier"):
+        tiny_model(weights=path)
+
+
+def test_weights_path_loads_same_outputs(tiny_weights):
+    source = tiny_model()
+    source.load_weights(tiny_weights)
+    loaded = tiny_model(weights=tiny_weights)
+    x = images()
+    np.testing.assert_allclose(
+        to_numpy(loaded(x, training=False)), to_numpy(source(x, training=False)), atol=1e-6
+    )
+
+
+def test_variant_shortcuts_and_names():
+    for letter, fn in [("S", keras_hiri.HiriViTS), ("B", keras_hiri.HiriViTB), ("L", keras_hiri.HiriViTL)]:
+        assert fn.__name__ == f"HiriViT{letter}"
+        assert "Table I" in fn.__doc__
+    assert builder.variants_lib.get_config("hiri_vit_b") is keras_hiri.VARIANTS["B"]
+
+
+def test_default_shapes():
+    model = tiny_model(input_shape=None)
+    assert model.input_shape == (None, 448, 448, 3)
+    model = tiny_model(input_shape=None, include_top=False)
+    assert model.input_shape == (None, None, None, 3)
+
+
+@pytest.mark.parametrize("shape", [(448, 640, 3), (97, 131, 3)])
+def test_pyramid_strides(shape):
+    model = tiny_model(input_shape=shape, include_top=False)
+    pyramid = model.pyramid_outputs
+    assert list(pyramid) == ["P2", "P3", "P4", "P5", "P6"]
+    for level, (key, tensor) in enumerate(pyramid.items(), start=2):
+        stride = 2**level
+        assert tensor.shape[1:3] == (-(-shape[0] // stride), -(-shape[1] // stride)), key
+        assert tensor.shape[-1] == TINY.widths[level - 2]
+    info = model.feature_info
+    assert [i["reduction"] for i in info] == [4, 8, 16, 32, 64]
+    extractor = keras.Model(model.input, pyramid)
+    out = extractor(images(1, shape))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        k: (1, *v.shape[1:]) for k, v in pyramid.items()
+    }
+
+
+def test_dynamic_input_size_runs_any_shape():
+    model = tiny_model(input_shape=(None, None, 3), include_top=False, pooling="avg")
+    for shape in [(64, 64, 3), (101, 77, 3)]:
+        assert to_numpy(model(images(2, shape), training=False)).shape == (2, TINY.widths[-1])
+
+
+@pytest.mark.parametrize("pooling,expected", [(None, 4), ("avg", 2), ("max", 2)])
+def test_pooling(pooling, expected):
+    model = tiny_model(include_top=False, pooling=pooling)
+    assert len(model.output_shape) == expected
+
+
+def test_top_has_softmax_and_logits_option():
+    model = tiny_model()
+    probs = to_numpy(model(images(), training=False))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert model.layers[-1].name == "predictions_activation"
+    logits_model = tiny_model(classifier_activation=None)
+    assert logits_model.layers[-1].name == "predictions"
+
+
+def test_input_tensor():
+    inp = keras.Input((80, 96, 3))
+    model = tiny_model(input_tensor=inp, input_shape=None)
+    assert model.input_shape == (None, 80, 96, 3)
+    four = keras.Input((80, 96, 4))
+    x = keras.layers.Conv2D(3, 1)(four)
+    model = tiny_model(input_tensor=x, input_shape=None)
+    assert model.input_shape == (None, 80, 96, 4)
+
+
+def test_layer_names_do_not_depend_on_model_name():
+    a = [layer.name for layer in tiny_model(name="first").layers]
+    b = [layer.name for layer in tiny_model(name="second").layers]
+    assert a == b
+    assert {"stem", "stage1_block1", "stage3_downsample", "stage5_norm", "head", "predictions"} <= set(a)
+
+
+@pytest.mark.parametrize("resolution,grids", [(224, (56, 28, 28, 14, 7)), (384, (96, 48, 28, 14, 7))])
+def test_pin_late_grids(resolution, grids):
+    model = tiny_model(input_shape=(resolution, resolution, 3), pin_late_grids=True)
+    got = tuple(t.shape[1] for t in model.pyramid_outputs.values())
+    assert got == grids
+    if resolution == 224:
+        assert model.get_layer("stage3_downsample").strides == 1
+    else:
+        assert model.get_layer("stage3_resize").size == (28, 28)
+
+
+def test_ablation_options_build():
+    model = tiny_model(
+        stem="vit", downsample="plain", block_types=("hr", "transformer", "cffn", "hr", "transformer")
+    )
+    assert type(model.get_layer("stem")).__name__ == "ViTStem"
+    assert type(model.get_layer("stage2_downsample")).__name__ == "PlainDownsample"
+    assert type(model.get_layer("stage2_block1")).__name__ == "TransformerBlock"
+    assert type(model.get_layer("stage4_block1")).__name__ == "HRBlock"
+    assert to_numpy(model(images(), training=False)).shape == (2, TINY_CLASSES)
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = tiny_model(drop_path_rate=0.1)
+    x = images()
+    want = to_numpy(model(x, training=False))
+    path = os.path.join(tmp_path, "tiny.keras")
+    model.save(path)
+    revived = keras.saving.load_model(path)
+    assert isinstance(revived, keras_hiri.HiriViTModel)
+    np.testing.assert_allclose(to_numpy(revived(x, training=False)), want, atol=1e-6)
+    assert list(revived.pyramid_outputs) == ["P2", "P3", "P4", "P5", "P6"]
+    # A .keras file is also accepted as weights=.
+    again = tiny_model(drop_path_rate=0.1, weights=path)
+    np.testing.assert_allclose(to_numpy(again(x, training=False)), want, atol=1e-6)
+
+
+def test_gradient_reaches_every_trainable_weight():
+    model = tiny_model(drop_path_rate=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="categorical_crossentropy")
+    before = [to_numpy(w).copy() for w in model.trainable_weights]
+    y = keras.utils.to_categorical([1, 3], TINY_CLASSES)
+    model.train_on_batch(images(), y)
+    unchanged = [
+        w.path for w, old in zip(model.trainable_weights, before) if np.array_equal(to_numpy(w), old)
+    ]
+    assert not unchanged, f"no gradient reached: {unchanged}"
