@@ -1,0 +1,20 @@
+import pytest
+
+from keras_hiri import cli
+
+
+def test_profile_verb(capsys):
+    assert cli.main(["profile", "--variant", "S", "--resolution", "448"]) == 0
+    out = capsys.readouterr().out
+    assert "hiri_vit_s @ 448x448" in out and "stage5" in out
+
+
+def test_unknown_verb_exits_with_usage():
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fly"])
+    assert info.value.code == 2
+
+
+def test_unknown_variant_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown HIRI-ViT variant"):
+        cli.main(["profile", "--variant", "XXL"])

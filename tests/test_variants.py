@@ -1,0 +1,51 @@
+import pytest
+
+from keras_hiri import variants
+from keras_hiri.variants import HiriViTConfig, get_config
+
+
+def test_table_one_rows():
+    s, b, l = (variants.VARIANTS[k] for k in "SBL")
+    assert s.widths == (32, 64, 128, 320, 512) and s.depths == (2, 2, 2, 9, 4)
+    assert b.mlp_ratios == (4, 4, 5, 4, 5) and b.depths == (2, 2, 3, 17, 4)
+    assert l.num_heads[3:] == (7, 10) and l.widths == (80, 160, 224, 448, 640)
+    for config in (s, b, l):
+        # Head dim 64 in every Transformer stage.
+        assert all(config.widths[i] // config.heads(i) == 64 for i in (3, 4))
+
+
+@pytest.mark.parametrize("name", ["S", "s", "hiri_vit_s", "HIRI-ViT-S"])
+def test_names_resolve(name):
+    assert get_config(name) is variants.VARIANTS["S"]
+    assert variants.variant_name(name) == "S"
+
+
+def test_custom_config_passes_through_and_has_no_letter():
+    custom = variants.VARIANTS["S"].replace(depths=(1, 1, 1, 1, 1))
+    assert get_config(custom) is custom
+    assert variants.variant_name(custom) is None
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"depths": (1, 1)}, "one entry per stage"),
+        ({"depths": (1, 1, 0, 1, 1)}, "at least one block"),
+        ({"block_types": ("hr",) * 4 + ("attention",)}, "Unknown block type"),
+        ({"stem": "x"}, "Unknown stem"),
+        ({"downsample": "x"}, "Unknown downsample"),
+    ],
+)
+def test_config_validation(changes, message):
+    with pytest.raises(ValueError, match=message):
+        variants.VARIANTS["S"].replace(**changes)
+
+
+def test_single_stage_is_rejected():
+    with pytest.raises(ValueError, match="at least 2 stages"):
+        HiriViTConfig(widths=(8,), depths=(1,), mlp_ratios=(2,), num_heads=(None,), block_types=("hr",))
+
+
+def test_default_heads_from_head_dim():
+    config = variants.VARIANTS["S"].replace(block_types=("hr", "hr", "transformer", "transformer", "transformer"))
+    assert config.heads(2) == 2  # 128 / 64
