@@ -1,0 +1,315 @@
+"""EMA distillation (Sec. 4.5): a ``keras.Model`` whose training step mixes the
+batch, asks an EMA teacher for per-position class maps, and trains the student
+on ``y_bar = alpha * y_mix + (1 - alpha) * y_hat``.
+
+It works with plain ``compile()`` + ``fit()`` on TensorFlow, JAX and PyTorch: the
+only override of the training machinery is ``compute_loss`` (and
+``compute_metrics``), which every backend's ``train_step`` calls; the EMA
+update is a ``Variable.assign`` inside it, which Keras carries through the
+stateless JAX step and runs under ``no_grad`` on torch.
+
+One step, for a batch ``x`` (B images) with labels ``y``:
+
+1. ``call(x, training=True)`` draws CutMix (probability ``switch_prob``) or
+   MixUp, pairs sample ``i`` with sample ``B-1-i`` (the batch flipped, a
+   permutation of itself), and runs the student on the mixed images.
+2. Before that forward pass, ``call`` folds the student's current state (the
+   result of the previous optimizer step) into the teacher, so the teacher is
+   the EMA of the student over every optimizer step. ``compute_loss`` runs the
+   teacher once, on the original ``x``, for class-probability maps ``P`` (its ``head_norm`` and
+   ``predictions`` applied to every stage-5 token: the average pooling
+   removed). ``P_mix = M * P + (1 - M) * flip(P)`` with the CutMix mask ``M``
+   reduced to the stage-5 grid by area (or ``lambda`` for MixUp);
+   ``y_hat = mean(P_mix)``; ``y_mix = lambda * y + (1 - lambda) * flip(y)``
+   (labels smoothed first); the loss is the cross-entropy of the student's
+   logits against ``y_bar``.
+3. The optimizer steps the student. The state after the very last step is
+   folded into the teacher when ``fit`` ends (a callback that ``fit`` adds).
+
+``evaluate`` / ``predict`` use the student; ``trainer.teacher`` is a normal
+HIRI-ViT model that can be saved or exported as the final model.
+"""
+
+import keras
+from keras import ops
+
+from keras_hiri import common
+
+
+class _FoldLastStudentState(keras.callbacks.Callback):
+    """Folds the student's final weights into the teacher when ``fit`` ends."""
+
+    def on_train_end(self, logs=None):
+        self.model.update_teacher()
+
+
+@common.register
+class EMADistillation(keras.Model):
+    """Trains a HIRI-ViT student with EMA distillation (Sec. 4.5).
+
+    Args:
+        student: a model built by ``keras_hiri.HiriViT`` with ``include_top=True``.
+        alpha: weight of the mixed ground-truth labels in the target (``1.0`` is
+            plain CutMix/MixUp training; the paper does not give its value).
+        ema_momentum: teacher momentum ``m`` in ``t <- m t + (1 - m) s``.
+        mixup_alpha: Beta parameter of MixUp's ``lambda`` (0 disables MixUp).
+        cutmix_alpha: Beta parameter of CutMix's ``lambda`` (0 disables CutMix).
+        switch_prob: probability of CutMix when both are enabled.
+        label_smoothing: smoothing of the ground-truth labels before mixing.
+        seed: seed of the mixing draws.
+
+    Example:
+        ```python
+        student = keras_hiri.HiriViTS(input_shape=(224, 224, 3), classes=100)
+        trainer = keras_hiri.EMADistillation(student, alpha=0.5, ema_momentum=0.9998)
+        trainer.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.05),
+                        metrics=["accuracy"])
+        trainer.fit(train_ds, validation_data=val_ds, epochs=300)
+        trainer.teacher.save("teacher.keras")   # the paper keeps the teacher
+        ```
+    """
+
+    def __init__(
+        self,
+        student,
+        alpha=0.5,
+        ema_momentum=0.9999,
+        mixup_alpha=0.8,
+        cutmix_alpha=1.0,
+        switch_prob=0.5,
+        label_smoothing=0.1,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _validate(student, alpha, ema_momentum, mixup_alpha, cutmix_alpha, switch_prob,
+                  label_smoothing)
+        self.student = student
+        self.alpha = float(alpha)
+        self.ema_momentum = float(ema_momentum)
+        self.mixup_alpha = float(mixup_alpha)
+        self.cutmix_alpha = float(cutmix_alpha)
+        self.switch_prob = float(switch_prob)
+        self.label_smoothing = float(label_smoothing)
+        self.seed = seed
+        self.num_classes = student.get_layer("predictions").units
+        self.image_shape = tuple(student.input.shape[1:3])
+        self.student_outputs_probs = student.layers[-1].name == "predictions_activation"
+
+        self.student_logits = keras.Model(
+            student.input, student.get_layer("predictions").output, name="student_logits"
+        )
+        self.teacher = student.__class__.from_config(student.get_config())
+        self.teacher.set_weights(student.get_weights())
+        self.teacher.trainable = False
+        self.teacher_maps = _class_maps(self.teacher)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # Optimizer steps taken (train steps started) and student states folded
+        # into the teacher; both survive checkpoints, so resuming is exact.
+        self.steps_seen = self.add_weight(
+            shape=(), initializer="zeros", dtype="int64", trainable=False, name="steps_seen"
+        )
+        self.states_folded = self.add_weight(
+            shape=(), initializer="zeros", dtype="int64", trainable=False, name="states_folded"
+        )
+        self._pairs = [
+            (t, s)
+            for t, s in zip(self.teacher.weights, student.weights)
+            if "float" in str(s.dtype)
+        ]
+
+    # ----------------------------------------------------------------- mixing
+    def sample_mix(self):
+        """Draws one batch's mixing: ``{"cutmix", "lam", "box"}`` (box = y1, y2,
+        x1, x2 in pixels; CutMix pastes ``flip(x)`` inside it)."""
+        h, w = self.image_shape
+        seed = self.seed_generator
+        if self.cutmix_alpha > 0 and self.mixup_alpha > 0:
+            cutmix = keras.random.uniform((), seed=seed) < self.switch_prob
+        else:
+            cutmix = ops.convert_to_tensor(self.cutmix_alpha > 0)
+        lam_mix = _beta(self.mixup_alpha, seed)
+        lam_cut = _beta(self.cutmix_alpha, seed)
+        cut = ops.sqrt(1.0 - lam_cut)
+        cut_h, cut_w = ops.floor(h * cut), ops.floor(w * cut)
+        cy = ops.floor(keras.random.uniform((), 0, h, seed=seed))
+        cx = ops.floor(keras.random.uniform((), 0, w, seed=seed))
+        y1 = ops.clip(cy - ops.floor(cut_h / 2), 0, h)
+        y2 = ops.clip(cy + ops.floor(cut_h / 2), 0, h)
+        x1 = ops.clip(cx - ops.floor(cut_w / 2), 0, w)
+        x2 = ops.clip(cx + ops.floor(cut_w / 2), 0, w)
+        lam_box = 1.0 - (y2 - y1) * (x2 - x1) / float(h * w)
+        return {
+            "cutmix": cutmix,
+            "lam": ops.where(cutmix, lam_box, lam_mix),
+            "box": ops.stack([y1, y2, x1, x2]),
+        }
+
+    def image_mask(self, mix, height, width):
+        """``(1, height, width, 1)`` weight of sample ``i`` (vs. ``flip`` partner).
+
+        CutMix: the fraction of each cell of a ``height x width`` grid that lies
+        outside the box (pixels on the image grid, area-averaged on coarser
+        grids such as the teacher's stage-5 map); MixUp: ``lambda`` everywhere.
+        Its mean is exactly ``lambda`` on any grid.
+        """
+        h, w = self.image_shape
+        y1, y2, x1, x2 = (mix["box"][i] for i in range(4))
+
+        def overlap(lo, hi, n, size):
+            scale = n / size
+            edges = ops.arange(n, dtype="float32")
+            return ops.clip(ops.minimum(hi * scale, edges + 1) - ops.maximum(lo * scale, edges), 0, 1)
+
+        inside = overlap(y1, y2, height, h)[:, None] * overlap(x1, x2, width, w)[None, :]
+        cut_mask = (1.0 - inside)[None, :, :, None]
+        return ops.where(mix["cutmix"], cut_mask, ops.reshape(mix["lam"], (1, 1, 1, 1)))
+
+    def mix_images(self, x, mix):
+        mask = ops.cast(self.image_mask(mix, *self.image_shape), x.dtype)
+        return mask * x + (1.0 - mask) * ops.flip(x, axis=0)
+
+    def mix_labels(self, y, mix):
+        """Label-smoothed one-hot ``y`` mixed with its flipped partner."""
+        y = self.one_hot(y)
+        k = self.num_classes
+        y = y * (1.0 - self.label_smoothing) + self.label_smoothing / k
+        return mix["lam"] * y + (1.0 - mix["lam"]) * ops.flip(y, axis=0)
+
+    def mix_maps(self, maps, mix):
+        """``y_hat``: teacher maps mixed with the downsampled mask, average-pooled."""
+        mask = self.image_mask(mix, maps.shape[1], maps.shape[2])
+        mixed = mask * maps + (1.0 - mask) * ops.flip(maps, axis=0)
+        return ops.mean(mixed, axis=(1, 2))
+
+    def one_hot(self, y):
+        y = ops.convert_to_tensor(y)
+        if len(y.shape) == 1 or y.shape[-1] == 1 and self.num_classes > 1:
+            y = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.num_classes)
+        return ops.cast(y, "float32")
+
+    # --------------------------------------------------------------- teacher
+    def update_teacher(self):
+        """Folds the student's current state into the EMA teacher, once per
+        optimizer step (a no-op if that state is already folded in)."""
+        pending = self.states_folded < self.steps_seen
+        m = ops.where(pending, self.ema_momentum, 1.0)
+        for t, s in self._pairs:
+            new = m * ops.cast(t, "float32") + (1.0 - m) * ops.cast(ops.stop_gradient(s), "float32")
+            t.assign(ops.cast(new, t.dtype))
+        self.states_folded.assign(self.steps_seen)
+
+    # ------------------------------------------------------------- training
+    def call(self, x, training=False):
+        if not training:
+            return self.student(x, training=False)
+        # Before this step's forward pass the student holds the state left by
+        # the previous optimizer step (weights and BatchNorm statistics): fold
+        # it into the teacher, then count this step.
+        self.update_teacher()
+        self.steps_seen.assign(self.steps_seen + 1)
+        mix = self.sample_mix()
+        logits = self.student_logits(self.mix_images(x, mix), training=True)
+        return {"logits": logits, **mix}
+
+    def distillation_target(self, x, y, mix):
+        """``y_bar = alpha * y_mix + (1 - alpha) * y_hat`` for one batch."""
+        y_mix = self.mix_labels(y, mix)
+        if self.alpha == 1.0:
+            return y_mix
+        maps = ops.stop_gradient(self.teacher_maps(x, training=False))
+        y_hat = self.mix_maps(ops.cast(maps, "float32"), mix)
+        return self.alpha * y_mix + (1.0 - self.alpha) * y_hat
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, dict):  # evaluation: the student on clean data
+            per_sample = keras.losses.categorical_crossentropy(
+                self.one_hot(y), y_pred, from_logits=not self.student_outputs_probs
+            )
+        else:
+            target = self.distillation_target(x, y, y_pred)
+            per_sample = keras.losses.categorical_crossentropy(
+                target, ops.cast(y_pred["logits"], "float32"), from_logits=True
+            )
+        if sample_weight is not None:
+            per_sample = per_sample * ops.cast(ops.reshape(sample_weight, (-1,)), per_sample.dtype)
+        loss = ops.mean(per_sample)
+        for extra in self.losses:
+            loss = loss + ops.cast(ops.sum(extra), loss.dtype)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, dict):
+            # Training images are mixed: metrics compare the student with the
+            # mixed ground-truth labels (e.g. accuracy = argmax agreement).
+            probs = ops.softmax(ops.cast(y_pred["logits"], "float32"))
+            return super().compute_metrics(x, self.mix_labels(y, y_pred), probs, sample_weight)
+        return super().compute_metrics(x, self.one_hot(y), y_pred, sample_weight)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, _FoldLastStudentState) for c in callbacks):
+            callbacks.append(_FoldLastStudentState())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "student": keras.saving.serialize_keras_object(self.student),
+            "alpha": self.alpha,
+            "ema_momentum": self.ema_momentum,
+            "mixup_alpha": self.mixup_alpha,
+            "cutmix_alpha": self.cutmix_alpha,
+            "switch_prob": self.switch_prob,
+            "label_smoothing": self.label_smoothing,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["student"] = keras.saving.deserialize_keras_object(config["student"])
+        return cls(**config)
+
+
+def _beta(alpha, seed):
+    if alpha <= 0:
+        return ops.convert_to_tensor(1.0)
+    return keras.random.beta((), alpha, alpha, seed=seed)
+
+
+def _class_maps(model):
+    """Per-position class probabilities: the head's LN + classifier applied to
+    every token of the last stage (the teacher with average pooling removed)."""
+    last = [layer for layer in model.layers if layer.name.endswith("_norm") and layer.name.startswith("stage")][-1]
+    logits = model.get_layer("predictions")(model.get_layer("head_norm")(last.output))
+    probs = keras.layers.Activation("softmax", dtype="float32", name="teacher_map_softmax")(logits)
+    return keras.Model(model.input, probs, name="teacher_maps")
+
+
+def _validate(student, alpha, ema_momentum, mixup_alpha, cutmix_alpha, switch_prob, smoothing):
+    names = {layer.name for layer in getattr(student, "layers", [])}
+    missing = {"head_norm", "predictions"} - names
+    if missing or not any(n.startswith("stage") and n.endswith("_norm") for n in names):
+        raise ValueError(
+            "student must be a HIRI-ViT built with include_top=True (it needs the "
+            f"'head_norm' and 'predictions' layers). Missing: {sorted(missing)}"
+        )
+    if any(s is None for s in student.input.shape[1:3]):
+        raise ValueError(
+            "EMADistillation needs a student with a static input size. "
+            f"Received input shape {student.input.shape}"
+        )
+    for name, value, lo, hi in [
+        ("alpha", alpha, 0.0, 1.0),
+        ("switch_prob", switch_prob, 0.0, 1.0),
+        ("label_smoothing", smoothing, 0.0, 1.0),
+    ]:
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be in [{lo}, {hi}]. Received: {name}={value}")
+    if not 0.0 <= ema_momentum < 1.0:
+        raise ValueError(f"ema_momentum must be in [0, 1). Received: {ema_momentum}")
+    if mixup_alpha < 0 or cutmix_alpha < 0:
+        raise ValueError(
+            f"mixup_alpha and cutmix_alpha must be >= 0. Received: {mixup_alpha}, {cutmix_alpha}"
+        )
