@@ -197,7 +197,8 @@ class EMADistillation(keras.Model):
         for t, s in self._pairs:
             new = m * ops.cast(t, "float32") + (1.0 - m) * ops.cast(ops.stop_gradient(s), "float32")
             t.assign(ops.cast(new, t.dtype))
-        self.states_folded.assign(self.steps_seen)
+        # A new value, not the same array: JAX refuses to donate one buffer twice.
+        self.states_folded.assign(ops.add(self.steps_seen, 0))
 
     # ------------------------------------------------------------- training
     def call(self, x, training=False):
@@ -207,6 +208,12 @@ class EMADistillation(keras.Model):
         # the previous optimizer step (weights and BatchNorm statistics): fold
         # it into the teacher, then count this step.
         self.update_teacher()
+        # Key this step's random draws by the (checkpointed) step counter, so a
+        # run resumed from a backup draws exactly what the uninterrupted one did
+        # (seed-generator states are not part of Keras checkpoints).
+        state = self.seed_generator.state
+        key = ops.stack([ops.convert_to_tensor(self.seed or 0, "int64"), self.steps_seen * 16])
+        state.assign(ops.cast(key, state.dtype))
         self.steps_seen.assign(self.steps_seen + 1)
         mix = self.sample_mix()
         logits = self.student_logits(self.mix_images(x, mix), training=True)

@@ -1,0 +1,179 @@
+"""The paper's training augmentation (Sec. 5.1) and eval transform, for tf.data.
+
+Sec. 5.1 follows Swin / PVTv2 (i.e. DeiT's recipe): random resized crop,
+horizontal flip, RandAugment, Random Erasing, CutMix, MixUp and label
+smoothing. The pipeline runs in ``tf.data`` whatever the Keras backend is, so the
+same input pipeline feeds TensorFlow, JAX and PyTorch models.
+
+Keras core's augmentation layers (``RandAugment``, ``RandomFlip``,
+``RandomErasing``, ``MixUp``, ``CutMix``: KerasCV's successors, Keras >= 3.9) are
+used, not keras-cv: keras-cv is frozen since 2024 and its layers are written for
+the TensorFlow backend, while the core layers switch to TensorFlow ops inside
+``tf.data`` on every backend. Keras has no random-resized-crop layer, so that one
+is ``tf.image.sample_distorted_bounding_box`` + resize (data code, not model code).
+
+With :class:`~keras_hiri.EMADistillation`, CutMix/MixUp and label smoothing
+happen inside the training step (the teacher needs the un-mixed images), so
+build the training set with ``mix=False``.
+"""
+
+import keras
+import tensorflow as tf
+
+# DeiT / timm defaults used by Swin and PVTv2 (the recipes Sec. 5.1 cites).
+DEFAULTS = {
+    "scale": (0.08, 1.0),
+    "ratio": (3.0 / 4.0, 4.0 / 3.0),
+    "randaugment_ops": 2,
+    "randaugment_factor": 0.5,  # Keras' scale for timm's "rand-m9-mstd0.5"
+    "erasing_prob": 0.25,
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+    "switch_prob": 0.5,
+    "label_smoothing": 0.1,
+    "crop_pct": 0.875,
+}
+
+
+def random_resized_crop(image, size, scale=DEFAULTS["scale"], ratio=DEFAULTS["ratio"], seed=None):
+    """Inception-style crop of ``scale`` of the area and ``ratio`` aspect, resized
+    to ``size`` (one image, ``(H, W, 3)``, any size)."""
+    shape = tf.shape(image)
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        shape,
+        bounding_boxes=tf.zeros((1, 0, 4)),
+        area_range=scale,
+        aspect_ratio_range=ratio,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+        seed=seed or 0,
+    )
+    crop = tf.slice(image, begin, crop_size)
+    out = tf.image.resize(tf.cast(crop, tf.float32), size, method="bilinear", antialias=True)
+    out.set_shape((*size, image.shape[-1]))  # tf.slice loses the static channel count
+    return out
+
+
+def eval_transform(image, size, crop_pct=DEFAULTS["crop_pct"]):
+    """Resize the shorter side to ``size / crop_pct`` and center-crop ``size``."""
+    size = tuple(size)
+    image = tf.cast(image, tf.float32)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    target = tf.cast(max(size), tf.float32) / crop_pct
+    scale = target / tf.reduce_min(shape)
+    new = tf.cast(tf.round(shape * scale), tf.int32)
+    image = tf.image.resize(image, new, method="bilinear", antialias=True)
+    return tf.image.resize_with_crop_or_pad(image, size[0], size[1])
+
+
+class TrainAugment:
+    """Batch-level augmentation: flip, RandAugment, Random Erasing (Keras core).
+
+    Call it on a batch of ``[0, 255]`` float images inside ``tf.data``.
+    """
+
+    def __init__(self, randaugment=True, erasing_prob=DEFAULTS["erasing_prob"], seed=None):
+        layers = [keras.layers.RandomFlip("horizontal", seed=seed)]
+        if randaugment:
+            layers.append(
+                keras.layers.RandAugment(
+                    value_range=(0, 255),
+                    num_ops=DEFAULTS["randaugment_ops"],
+                    factor=DEFAULTS["randaugment_factor"],
+                    seed=seed,
+                )
+            )
+        if erasing_prob > 0:
+            layers.append(
+                keras.layers.RandomErasing(factor=erasing_prob, value_range=(0, 255), seed=seed)
+            )
+        self.pipeline = keras.layers.Pipeline(layers)
+
+    def __call__(self, images):
+        return self.pipeline(images, training=True)
+
+
+class MixLabels:
+    """Label smoothing, then CutMix or MixUp (probability ``switch_prob``), per batch.
+
+    For plain (non-distillation) training. Takes ``(images, int labels)``,
+    returns ``(images, soft labels)``.
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        mixup_alpha=DEFAULTS["mixup_alpha"],
+        cutmix_alpha=DEFAULTS["cutmix_alpha"],
+        switch_prob=DEFAULTS["switch_prob"],
+        label_smoothing=DEFAULTS["label_smoothing"],
+        seed=None,
+    ):
+        self.num_classes = num_classes
+        self.switch_prob = switch_prob
+        self.label_smoothing = label_smoothing
+        self.mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed) if mixup_alpha > 0 else None
+        self.cutmix = keras.layers.CutMix(factor=cutmix_alpha, seed=seed) if cutmix_alpha > 0 else None
+        self.seed = seed
+
+    def __call__(self, images, labels):
+        y = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes)
+        y = y * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        batch = {"images": images, "labels": y}
+        if self.mixup is not None and self.cutmix is not None:
+            pick_cutmix = tf.random.uniform(()) < self.switch_prob
+            out = tf.cond(pick_cutmix, lambda: self.cutmix(batch, training=True),
+                          lambda: self.mixup(batch, training=True))
+        elif self.cutmix is not None:
+            out = self.cutmix(batch, training=True)
+        elif self.mixup is not None:
+            out = self.mixup(batch, training=True)
+        else:
+            out = batch
+        return out["images"], out["labels"]
+
+
+def train_pipeline(
+    dataset,
+    image_size,
+    batch_size,
+    num_classes=None,
+    *,
+    mix=True,
+    randaugment=True,
+    erasing_prob=DEFAULTS["erasing_prob"],
+    shuffle_buffer=1024,
+    seed=None,
+):
+    """``(image, label)`` dataset -> batched, augmented training dataset.
+
+    Args:
+        dataset: unbatched ``tf.data.Dataset`` of ``(uint8 image, int label)``.
+        image_size: ``(H, W)`` of the model input.
+        mix: add label smoothing + CutMix/MixUp (needs ``num_classes``); leave
+            ``False`` for EMADistillation, which mixes inside its training step.
+    """
+    image_size = tuple(image_size)
+    if mix and not num_classes:
+        raise ValueError("train_pipeline(mix=True) needs num_classes.")
+    ds = dataset.shuffle(shuffle_buffer, seed=seed) if shuffle_buffer else dataset
+    ds = ds.map(
+        lambda x, y: (random_resized_crop(x, image_size, seed=seed), y),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    ds = ds.batch(batch_size, drop_remainder=True)
+    augment = TrainAugment(randaugment=randaugment, erasing_prob=erasing_prob, seed=seed)
+    ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if mix:
+        mixer = MixLabels(num_classes, seed=seed)
+        ds = ds.map(mixer, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_pipeline(dataset, image_size, batch_size, crop_pct=DEFAULTS["crop_pct"]):
+    """``(image, label)`` dataset -> resized, center-cropped, batched dataset."""
+    ds = dataset.map(
+        lambda x, y: (eval_transform(x, image_size, crop_pct), y),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

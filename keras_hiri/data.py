@@ -1,0 +1,147 @@
+"""Training data sources: a directory of class folders, tensorflow-datasets
+builders with data already on disk, and a small real-photo set that ships
+offline (for demos, tests and the distillation benchmark).
+
+Nothing here downloads anything: tfds is used with ``download=False`` (ImageNet
+needs its tar files in ``manual_dir``), and the photo set is cut from the
+photographs that scikit-image installs with itself.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def image_folder(directory, load_size=None, shuffle=True, seed=None):
+    """Unbatched ``(uint8 image, int label)`` dataset from ``directory/<class>/*``.
+
+    Built on ``keras.utils.image_dataset_from_directory`` (classes sorted by
+    name, as Keras does). ``load_size`` resizes on load (keeping the aspect by
+    center-cropping) so images of different sizes can be batched later; the
+    random-resized crop of the training pipeline then runs on it.
+
+    Returns:
+        ``(dataset, class_names)``.
+    """
+    import keras
+
+    if not os.path.isdir(directory):
+        raise ValueError(f"Training data directory not found: {directory!r}")
+    classes = sorted(
+        d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d))
+    )
+    if not classes:
+        raise ValueError(
+            f"{directory!r} has no class sub-folders; expected directory/<class_name>/<image>."
+        )
+    ds = keras.utils.image_dataset_from_directory(
+        directory,
+        labels="inferred",
+        label_mode="int",
+        class_names=classes,
+        image_size=tuple(load_size) if load_size else (256, 256),
+        crop_to_aspect_ratio=True,
+        batch_size=None,
+        shuffle=shuffle,
+        seed=seed,
+        verbose=False,
+    )
+    ds = ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), y))
+    return ds, classes
+
+
+def tfds_dataset(name, split, data_dir=None, manual_dir=None):
+    """An installed tensorflow-datasets builder's split as ``(image, label)``.
+
+    Never downloads: the data must already be prepared in ``data_dir`` or, for
+    ImageNet (``imagenet2012``), its tar files must sit in ``manual_dir``.
+
+    Returns:
+        ``(dataset, num_classes)``.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ValueError(
+            "tensorflow-datasets is not installed; `pip install tensorflow-datasets` "
+            "or train from a directory of class folders."
+        ) from e
+    builder = tfds.builder(name, data_dir=data_dir)
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    try:
+        builder.download_and_prepare(download_config=config, download_dir=manual_dir)
+    except Exception as e:  # no network here: a missing dataset must say so
+        raise ValueError(
+            f"tfds dataset {name!r} is not prepared in {builder.data_dir!r} and cannot be "
+            f"downloaded here ({type(e).__name__}: {e}). Prepare it once where the data is, "
+            "or put the manual files in manual_dir."
+        ) from e
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=True)
+    return ds, builder.info.features["label"].num_classes
+
+
+# ------------------------------------------------------------------ photo set
+# Real photographs that ship inside scikit-image (no download). One class per
+# photograph; grayscale ones are repeated to RGB.
+PHOTOS = (
+    "astronaut", "brick", "camera", "chelsea", "coffee",
+    "coins", "grass", "gravel", "hubble_deep_field", "rocket",
+)
+
+
+def _photo(name):
+    from skimage import data as skdata
+
+    image = getattr(skdata, name)()
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+
+
+def photo_patches(split, patch_size=64, per_class=64, val_fraction=0.25, seed=0):
+    """The offline "skimage photo patches" set: which of 10 photographs does a
+    patch come from?
+
+    Every class is one real photograph from ``skimage.data`` (``PHOTOS``). Train
+    patches are cut from the left ``1 - val_fraction`` of each photo and
+    validation patches from the right ``val_fraction``, so the two splits share no
+    pixels. A patch is a random square of 1/8 to 1/2 of the region's height,
+    resized to ``patch_size``.
+
+    Returns:
+        ``(images uint8 (N, patch_size, patch_size, 3), labels int (N,), class_names)``.
+    """
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation'. Received: {split!r}")
+    rng = np.random.default_rng(seed + (0 if split == "train" else 1))
+    images, labels = [], []
+    for label, name in enumerate(PHOTOS):
+        photo = _photo(name)
+        h, w = photo.shape[:2]
+        cut = int(round(w * (1 - val_fraction)))
+        region = photo[:, :cut] if split == "train" else photo[:, cut:]
+        rh, rw = region.shape[:2]
+        for _ in range(per_class):
+            side = int(rng.uniform(min(rh, rw) / 8, min(rh, rw) / 2))
+            top = rng.integers(0, rh - side + 1)
+            left = rng.integers(0, rw - side + 1)
+            crop = region[top : top + side, left : left + side]
+            images.append(
+                tf.image.resize(crop, (patch_size, patch_size), antialias=True).numpy()
+            )
+            labels.append(label)
+    images = np.clip(np.round(np.stack(images)), 0, 255).astype(np.uint8)
+    return images, np.array(labels, dtype=np.int64), list(PHOTOS)
+
+
+def write_image_folder(directory, images, labels, class_names):
+    """Writes ``images`` as PNG files into ``directory/<class>/``."""
+    for name in class_names:
+        os.makedirs(os.path.join(directory, name), exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = os.path.join(directory, class_names[label], f"{i:05d}.png")
+        tf.io.write_file(path, tf.io.encode_png(image))
+    return directory
