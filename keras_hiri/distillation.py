@@ -117,6 +117,7 @@ class EMADistillation(keras.Model):
             for t, s in zip(self.teacher.weights, student.weights)
             if "float" in str(s.dtype)
         ]
+        self.built = True  # every sub-model is already built
 
     # ----------------------------------------------------------------- mixing
     def sample_mix(self):

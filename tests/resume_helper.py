@@ -1,0 +1,47 @@
+"""Runs a tiny exactly-resumable training; optionally SIGKILLs itself mid-epoch.
+
+    python -m tests.resume_helper OUTPUT_DIR [--kill-epoch E --kill-batch B]
+"""
+
+import argparse
+import os
+import signal
+
+import keras
+
+from keras_hiri import data, training
+from tests.tiny import TINY
+
+
+class KillAt(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("output_dir")
+    p.add_argument("--kill-epoch", type=int)
+    p.add_argument("--kill-batch", type=int, default=1)
+    args = p.parse_args()
+    recipe = training.Recipe(
+        epochs=3, batch_size=16, warmup_epochs=1, randaugment=False, erasing_prob=0.0,
+        drop_path_rate=0.0, ema_momentum=0.9, seed=7,
+    )
+    x, y, _ = data.photo_patches("train", patch_size=64, per_class=8)
+    xv, yv, _ = data.photo_patches("validation", patch_size=64, per_class=2)
+    extra = [KillAt(args.kill_epoch, args.kill_batch)] if args.kill_epoch is not None else []
+    training.train(TINY, (x, y), (xv, yv), (64, 64), args.output_dir, recipe,
+                   verbose=0, extra_callbacks=extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_hiri import training
+from tests.helpers import to_numpy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_recipe_defaults_are_the_papers():
+    r = training.Recipe()
+    assert (r.epochs, r.batch_size, r.weight_decay, r.warmup_epochs) == (300, 1024, 0.05, 5)
+    assert r.learning_rate == pytest.approx(1e-3)
+    assert r.distillation
+    assert training.Recipe(batch_size=256).learning_rate == pytest.approx(2.5e-4)  # linear scaling
+
+
+def test_schedule_warms_up_linearly_then_cosine_decays():
+    r = training.Recipe(epochs=10, batch_size=128, warmup_epochs=2)
+    schedule = r.schedule(steps_per_epoch=5)
+    lrs = np.array([float(to_numpy(schedule(step))) for step in range(50)])
+    peak = r.learning_rate
+    np.testing.assert_allclose(lrs[:11], np.linspace(0, peak, 11), rtol=1e-4, atol=1e-9)
+    assert np.all(np.diff(lrs[10:]) <= 1e-12)  # monotone decay after warm-up
+    assert r.min_learning_rate <= lrs[-1] < r.min_learning_rate + 0.01 * peak
+
+
+def test_optimizer_is_adamw_without_decay_on_norms_and_biases():
+    opt = training.Recipe().optimizer(steps_per_epoch=10)
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == 0.05
+    kernel = keras.Variable(np.ones((2, 2)), name="kernel")
+    bias = keras.Variable(np.ones((2,)), name="bias")
+    assert opt._use_weight_decay(kernel) and not opt._use_weight_decay(bias)
+
+
+def test_epoch_keyed_pipeline_is_a_function_of_the_epoch():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (12, 40, 40, 3)).astype("uint8")
+    y = np.arange(12) % 3
+    recipe = training.Recipe(batch_size=4, randaugment=False, erasing_prob=0.0, seed=1)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ds = training.epoch_keyed_dataset(x, y, (32, 32), 4, epoch, recipe, num_classes=3)
+
+    def one_epoch():
+        return [(a.numpy(), b.numpy()) for a, b in ds]
+
+    first, again = one_epoch(), one_epoch()
+    epoch.assign(1)
+    second = one_epoch()
+    assert len(first) == 3 and first[0][0].shape == (4, 32, 32, 3)
+    for (a, b), (c, d) in zip(first, again):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    assert not all(np.array_equal(a[1], c[1]) for a, c in zip(first, second))
+    assert sorted(np.concatenate([b for _, b in second]).tolist()) == sorted(y.tolist())
+
+
+def _history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, "-m", "tests.resume_helper"]
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    subprocess.run(cmd + [full], check=True, cwd=ROOT, env=env, timeout=900)
+    killed = subprocess.run(cmd + [resumed, "--kill-epoch", "1", "--kill-batch", "2"],
+                            cwd=ROOT, env=env, timeout=900)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(_history(os.path.join(resumed, "history.csv"))) == 1  # died in epoch 2 of 3
+    assert not os.path.exists(os.path.join(resumed, "final.keras"))
+    subprocess.run(cmd + [resumed], check=True, cwd=ROOT, env=env, timeout=900)
+    a = _history(os.path.join(full, "history.csv"))
+    b = _history(os.path.join(resumed, "history.csv"))
+    assert [row["epoch"] for row in a] == [row["epoch"] for row in b] == ["0", "1", "2"]
+    for row_a, row_b in zip(a, b):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=1e-4, abs=1e-5), key
+    ta = keras.saving.load_model(os.path.join(full, "teacher.keras"))
+    tb = keras.saving.load_model(os.path.join(resumed, "teacher.keras"))
+    for wa, wb in zip(ta.weights, tb.weights):
+        np.testing.assert_allclose(to_numpy(wb), to_numpy(wa), rtol=1e-4, atol=1e-5)
