@@ -107,10 +107,10 @@ class EMADistillation(keras.Model):
         # Optimizer steps taken (train steps started) and student states folded
         # into the teacher; both survive checkpoints, so resuming is exact.
         self.steps_seen = self.add_weight(
-            shape=(), initializer="zeros", dtype="int64", trainable=False, name="steps_seen"
+            shape=(), initializer="zeros", dtype="int32", trainable=False, name="steps_seen"
         )
         self.states_folded = self.add_weight(
-            shape=(), initializer="zeros", dtype="int64", trainable=False, name="states_folded"
+            shape=(), initializer="zeros", dtype="int32", trainable=False, name="states_folded"
         )
         self._pairs = [
             (t, s)
@@ -213,7 +213,7 @@ class EMADistillation(keras.Model):
         # run resumed from a backup draws exactly what the uninterrupted one did
         # (seed-generator states are not part of Keras checkpoints).
         state = self.seed_generator.state
-        key = ops.stack([ops.convert_to_tensor(self.seed or 0, "int64"), self.steps_seen * 16])
+        key = ops.stack([ops.convert_to_tensor(self.seed or 0, "int32"), self.steps_seen * 16])
         state.assign(ops.cast(key, state.dtype))
         self.steps_seen.assign(self.steps_seen + 1)
         mix = self.sample_mix()
