@@ -25,12 +25,7 @@ import keras
 import numpy as np
 
 from keras_hiri import data, training
-from keras_hiri.variants import HiriViTConfig
-
-SMALL = HiriViTConfig(
-    widths=(16, 32, 48, 64, 96), depths=(1, 1, 1, 2, 1), mlp_ratios=(2, 2, 2, 2, 2),
-    num_heads=(None, None, None, 2, 3), head_dim=32,
-)
+from keras_hiri.training import SMALL
 
 
 class EpochTimer(keras.callbacks.Callback):

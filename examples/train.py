@@ -15,103 +15,15 @@ paper's: AdamW, lr 1e-3 x batch/1024, weight decay 0.05, cosine with 5 warm-up
 epochs, 300 epochs, EMA distillation on (--no-distillation for plain training).
 
 Multi-device: on JAX, --data-parallel uses keras.distribution.DataParallel over
-all local devices; multi-host JAX runs call jax.distributed.initialize() first
-(set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID on every host
-and run the same command on each). On TensorFlow, --data-parallel wraps the
+all devices. For several hosts run the same command on every host with
+KERAS_DISTRIBUTION_JOB_ADDRESSES="host0:1234,host1:1234",
+KERAS_DISTRIBUTION_NUM_PROCESSES=2 and KERAS_DISTRIBUTION_PROCESS_ID=0 / 1 set;
+keras.distribution.initialize() then joins them before DataParallel. On TensorFlow, --data-parallel wraps the
 build and fit in tf.distribute.MirroredStrategy (one host, all GPUs); for
 several hosts use MultiWorkerMirroredStrategy with TF_CONFIG set on each host.
 """
 
-import argparse
-import contextlib
-import dataclasses
-import os
-
-import keras
-
-from keras_hiri import data, training
-from keras_hiri.variants import HiriViTConfig
-
-TINY = HiriViTConfig(
-    widths=(16, 32, 48, 64, 96), depths=(1, 1, 1, 2, 1), mlp_ratios=(2, 2, 2, 2, 2),
-    num_heads=(None, None, None, 2, 3), head_dim=32,
-)
-
-
-def parse(argv=None):
-    defaults = training.Recipe()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--photo-patches", action="store_true", help="offline skimage photo patches")
-    src.add_argument("--data-dir", help="directory of class folders")
-    src.add_argument("--tfds", help="tensorflow-datasets name (no download)")
-    p.add_argument("--val-dir")
-    p.add_argument("--tfds-data-dir")
-    p.add_argument("--manual-dir")
-    p.add_argument("--variant", default="S", help="S, B, L or 'tiny' (a small test network)")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--steps-per-epoch", type=int, help="streaming sources only")
-    p.add_argument("--data-parallel", action="store_true")
-    p.add_argument("--patches-per-class", type=int, default=64)
-    for field in dataclasses.fields(training.Recipe):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        if isinstance(default, bool):
-            p.add_argument(("--no-" if default else "--") + field.name.replace("_", "-"),
-                           dest=field.name, action="store_false" if default else "store_true")
-        else:
-            p.add_argument(flag, type=type(default), default=default)
-    return p.parse_args(argv)
-
-
-def load(args):
-    size = (args.image_size, args.image_size)
-    if args.photo_patches:
-        x, y, names = data.photo_patches("train", patch_size=args.image_size,
-                                         per_class=args.patches_per_class)
-        xv, yv, _ = data.photo_patches("validation", patch_size=args.image_size,
-                                       per_class=max(8, args.patches_per_class // 4))
-        return (x, y), (xv, yv), len(names)
-    if args.data_dir:
-        train_ds, names = data.image_folder(args.data_dir, load_size=size, seed=0)
-        val_ds = data.image_folder(args.val_dir, load_size=size, shuffle=False)[0] if args.val_dir else None
-        return train_ds, val_ds, len(names)
-    train_ds, classes = data.tfds_dataset(args.tfds, "train", args.tfds_data_dir, args.manual_dir)
-    val_ds, _ = data.tfds_dataset(args.tfds, "validation", args.tfds_data_dir, args.manual_dir)
-    return train_ds, val_ds, classes
-
-
-def strategy_scope(enabled):
-    if not enabled:
-        return contextlib.nullcontext()
-    backend = keras.backend.backend()
-    if backend == "jax":
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        return contextlib.nullcontext()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.distribute.MirroredStrategy().scope()
-    raise ValueError("--data-parallel supports the jax and tensorflow backends.")
-
-
-def main(argv=None):
-    args = parse(argv)
-    recipe = training.Recipe(**{f.name: getattr(args, f.name) for f in dataclasses.fields(training.Recipe)})
-    variant = TINY if args.variant.lower() == "tiny" else args.variant
-    train_data, val_data, classes = load(args)
-    with strategy_scope(args.data_parallel):
-        history, _ = training.train(
-            variant, train_data, val_data, (args.image_size, args.image_size), args.output_dir,
-            recipe, num_classes=classes, steps_per_epoch=args.steps_per_epoch,
-        )
-    last = {k: round(float(v[-1]), 4) for k, v in history.history.items()}
-    print("final epoch:", last)
-    print("outputs in", os.path.abspath(args.output_dir))
-
+from keras_hiri.training import main
 
 if __name__ == "__main__":
     main()

@@ -3,19 +3,21 @@
 from keras_hiri.blocks import CFFN, CFFNBlock, HRBlock, MultiHeadSelfAttention, TransformerBlock
 from keras_hiri.builder import HiriViT, HiriViTB, HiriViTL, HiriViTModel, HiriViTS
 from keras_hiri.common import DropPath
+from keras_hiri.distillation import EMADistillation
 from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
 from keras_hiri.head import ClassAttentionHead
 from keras_hiri.imagenet import decode_predictions, preprocess_input
 from keras_hiri.profiling import profile
 from keras_hiri.stem import ConvStem, HRStem, ViTStem
+from keras_hiri.training import Recipe, train
 from keras_hiri.variants import PAPER, VARIANTS, HiriViTConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CFFN", "CFFNBlock", "ClassAttentionHead", "ConvStem", "DropPath", "HRBlock",
+    "CFFN", "CFFNBlock", "ClassAttentionHead", "ConvStem", "DropPath", "EMADistillation", "HRBlock",
     "HRStem", "HiriViT", "HiriViTB", "HiriViTConfig", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "IRDSb", "MultiHeadSelfAttention", "PAPER", "PlainDownsample",
     "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions", "preprocess_input",
-    "profile",
+    "profile", "Recipe", "train",
 ]

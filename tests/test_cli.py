@@ -18,3 +18,17 @@ def test_unknown_verb_exits_with_usage():
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown HIRI-ViT variant"):
         cli.main(["profile", "--variant", "XXL"])
+
+
+def test_train_verb_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--no-distillation" in out and "--ema-momentum" in out and "BackupAndRestore" in out
+
+
+def test_train_verb_needs_a_data_source():
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--output-dir", "x"])
+    assert info.value.code == 2

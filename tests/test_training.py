@@ -90,3 +90,25 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     tb = keras.saving.load_model(os.path.join(resumed, "teacher.keras"))
     for wa, wb in zip(ta.weights, tb.weights):
         np.testing.assert_allclose(to_numpy(wb), to_numpy(wa), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution is JAX-only")
+def test_jax_data_parallel_on_two_simulated_devices(tmp_path):
+    """--data-parallel shards each batch over 2 (XLA host-simulated) devices."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    code = (
+        "import keras, jax\n"
+        "from keras_hiri.training import main\n"
+        "assert len(jax.devices()) == 2\n"
+        f"main(['--photo-patches', '--variant', 'tiny', '--image-size', '64', '--epochs', '1',"
+        f" '--batch-size', '16', '--patches-per-class', '4', '--no-randaugment',"
+        f" '--output-dir', r'{tmp_path}', '--data-parallel'])\n"
+        "d = keras.distribution.distribution()\n"
+        "print('MESH', d.device_mesh.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=900,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MESH (2,)" in out.stdout
+    assert os.path.exists(os.path.join(tmp_path, "teacher.keras"))
