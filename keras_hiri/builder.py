@@ -123,8 +123,8 @@ def _validate_input_shape(input_shape, channels_required, pin_late_grids):
 
 
 def _validate_arguments(
-    include_top, weights, input_tensor, input_shape, pooling, classes,
-    classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids,
+    config, include_top, weights, input_tensor, input_shape, pooling, classes,
+    classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids, reset_head,
 ):
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
@@ -145,19 +145,32 @@ def _validate_arguments(
             ) from e
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1). Received: {drop_path_rate}")
-    path = weights_lib.resolve(weights)
-    if path is not None and include_top:
-        stored = weights_lib.checkpoint_num_classes(path)
-        if stored is None:
+    resolved = weights_lib.resolve(weights)
+    path, stored_classes = None, None
+    if resolved is not None:
+        path, entry = resolved
+        if entry is not None:
+            if variants_lib.variant_name(config) != entry["variant"].upper():
+                raise ValueError(
+                    f"weights={weights!r} were trained for variant {entry['variant']!r}; "
+                    f"build that variant to load them. Received variant config: {config}"
+                )
+            stored_classes = entry["classes"] if entry.get("include_top", True) else None
+        else:
+            stored_classes = weights_lib.checkpoint_num_classes(path)
+        if include_top and stored_classes is None and not reset_head:
             raise ValueError(
                 f"weights file {path!r} has no classifier (saved with "
-                "include_top=False); build with include_top=False to load it."
+                "include_top=False); build with include_top=False, or pass "
+                "reset_head=True to load the backbone under a new, randomly "
+                "initialised head."
             )
-        if stored != classes:
+        if include_top and stored_classes not in (None, classes) and not reset_head:
             raise ValueError(
-                f"include_top=True with weights={path!r} needs classes={stored} "
-                f"(the checkpoint's). Received: classes={classes}. Use "
-                "include_top=False to load only the backbone."
+                f"include_top=True with weights={weights!r} needs classes={stored_classes} "
+                f"(the checkpoint's). Received: classes={classes}. Use include_top=False "
+                "to load only the backbone, or reset_head=True to re-initialise the "
+                "classifier for your classes."
             )
     if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
         raise ValueError(
@@ -171,7 +184,7 @@ def _validate_arguments(
     input_shape = tuple(input_shape)
     needs_rgb = 3 if include_preprocessing or path is not None else None
     _validate_input_shape(input_shape, needs_rgb, pin_late_grids)
-    return path, input_shape
+    return path, stored_classes, input_shape
 
 
 def _late_grid(side):
@@ -195,6 +208,7 @@ def HiriViT(
     block_types=None,
     stem=None,
     downsample=None,
+    reset_head=False,
 ):
     """Builds a HIRI-ViT (Yao et al., arXiv 2403.11999) as a functional model.
 
@@ -227,6 +241,10 @@ def HiriViT(
             ``"transformer"`` per stage.
         stem: ablation (Table VII): ``"hr"``, ``"conv"`` or ``"vit"``.
         downsample: ablation (Table VII): ``"irds"`` or ``"plain"``.
+        reset_head: with ``include_top=True`` and a checkpoint whose classes
+            differ (or that has no classifier), load the backbone and leave the
+            classifier randomly initialised (transfer learning). Without it such
+            a mismatch is a ``ValueError``.
 
     Returns:
         A :class:`HiriViTModel` with ``pyramid_outputs`` (``"P2"``-``"P6"``).
@@ -244,9 +262,9 @@ def HiriViT(
         config = config.replace(
             **{k: tuple(v) if k == "block_types" else v for k, v in overrides.items()}
         )
-    path, input_shape = _validate_arguments(
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids,
+    path, stored_classes, input_shape = _validate_arguments(
+        config, include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids, reset_head,
     )
     if name is None:
         letter = variants_lib.variant_name(config)
@@ -286,7 +304,15 @@ def HiriViT(
 
     model = HiriViTModel(inputs=inputs, outputs=x, name=name)
     if path is not None:
-        model.load_weights(path)
+
+        def build_source(source_classes):
+            return HiriViT(
+                config, input_shape=input_shape, include_top=source_classes is not None,
+                classes=source_classes or 1, classifier_activation=None,
+                include_preprocessing=include_preprocessing, pin_late_grids=pin_late_grids,
+            )
+
+        weights_lib.load_into(model, path, stored_classes, build_source)
     return model
 
 

@@ -35,13 +35,10 @@ from keras_hiri import augmentation
 from keras_hiri import data
 from keras_hiri.builder import HiriViT
 from keras_hiri.distillation import EMADistillation
-from keras_hiri.variants import HiriViTConfig
+from keras_hiri.variants import EXTRA_VARIANTS
 
 # A small network for demos, tests and benchmarks on a CPU (``--variant tiny``).
-SMALL = HiriViTConfig(
-    widths=(16, 32, 48, 64, 96), depths=(1, 1, 1, 2, 1), mlp_ratios=(2, 2, 2, 2, 2),
-    num_heads=(None, None, None, 2, 3), head_dim=32,
-)
+SMALL = EXTRA_VARIANTS["TINY"]
 
 
 @dataclasses.dataclass
@@ -376,7 +373,7 @@ def strategy_scope(enabled):
 def main(argv=None):
     args = parse(argv)
     recipe = Recipe(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)})
-    variant = SMALL if args.variant.lower() == "tiny" else args.variant
+    variant = args.variant
     train_data, val_data, classes = load(args)
     with strategy_scope(args.data_parallel):
         history, _ = train(

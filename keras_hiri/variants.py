@@ -102,6 +102,18 @@ VARIANTS = {
     ),
 }
 
+# Not from the paper: a small network that trains in minutes on a CPU, for the
+# demos, tests, benchmarks and the project's own photo-patch checkpoint.
+EXTRA_VARIANTS = {
+    "TINY": HiriViTConfig(
+        widths=(16, 32, 48, 64, 96),
+        depths=(1, 1, 1, 2, 1),
+        mlp_ratios=(2, 2, 2, 2, 2),
+        num_heads=(None, None, None, 2, 3),
+        head_dim=32,
+    ),
+}
+
 # What the paper reports (Table II; 768 from Table III): params in millions and
 # "GFLOPs" (which are multiply-accumulates, see DESIGN.md) per input size.
 PAPER = {
@@ -137,16 +149,19 @@ def get_config(variant):
                 key = key[len(prefix):]
         if key in VARIANTS:
             return VARIANTS[key]
+        if key in EXTRA_VARIANTS:
+            return EXTRA_VARIANTS[key]
     raise ValueError(
         f"Unknown HIRI-ViT variant {variant!r}. Allowed: {sorted(VARIANTS)} "
-        "(or 'hiri_vit_s' etc.), or a keras_hiri.HiriViTConfig."
+        "(or 'hiri_vit_s' etc.), 'tiny' (a small CPU network, not from the paper), "
+        "or a keras_hiri.HiriViTConfig."
     )
 
 
 def variant_name(variant):
     """The canonical letter of a named variant, ``None`` for a custom config."""
     config = get_config(variant)
-    for name, known in VARIANTS.items():
+    for name, known in {**VARIANTS, **EXTRA_VARIANTS}.items():
         if known == config:
             return name
     return None

@@ -1,33 +1,102 @@
-"""Resolving the ``weights=`` argument, before anything is built.
+"""The ``weights=`` argument: ``None``, a registry name, or a checkpoint path.
 
-``weights`` may be ``None`` (random initialisation), a registry name, or the
-path of a ``.weights.h5`` / ``.keras`` file saved from a HIRI-ViT model.
+The registry (``weights/manifest.json`` at the repository root) maps a name to
+``(variant, dataset, resolution, classes)`` and a file with its sha256. A file
+is taken from the repository's ``weights/`` folder when it ships there,
+otherwise fetched from its URL with ``keras.utils.get_file`` into the Keras
+cache; either way its hash is checked, and a file that does not match is
+deleted and reported, never loaded.
 
 No HIRI-ViT checkpoint trained on ImageNet exists anywhere (the authors
 published none and this project has not trained one), so ``"imagenet"`` raises
-an error that says so instead of loading anything.
+an error that says so instead of loading anything. The registry holds only
+weights this project trained itself, under their real dataset's name.
 """
 
+import hashlib
+import json
 import os
 import zipfile
 
 import h5py
 
-# Registry of downloadable checkpoints: name -> {variant, dataset, resolution,
-# classes, url, sha256}. Empty until this project publishes a checkpoint that was
-# really trained; see README "Weights".
-REGISTRY = {}
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
 
 NO_IMAGENET = (
     "weights='imagenet' cannot be loaded: no HIRI-ViT checkpoint trained on "
     "ImageNet exists (the paper's authors released no weights and this project "
     "has not trained one). Pass weights=None for a randomly initialised model, "
-    "or the path of a '.weights.h5' / '.keras' file you trained yourself."
+    "a registry name ({names}), or the path of a '.weights.h5' / '.keras' file "
+    "you trained yourself."
 )
 
 
+def registry():
+    """``{name: entry}`` from ``weights/manifest.json`` (empty if absent)."""
+    if not os.path.exists(MANIFEST):
+        return {}
+    with open(MANIFEST) as f:
+        return json.load(f)["weights"]
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(name):
+    """Path of registry checkpoint ``name``, hash-checked.
+
+    Raises:
+        ValueError: unknown name, file unavailable, or hash mismatch (the bad
+            file is removed first).
+    """
+    entries = registry()
+    if name not in entries:
+        raise ValueError(f"Unknown registry weights {name!r}. Known: {sorted(entries)}")
+    entry = entries[name]
+    local = os.path.join(WEIGHTS_DIR, entry["file"])
+    if os.path.exists(local):
+        path = local
+    elif entry.get("url"):
+        import keras
+
+        try:
+            path = keras.utils.get_file(
+                entry["file"], entry["url"], file_hash=entry["sha256"],
+                cache_subdir=os.path.join("models", "keras_hiri"),
+            )
+        except ValueError:
+            cached = os.path.join(
+                os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
+                "models", "keras_hiri", entry["file"],
+            )
+            if os.path.exists(cached):
+                os.remove(cached)
+            raise ValueError(
+                f"Downloaded weights {entry['file']!r} do not match their sha256 "
+                f"({entry['sha256']}); the file was removed and nothing was loaded."
+            ) from None
+    else:
+        raise ValueError(f"Registry weights {name!r}: {entry['file']} is not available here.")
+    actual = sha256(path)
+    if actual != entry["sha256"]:
+        if path != local:
+            os.remove(path)
+        raise ValueError(
+            f"Weights file {path!r} is corrupted or truncated: sha256 {actual} != "
+            f"{entry['sha256']} in the manifest. Nothing was loaded"
+            + (" and the file was removed." if path != local else ".")
+        )
+    return path
+
+
 def resolve(weights):
-    """Returns ``None`` or an existing file path; raises ``ValueError`` otherwise."""
+    """Validates ``weights``; returns ``None``, or ``(path, entry or None)``."""
     if weights is None:
         return None
     if not isinstance(weights, (str, os.PathLike)):
@@ -36,17 +105,18 @@ def resolve(weights):
             f"Received: weights={weights!r} of type {type(weights).__name__}"
         )
     weights = os.fspath(weights)
+    entries = registry()
     if weights == "imagenet":
-        raise ValueError(NO_IMAGENET)
-    if weights in REGISTRY:  # pragma: no cover - empty registry, see module doc
-        raise ValueError(f"Registry checkpoint {weights!r} is not downloadable here.")
+        raise ValueError(NO_IMAGENET.format(names=", ".join(sorted(entries)) or "none yet"))
+    if weights in entries:
+        return fetch(weights), entries[weights]
     if os.path.isfile(weights):
         if not weights.endswith((".weights.h5", ".keras")):
             raise ValueError(
                 f"weights file {weights!r} must end in '.weights.h5' or '.keras'."
             )
-        return weights
-    known = ["imagenet (not available: no checkpoint exists)", *sorted(REGISTRY)]
+        return weights, None
+    known = ["imagenet (not available: no checkpoint exists)", *sorted(entries)]
     raise ValueError(
         f"weights={weights!r} is neither None, a known name ({', '.join(known)}), "
         "nor an existing '.weights.h5' / '.keras' file."
@@ -74,3 +144,31 @@ def checkpoint_num_classes(path):
         if group is None or "0" not in group:
             return None
         return int(group["0"].shape[-1])
+
+
+def load_into(model, path, stored_classes, build_source):
+    """Loads checkpoint ``path`` into ``model``.
+
+    When ``model`` has the checkpoint's structure the file is loaded directly.
+    Otherwise (``include_top=False``, or a re-initialised head) a model with the
+    checkpoint's structure is built by ``build_source(stored_classes)``, loaded,
+    and every layer of ``model`` except the classifier takes its weights by
+    name. Any mismatch raises before ``model`` is modified.
+    """
+    has_top = any(layer.name == "predictions" for layer in model.layers)
+    same = has_top and stored_classes == model.get_layer("predictions").units
+    if same or (not has_top and stored_classes is None):
+        model.load_weights(path)
+        return model
+    source = build_source(stored_classes)
+    source.load_weights(path)
+    names = {layer.name for layer in source.layers}
+    pairs = [
+        (layer, source.get_layer(layer.name))
+        for layer in model.layers
+        if layer.weights and layer.name not in ("predictions",) and layer.name in names
+    ]
+    values = [src.get_weights() for _, src in pairs]  # read all before writing any
+    for (layer, _), value in zip(pairs, values):
+        layer.set_weights(value)
+    return model

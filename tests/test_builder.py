@@ -42,6 +42,7 @@ BAD_INPUTS = [
     ({"weights": "imagenet"}, "no HIRI-ViT checkpoint trained on ImageNet"),
     ({"weights": "/no/such/file.weights.h5"}, "neither None, a known name"),
     ({"weights": 42}, "weights must be None"),
+    ({"weights": "imagenet", "variant": "tiny"}, "no HIRI-ViT checkpoint trained on ImageNet"),
     ({"drop_path_rate": 1.0}, "drop_path_rate"),
     ({"input_tensor": np.zeros((1, 64, 64, 3))}, "input_tensor must be a Keras tensor"),
     ({"pin_late_grids": True, "input_shape": (None, None, 3), "include_top": False}, "static"),

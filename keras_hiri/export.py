@@ -1,0 +1,153 @@
+"""Export for serving: a TensorFlow SavedModel laid out for TF Serving.
+
+``export(model, "served")`` writes ``served/<version>/`` with three signatures:
+
+* ``serve_images``: ``images`` float32 ``(batch, H, W, 3)`` in ``[0, 255]``;
+* ``serve_bytes``: ``image_bytes`` string ``(batch,)`` of encoded JPEG/PNG/GIF/BMP,
+  decoded, resized (bilinear, to ``H x W``) and cast inside the graph;
+* ``serving_default``: one of the two (``default_input="images"`` or ``"bytes"``).
+
+Each returns ``probabilities`` ``(batch, classes)``, ``top_k_indices`` (int32)
+and ``top_k_scores``. The input specs are fixed, so a wrong dtype or shape is
+rejected by the signature instead of producing a wrong answer. ImageNet-style
+normalisation is inside the model (``include_preprocessing=True``).
+
+The SavedModel is always written by TensorFlow. A model built on JAX or PyTorch
+is saved to a ``.keras`` file and exported by a TensorFlow-backend subprocess
+(``python -m keras_hiri.export``); the ``.keras`` format is backend-independent,
+so the served graph computes the same function (tested to 1e-4).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+FORMATS = ("tf_saved_model",)
+INPUTS = ("images", "bytes")
+
+
+def _validate(model, path, format, version, top_k, default_input):
+    if format not in FORMATS:
+        raise ValueError(
+            f"format must be one of {FORMATS}. Received: format={format!r} (ONNX export is "
+            "not implemented yet; see README)."
+        )
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be a positive int (TF Serving's folder). Received: {version!r}")
+    if default_input not in INPUTS:
+        raise ValueError(f"default_input must be one of {INPUTS}. Received: {default_input!r}")
+    shape = tuple(model.input.shape[1:])
+    if len(shape) != 3 or shape[-1] != 3 or None in shape:
+        raise ValueError(
+            "export needs a model with a static RGB input (H, W, 3); build it with "
+            f"input_shape=(H, W, 3). Received input shape {shape}"
+        )
+    classes = model.output.shape[-1]
+    if len(model.output.shape) != 2:
+        raise ValueError("export needs a classifier (include_top=True or a pooled model).")
+    if not 1 <= top_k <= classes:
+        raise ValueError(f"top_k must be in [1, {classes}]. Received: top_k={top_k}")
+    target = os.path.join(os.fspath(path), str(version))
+    if os.path.exists(target) and os.listdir(target):
+        raise ValueError(f"{target!r} already exists and is not empty; pick another version.")
+    return target
+
+
+def export(model, path, format="tf_saved_model", version=1, top_k=5, default_input="images"):
+    """Writes ``path/<version>/`` (a SavedModel for TF Serving); returns that path."""
+    import keras
+
+    target = _validate(model, path, format, version, top_k, default_input)
+    if keras.backend.backend() != "tensorflow":
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = os.path.join(tmp, "model.keras")
+            model.save(saved)
+            env = dict(os.environ, KERAS_BACKEND="tensorflow")
+            cmd = [sys.executable, "-m", "keras_hiri.export", saved, os.fspath(path),
+                   "--version", str(version), "--top-k", str(top_k),
+                   "--default-input", default_input]
+            result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"TensorFlow export subprocess failed:\n{result.stderr[-3000:]}")
+        return target
+    return _export_tf(model, target, top_k, default_input)
+
+
+def _export_tf(model, target, top_k, default_input):
+    import tensorflow as tf
+
+    h, w, _ = model.input.shape[1:]
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (h, w), method="bilinear")
+        return tf.clip_by_value(image, 0.0, 255.0)
+
+    class Server(tf.Module):
+        def __init__(self, keras_model):
+            super().__init__()
+            self.model = keras_model
+
+        def outputs(self, images):
+            probs = tf.cast(self.model(images, training=False), tf.float32)
+            top = tf.math.top_k(probs, k=top_k)
+            return {
+                "probabilities": probs,
+                "top_k_indices": top.indices,
+                "top_k_scores": top.values,
+            }
+
+        @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
+        def serve_images(self, images):
+            # A signature's spec fixes the dtype but TensorFlow does not enforce
+            # the rank/shape of a fed tensor, so check them explicitly.
+            checks = [
+                tf.debugging.assert_rank(images, 4, message="images must be (batch, H, W, 3)"),
+                tf.debugging.assert_equal(
+                    tf.shape(images)[1:], tf.constant([h, w, 3]),
+                    message=f"images must be (batch, {h}, {w}, 3) float32 in [0, 255]",
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                return self.outputs(tf.identity(images))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        def serve_bytes(self, image_bytes):
+            images = tf.map_fn(
+                decode, image_bytes, fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32)
+            )
+            return self.outputs(images)
+
+    server = Server(model)
+    signatures = {
+        "serve_images": server.serve_images,
+        "serve_bytes": server.serve_bytes,
+        "serving_default": server.serve_images if default_input == "images" else server.serve_bytes,
+    }
+    tf.saved_model.save(server, target, signatures=signatures)
+    return target
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Export a .keras HIRI-ViT as a TF Serving SavedModel.")
+    parser.add_argument("model", help="a .keras file")
+    parser.add_argument("output", help="model base path; the SavedModel goes to OUTPUT/<version>")
+    parser.add_argument("--version", type=int, default=1)
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--default-input", choices=INPUTS, default="images")
+    args = parser.parse_args(argv)
+    import keras
+
+    import keras_hiri  # noqa: F401  (registers the layers for loading)
+
+    if not os.path.isfile(args.model) or not args.model.endswith(".keras"):
+        parser.error(f"model must be an existing .keras file: {args.model!r}")
+    model = keras.saving.load_model(args.model)
+    print(export(model, args.output, version=args.version, top_k=args.top_k,
+                 default_input=args.default_input))
+
+
+if __name__ == "__main__":
+    main()

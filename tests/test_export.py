@@ -1,0 +1,82 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_hiri
+from keras_hiri.export import export
+from tests.helpers import to_numpy
+from tests.tiny import TINY_CLASSES, images, randomize_batchnorm_statistics, tiny_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    model = tiny_model()
+    randomize_batchnorm_statistics(model)
+    x = images(3)
+    want = to_numpy(model(x, training=False))
+    target = export(model, str(tmp / "served"), version=2, top_k=3)
+    assert target == os.path.join(str(tmp / "served"), "2")
+    np.savez(tmp / "inputs.npz", images=x)
+    env = dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.serve_helper", target, str(tmp / "inputs.npz"),
+         str(tmp / "out.npz")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return want, np.load(tmp / "out.npz"), model, tmp
+
+
+def test_saved_model_layout_for_tf_serving(served):
+    *_, tmp = served
+    assert os.path.exists(os.path.join(tmp, "served", "2", "saved_model.pb"))
+    assert os.path.isdir(os.path.join(tmp, "served", "2", "variables"))
+
+
+@pytest.mark.parametrize("signature", ["serve_images", "serving_default", "serve_bytes"])
+def test_signatures_match_keras_model(served, signature):
+    want, out, *_ = served
+    probs = out[f"{signature}/probabilities"]
+    assert probs.shape == (3, TINY_CLASSES)
+    assert np.abs(probs - want).max() <= 1e-4
+    top = out[f"{signature}/top_k_indices"]
+    np.testing.assert_array_equal(top[:, 0], want.argmax(-1))
+    assert top.shape == (3, 3)
+    np.testing.assert_allclose(out[f"{signature}/top_k_scores"][:, 0], want.max(-1), atol=1e-4)
+
+
+def test_wrong_dtype_or_shape_is_rejected(served):
+    _, out, *_ = served
+    assert int(out["rejected"]) == 4  # int32, 2 channels, unbatched, undecodable bytes
+    assert set(out["signatures"]) == {"serve_images", "serve_bytes", "serving_default"}
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"format": "torchscript"}, "format must be one of"),
+        ({"version": 0}, "version"),
+        ({"top_k": 0}, "top_k"),
+        ({"default_input": "text"}, "default_input"),
+    ],
+)
+def test_bad_export_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        export(tiny_model(), str(tmp_path), **kwargs)
+
+
+def test_dynamic_input_model_is_rejected(tmp_path):
+    model = tiny_model(input_shape=(None, None, 3), include_top=False, pooling="avg")
+    with pytest.raises(ValueError, match="static RGB input"):
+        export(model, str(tmp_path))
+
+
+def test_existing_version_is_not_overwritten(served):
+    *_, model, tmp = served
+    with pytest.raises(ValueError, match="already exists"):
+        export(model, str(tmp / "served"), version=2)
