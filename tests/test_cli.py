@@ -15,9 +15,49 @@ def test_unknown_verb_exits_with_usage():
     assert info.value.code == 2
 
 
-def test_unknown_variant_is_a_clear_error():
-    with pytest.raises(ValueError, match="Unknown HIRI-ViT variant"):
-        cli.main(["profile", "--variant", "XXL"])
+def test_unknown_variant_is_a_clear_error(capsys):
+    assert cli.main(["profile", "--variant", "XXL"]) == 2
+    assert "Unknown HIRI-ViT variant" in capsys.readouterr().err
+
+
+def test_predict_prints_top5_names(tmp_path, capsys):
+    import tensorflow as tf
+    from skimage import data
+
+    path = str(tmp_path / "cat.png")
+    tf.io.write_file(path, tf.io.encode_png(data.chelsea()))
+    assert cli.main(["predict", path, "--variant", "tiny", "--image-size", "64"]) == 0
+    captured = capsys.readouterr()
+    assert "randomly initialised" in captured.err
+    lines = captured.out.strip().splitlines()
+    assert lines[0] == path and len(lines) == 6
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda d: str(d / "missing.jpg"), "image file not found"),
+        (lambda d: (d / "notes.txt").write_text("hello") and str(d / "notes.txt"), "not a readable image"),
+    ],
+)
+def test_predict_bad_files(tmp_path, capsys, make, message):
+    assert cli.main(["predict", make(tmp_path), "--variant", "tiny", "--image-size", "64"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_predict_unknown_weights(tmp_path, capsys):
+    path = str(tmp_path / "x.png")
+    import tensorflow as tf
+
+    tf.io.write_file(path, tf.io.encode_png(tf.zeros((8, 8, 3), tf.uint8)))
+    assert cli.main(["predict", path, "--variant", "tiny", "--weights", "nope"]) == 2
+    assert "neither None, a known name" in capsys.readouterr().err
+
+
+def test_export_verb_rejects_missing_model(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["export", str(tmp_path / "none.keras"), str(tmp_path / "out")])
+    assert info.value.code == 2
 
 
 def test_train_verb_help(capsys):
