@@ -4,6 +4,7 @@
     keras-hiri profile --variant S --resolution 224 448 [--pin-late-grids]
     keras-hiri train --photo-patches --variant tiny --image-size 64 --output-dir runs/p
     keras-hiri export model.keras served/hiri --version 1
+    keras-hiri convert model.pth --variant S --output hiri_vit_s.weights.h5
 
 Bad input (a missing file, a file that is not an image, an unknown variant or
 weights name) prints ``keras-hiri: error: ...`` and exits with status 2.
@@ -18,6 +19,7 @@ VERBS = {
     "profile": "parameters and GMACs of a variant, counted from the built model",
     "train": "train with the paper's recipe (EMA distillation), resumable; --help for options",
     "export": "write a .keras model as a TF Serving SavedModel (OUTPUT/<version>/)",
+    "convert": "convert a PyTorch state_dict (timm-style names) into .weights.h5, verified",
 }
 
 
@@ -100,6 +102,10 @@ def main(argv=None):
             train_main(rest)
         elif args.command == "export":
             _export(rest)
+        elif args.command == "convert":
+            from keras_hiri.conversion import main as convert_main
+
+            return convert_main(rest)
     except ValueError as e:
         print(f"keras-hiri: error: {e}", file=sys.stderr)
         return 2
