@@ -6,11 +6,11 @@ smoothing. The pipeline runs in ``tf.data`` whatever the Keras backend is, so th
 same input pipeline feeds TensorFlow, JAX and PyTorch models.
 
 Keras core's augmentation layers (``RandAugment``, ``RandomFlip``,
-``RandomErasing``, ``MixUp``, ``CutMix``: KerasCV's successors, Keras >= 3.9) are
-used, not keras-cv: keras-cv is frozen since 2024 and its layers are written for
+``RandomErasing``: KerasCV's successors, Keras >= 3.9) are used, not keras-cv: keras-cv is frozen since 2024 and its layers are written for
 the TensorFlow backend, while the core layers switch to TensorFlow ops inside
 ``tf.data`` on every backend. Keras has no random-resized-crop layer, so that one
-is ``tf.image.sample_distorted_bounding_box`` + resize (data code, not model code).
+is ``tf.image.sample_distorted_bounding_box`` + resize (data code, not model code),
+and CutMix/MixUp are written with TF ops (see :class:`MixLabels`).
 
 With :class:`~keras_hiri.EMADistillation`, CutMix/MixUp and label smoothing
 happen inside the training step (the teacher needs the un-mixed images), so
@@ -97,7 +97,14 @@ class MixLabels:
     """Label smoothing, then CutMix or MixUp (probability ``switch_prob``), per batch.
 
     For plain (non-distillation) training. Takes ``(images, int labels)``,
-    returns ``(images, soft labels)``.
+    returns ``(images, soft labels)``; sample ``i`` is mixed with sample
+    ``B-1-i`` (the same pairing as :class:`~keras_hiri.EMADistillation`).
+
+    Written with TensorFlow ops rather than Keras' ``CutMix``/``MixUp`` layers:
+    inside ``tf.data`` under the JAX backend, Keras 3.15's ``CutMix`` returned
+    labels whose mixing weight did not match the pasted area (measured: 0.001
+    label weight for 12 % of the pixels; ``tests/test_augmentation.py`` checks
+    this on every backend).
     """
 
     def __init__(
@@ -110,27 +117,47 @@ class MixLabels:
         seed=None,
     ):
         self.num_classes = num_classes
+        self.mixup_alpha = mixup_alpha
+        self.cutmix_alpha = cutmix_alpha
         self.switch_prob = switch_prob
         self.label_smoothing = label_smoothing
-        self.mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed) if mixup_alpha > 0 else None
-        self.cutmix = keras.layers.CutMix(factor=cutmix_alpha, seed=seed) if cutmix_alpha > 0 else None
         self.seed = seed
+
+    @staticmethod
+    def _beta(alpha):
+        a = tf.random.gamma((), alpha)
+        b = tf.random.gamma((), alpha)
+        return a / (a + b)
 
     def __call__(self, images, labels):
         y = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes)
         y = y * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
-        batch = {"images": images, "labels": y}
-        if self.mixup is not None and self.cutmix is not None:
-            pick_cutmix = tf.random.uniform(()) < self.switch_prob
-            out = tf.cond(pick_cutmix, lambda: self.cutmix(batch, training=True),
-                          lambda: self.mixup(batch, training=True))
-        elif self.cutmix is not None:
-            out = self.cutmix(batch, training=True)
-        elif self.mixup is not None:
-            out = self.mixup(batch, training=True)
+        images = tf.cast(images, tf.float32)
+        if self.mixup_alpha <= 0 and self.cutmix_alpha <= 0:
+            return images, y
+        if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
+            cutmix = tf.random.uniform(()) < self.switch_prob
         else:
-            out = batch
-        return out["images"], out["labels"]
+            cutmix = tf.constant(self.cutmix_alpha > 0)
+        shape = tf.shape(images)
+        h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        lam_cut = self._beta(self.cutmix_alpha) if self.cutmix_alpha > 0 else tf.constant(1.0)
+        cut = tf.sqrt(1.0 - lam_cut)
+        cut_h, cut_w = tf.floor(h * cut), tf.floor(w * cut)
+        cy = tf.floor(tf.random.uniform((), 0.0, h))
+        cx = tf.floor(tf.random.uniform((), 0.0, w))
+        y1, y2 = tf.clip_by_value(cy - tf.floor(cut_h / 2), 0, h), tf.clip_by_value(cy + tf.floor(cut_h / 2), 0, h)
+        x1, x2 = tf.clip_by_value(cx - tf.floor(cut_w / 2), 0, w), tf.clip_by_value(cx + tf.floor(cut_w / 2), 0, w)
+        rows = tf.range(h)[:, None]
+        cols = tf.range(w)[None, :]
+        inside = (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
+        box_mask = 1.0 - tf.cast(inside, tf.float32)[None, :, :, None]
+        lam_box = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
+        lam_mix = self._beta(self.mixup_alpha) if self.mixup_alpha > 0 else tf.constant(1.0)
+        lam = tf.where(cutmix, lam_box, lam_mix)
+        mask = tf.where(cutmix, box_mask, tf.reshape(lam_mix, (1, 1, 1, 1)))
+        mixed = mask * images + (1.0 - mask) * tf.reverse(images, axis=[0])
+        return mixed, lam * y + (1.0 - lam) * tf.reverse(y, axis=[0])
 
 
 def train_pipeline(
