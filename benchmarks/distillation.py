@@ -25,7 +25,6 @@ import keras
 import numpy as np
 
 from keras_hiri import data, training
-from keras_hiri.training import SMALL
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -49,7 +48,7 @@ def run(distillation, args, train, val):
     )
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:
-        _, model = training.train(SMALL, train, None, (args.size, args.size), out, recipe,
+        _, model = training.train("tiny", train, None, (args.size, args.size), out, recipe,
                                   verbose=2, extra_callbacks=[timer])
     student = model.student if distillation else model
     probs = keras.ops.convert_to_numpy(student.predict(val[0].astype("float32"), verbose=0))
@@ -57,6 +56,8 @@ def run(distillation, args, train, val):
     if distillation:
         probs = keras.ops.convert_to_numpy(model.teacher.predict(val[0].astype("float32"), verbose=0))
         result["teacher"] = float(np.mean(probs.argmax(-1) == val[1]))
+        if args.save_teacher:
+            model.teacher.save_weights(args.save_teacher)
     steps = len(train[1]) // args.batch_size
     result["step_s"] = statistics.median(timer.times[1:] or timer.times) / steps
     return result
@@ -72,6 +73,7 @@ def main(argv=None):
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--ema-momentum", type=float, default=0.99)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-teacher", help="write the distilled EMA teacher's weights here (.weights.h5)")
     args = p.parse_args(argv)
     train = data.photo_patches("train", patch_size=args.size, per_class=args.per_class)[:2]
     val = data.photo_patches("validation", patch_size=args.size, per_class=args.per_class // 2)[:2]

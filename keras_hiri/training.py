@@ -35,10 +35,6 @@ from keras_hiri import augmentation
 from keras_hiri import data
 from keras_hiri.builder import HiriViT
 from keras_hiri.distillation import EMADistillation
-from keras_hiri.variants import EXTRA_VARIANTS
-
-# A small network for demos, tests and benchmarks on a CPU (``--variant tiny``).
-SMALL = EXTRA_VARIANTS["TINY"]
 
 
 @dataclasses.dataclass
@@ -318,7 +314,7 @@ def parse(argv=None):
     p.add_argument("--val-dir")
     p.add_argument("--tfds-data-dir")
     p.add_argument("--manual-dir")
-    p.add_argument("--variant", default="S", help="S, B, L or 'tiny' (a small test network)")
+    p.add_argument("--variant", default="S", help="S, B, L or 'tiny' (a small CPU network)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--output-dir", required=True)
     p.add_argument("--steps-per-epoch", type=int, help="streaming sources only")
