@@ -72,3 +72,16 @@ def test_train_verb_needs_a_data_source():
     with pytest.raises(SystemExit) as info:
         cli.main(["train", "--output-dir", "x"])
     assert info.value.code == 2
+
+
+def test_predict_with_registry_weights_uses_its_class_names(tmp_path, capsys):
+    import tensorflow as tf
+
+    from keras_hiri import data
+
+    x, y, names = data.photo_patches("validation", patch_size=64, per_class=1)
+    path = str(tmp_path / "patch.png")
+    tf.io.write_file(path, tf.io.encode_png(x[3]))  # a patch of "chelsea"
+    assert cli.main(["predict", path, "--variant", "tiny", "--weights", "tiny_skimage_patches_64"]) == 0
+    out = capsys.readouterr().out.splitlines()[1:]
+    assert len(out) == 5 and all(line.split()[-1] in names for line in out)
