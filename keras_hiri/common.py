@@ -44,8 +44,16 @@ def dense_initializer():
     return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
+_INV_SQRT2 = 0.7071067811865476
+
+
 def gelu(x):
-    return ops.gelu(x, approximate=False)
+    """Exact GELU, ``0.5 x (1 + erf(x / sqrt 2))`` (``torch.nn.GELU()``).
+
+    Written with ``erf`` rather than ``ops.gelu(approximate=False)``, which
+    TensorFlow lowers to ``erfc``, an op ONNX does not have.
+    """
+    return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT2))
 
 
 def batch_norm(name):

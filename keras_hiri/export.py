@@ -1,4 +1,4 @@
-"""Export for serving: a TensorFlow SavedModel laid out for TF Serving.
+"""Export for serving: a TensorFlow SavedModel laid out for TF Serving, and ONNX.
 
 ``export(model, "served")`` writes ``served/<version>/`` with three signatures:
 
@@ -24,16 +24,16 @@ import subprocess
 import sys
 import tempfile
 
-FORMATS = ("tf_saved_model",)
+FORMATS = ("tf_saved_model", "onnx")
+ONNX_OPSET = 17
 INPUTS = ("images", "bytes")
 
 
 def _validate(model, path, format, version, top_k, default_input):
     if format not in FORMATS:
-        raise ValueError(
-            f"format must be one of {FORMATS}. Received: format={format!r} (ONNX export is "
-            "not implemented yet; see README)."
-        )
+        raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
+    if format == "onnx" and not os.fspath(path).endswith(".onnx"):
+        raise ValueError(f"With format='onnx', path is the output file and must end in '.onnx'. Received: {path!r}")
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"version must be a positive int (TF Serving's folder). Received: {version!r}")
     if default_input not in INPUTS:
@@ -49,6 +49,8 @@ def _validate(model, path, format, version, top_k, default_input):
         raise ValueError("export needs a classifier (include_top=True or a pooled model).")
     if not 1 <= top_k <= classes:
         raise ValueError(f"top_k must be in [1, {classes}]. Received: top_k={top_k}")
+    if format == "onnx":
+        return os.fspath(path)
     target = os.path.join(os.fspath(path), str(version))
     if os.path.exists(target) and os.listdir(target):
         raise ValueError(f"{target!r} already exists and is not empty; pick another version.")
@@ -56,10 +58,18 @@ def _validate(model, path, format, version, top_k, default_input):
 
 
 def export(model, path, format="tf_saved_model", version=1, top_k=5, default_input="images"):
-    """Writes ``path/<version>/`` (a SavedModel for TF Serving); returns that path."""
+    """Writes ``path/<version>/`` (a SavedModel for TF Serving), or with
+    ``format="onnx"`` the ONNX file ``path`` (input ``images``, float32
+    ``(batch, H, W, 3)``; outputs as the SavedModel's). Returns the path written.
+
+    ONNX goes through the SavedModel and ``tf2onnx`` (opset 17); install the
+    ``[onnx]`` extra. The image-bytes signature exists only in the SavedModel.
+    """
     import keras
 
     target = _validate(model, path, format, version, top_k, default_input)
+    if format == "onnx":
+        return _export_onnx(model, target, top_k)
     if keras.backend.backend() != "tensorflow":
         with tempfile.TemporaryDirectory() as tmp:
             saved = os.path.join(tmp, "model.keras")
@@ -73,6 +83,21 @@ def export(model, path, format="tf_saved_model", version=1, top_k=5, default_inp
                 raise RuntimeError(f"TensorFlow export subprocess failed:\n{result.stderr[-3000:]}")
         return target
     return _export_tf(model, target, top_k, default_input)
+
+
+def _export_onnx(model, target, top_k):
+    try:
+        import tf2onnx  # noqa: F401
+    except ImportError as e:
+        raise ValueError("format='onnx' needs tf2onnx: pip install 'keras-hiri[onnx]'") from e
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export(model, os.path.join(tmp, "saved"), version=1, top_k=top_k)
+        cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved,
+               "--signature_def", "serve_images", "--opset", str(ONNX_OPSET), "--output", target]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"tf2onnx failed:\n{result.stderr[-3000:]}")
+    return target
 
 
 def _export_tf(model, target, top_k, default_input):

@@ -65,16 +65,16 @@ def fetch(name):
     elif entry.get("url"):
         import keras
 
+        cache_dir = os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras"))
+        subdir = os.path.join("models", "keras_hiri")
+        os.makedirs(os.path.join(cache_dir, subdir), exist_ok=True)  # else get_file uses /tmp
         try:
             path = keras.utils.get_file(
                 entry["file"], entry["url"], file_hash=entry["sha256"],
-                cache_subdir=os.path.join("models", "keras_hiri"),
+                cache_dir=cache_dir, cache_subdir=subdir,
             )
         except ValueError:
-            cached = os.path.join(
-                os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
-                "models", "keras_hiri", entry["file"],
-            )
+            cached = os.path.join(cache_dir, subdir, entry["file"])
             if os.path.exists(cached):
                 os.remove(cached)
             raise ValueError(

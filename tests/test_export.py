@@ -80,3 +80,27 @@ def test_existing_version_is_not_overwritten(served):
     *_, model, tmp = served
     with pytest.raises(ValueError, match="already exists"):
         export(model, str(tmp / "served"), version=2)
+
+
+def test_onnx_runs_in_onnxruntime_and_matches(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    model = tiny_model()
+    randomize_batchnorm_statistics(model)
+    x = images(3)
+    want = to_numpy(model(x, training=False))
+    path = keras_hiri.export(model, str(tmp_path / "hiri.onnx"), format="onnx", top_k=3)
+    session = ort.InferenceSession(path)
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    names = [o.name for o in session.get_outputs()]
+    out = dict(zip(names, session.run(None, {"images": x})))
+    assert np.abs(out["probabilities"] - want).max() <= 1e-4
+    np.testing.assert_array_equal(out["top_k_indices"][:, 0], want.argmax(-1))
+    for bad in (x.astype(np.float64), x[..., :2]):
+        with pytest.raises(Exception, match="(?i)type|dimension|shape|invalid"):
+            session.run(None, {"images": bad})
+
+
+def test_onnx_path_must_be_a_file(tmp_path):
+    with pytest.raises(ValueError, match=".onnx"):
+        export(tiny_model(), str(tmp_path / "dir"), format="onnx")
