@@ -8,8 +8,25 @@ import keras
 from keras_hiri import common
 
 
+class _Stem(common.CompositeLayer):
+    """Common width argument, shape rule and config of the stems."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        return (b, common.halve(common.halve(h)), common.halve(common.halve(w)), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters)
+        return config
+
+
 @common.register
-class HRStem(common.CompositeLayer):
+class HRStem(_Stem):
     """High-resolution stem (Sec. 4.1, Fig. 3c).
 
     ``Conv3x3/2 -> BN -> GELU`` to the half grid, then two parallel branches to
@@ -24,8 +41,7 @@ class HRStem(common.CompositeLayer):
     """
 
     def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
+        super().__init__(filters, **kwargs)
         n = self.name
         self.conv = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_conv")
         self.bn = common.batch_norm(f"{n}_bn")
@@ -49,17 +65,9 @@ class HRStem(common.CompositeLayer):
         lo = self.lo_conv3(lo)
         return self.out_bn(hi + lo, training=training)
 
-    def compute_output_shape(self, input_shape):
-        return stem_output_shape(input_shape, self.filters)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(filters=self.filters)
-        return config
-
 
 @common.register
-class ConvStem(common.CompositeLayer):
+class ConvStem(_Stem):
     """Conv-stem of Table VII row 5: stacked ``3x3`` convolutions, stride 4.
 
     ``Conv3x3/2 + BN + GELU -> Conv3x3 + BN + GELU -> Conv3x3/2 -> BN``, all
@@ -67,8 +75,7 @@ class ConvStem(common.CompositeLayer):
     """
 
     def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
+        super().__init__(filters, **kwargs)
         n = self.name
         self.conv1 = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_conv1")
         self.bn1 = common.batch_norm(f"{n}_bn1")
@@ -82,22 +89,13 @@ class ConvStem(common.CompositeLayer):
         x = common.gelu(self.bn2(self.conv2(x), training=training))
         return self.out_bn(common.strided(self.conv3, x), training=training)
 
-    def compute_output_shape(self, input_shape):
-        return stem_output_shape(input_shape, self.filters)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(filters=self.filters)
-        return config
-
 
 @common.register
-class ViTStem(common.CompositeLayer):
+class ViTStem(_Stem):
     """ViT-stem of Table VII row 1: one ``7x7`` stride-4 convolution + norm."""
 
     def __init__(self, filters, norm="bn", **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
+        super().__init__(filters, **kwargs)
         self.norm_kind = norm
         self.conv = common.conv2d(filters, 7, 4, name=f"{self.name}_conv")
         self.norm = common.make_norm(norm, f"{self.name}_norm")
@@ -105,18 +103,11 @@ class ViTStem(common.CompositeLayer):
     def call(self, x, training=None):
         return self.norm(common.strided(self.conv, x), training=training)
 
-    def compute_output_shape(self, input_shape):
-        return stem_output_shape(input_shape, self.filters)
-
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, norm=self.norm_kind)
+        config.update(norm=self.norm_kind)
         return config
 
 
 STEMS = {"hr": HRStem, "conv": ConvStem, "vit": ViTStem}
 
-
-def stem_output_shape(input_shape, filters):
-    b, h, w, _ = input_shape
-    return (b, common.halve(common.halve(h)), common.halve(common.halve(w)), filters)
