@@ -10,13 +10,17 @@ model's real cost.
 """
 
 import argparse
+import os
 import time
 
-import keras
-import numpy as np
-from skimage import data
+# TensorFlow's C++ warnings (oneDNN notices, grappler fusion notes) are noise here.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras_hiri
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from skimage import data  # noqa: E402
+
+import keras_hiri  # noqa: E402
 
 
 def load_photo(size):

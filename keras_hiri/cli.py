@@ -81,6 +81,7 @@ def _export(argv):
 
 
 def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ notices are noise here
     parser = argparse.ArgumentParser(
         prog="keras-hiri", description="HIRI-ViT for Keras 3 (TensorFlow, JAX, PyTorch).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
