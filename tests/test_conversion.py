@@ -103,3 +103,21 @@ def test_mismatches_load_nothing(source, break_it, message):
         conversion.load_state_dict(target, state)
     for w, b in zip(target.weights, before):
         np.testing.assert_array_equal(to_numpy(w), b)
+
+
+def test_convert_script_from_safetensors(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    source = _square_tiny()
+    path = str(tmp_path / "model.safetensors")
+    safetensors_numpy.save_file(conversion.to_state_dict(source), path)
+    out = str(tmp_path / "converted.weights.h5")
+    _script().main([path, "--variant", "tiny", "--image-size", "64", "--classes", "10",
+                    "--output", out])
+    from keras_hiri import HiriViT
+
+    target = HiriViT("tiny", input_shape=(64, 64, 3), classes=10, classifier_activation=None)
+    target.load_weights(out)
+    x = images(2, (64, 64, 3))
+    np.testing.assert_allclose(
+        to_numpy(target(x, training=False)), to_numpy(source(x, training=False)), atol=1e-5
+    )
