@@ -35,19 +35,32 @@ DEFAULTS = {
 }
 
 
-def random_resized_crop(image, size, scale=DEFAULTS["scale"], ratio=DEFAULTS["ratio"], seed=None):
+def random_resized_crop(
+    image, size, scale=DEFAULTS["scale"], ratio=DEFAULTS["ratio"], seed=None, key=None
+):
     """Inception-style crop of ``scale`` of the area and ``ratio`` aspect, resized
-    to ``size`` (one image, ``(H, W, 3)``, any size)."""
-    shape = tf.shape(image)
-    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
-        shape,
+    to ``size`` (one image, ``(H, W, 3)``, any size).
+
+    With ``key`` (an int64 ``[2]`` tensor) the crop is a pure function of it
+    (``tf.image.stateless_sample_distorted_bounding_box``); otherwise it draws
+    from TensorFlow's stateful generator with op seed ``seed``.
+    """
+    size = tuple(size)
+    box_args = dict(
         bounding_boxes=tf.zeros((1, 0, 4)),
         area_range=scale,
         aspect_ratio_range=ratio,
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
-        seed=seed or 0,
     )
+    if key is not None:
+        begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(image), seed=key, **box_args
+        )
+    else:
+        begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+            tf.shape(image), seed=seed or 0, **box_args
+        )
     crop = tf.slice(image, begin, crop_size)
     out = tf.image.resize(tf.cast(crop, tf.float32), size, method="bilinear", antialias=True)
     out.set_shape((*size, image.shape[-1]))  # tf.slice loses the static channel count
@@ -72,8 +85,10 @@ class TrainAugment:
     Call it on a batch of ``[0, 255]`` float images inside ``tf.data``.
     """
 
-    def __init__(self, randaugment=True, erasing_prob=DEFAULTS["erasing_prob"], seed=None):
-        layers = [keras.layers.RandomFlip("horizontal", seed=seed)]
+    def __init__(
+        self, randaugment=True, erasing_prob=DEFAULTS["erasing_prob"], flip=True, seed=None
+    ):
+        layers = [keras.layers.RandomFlip("horizontal", seed=seed)] if flip else []
         if randaugment:
             layers.append(
                 keras.layers.RandAugment(

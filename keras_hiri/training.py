@@ -121,16 +121,7 @@ def epoch_keyed_dataset(
         key = tf.stack([epoch * n + index, tf.constant(seed, tf.int64)])
         if not train:
             return augmentation.eval_transform(image, image_size), tf.gather(labels, index)
-        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(image), tf.zeros((1, 0, 4)), seed=key,
-            area_range=augmentation.DEFAULTS["scale"],
-            aspect_ratio_range=augmentation.DEFAULTS["ratio"],
-            max_attempts=10, use_image_if_no_bounding_boxes=True,
-        )
-        crop = tf.image.resize(
-            tf.cast(tf.slice(image, begin, size), tf.float32), image_size, antialias=True
-        )
-        crop.set_shape((*image_size, 3))
+        crop = augmentation.random_resized_crop(image, image_size, key=key)
         flip = tf.random.stateless_uniform((), seed=key + 1) < 0.5
         crop = tf.cond(flip, lambda: tf.image.flip_left_right(crop), lambda: crop)
         return crop, tf.gather(labels, index)
@@ -146,10 +137,9 @@ def epoch_keyed_dataset(
     ds = ds.batch(batch_size, drop_remainder=train)
     if train and (recipe.randaugment or recipe.erasing_prob > 0):
         augment = augmentation.TrainAugment(
-            randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, seed=seed
-        )
-        # The flip is already applied above; TrainAugment's own is harmless
-        # (a second random flip is still a uniform random flip).
+            randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, flip=False,
+            seed=seed,
+        )  # the (epoch-keyed) flip is applied in load()
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     if train and not recipe.distillation:
         mixer = augmentation.MixLabels(
