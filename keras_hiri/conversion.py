@@ -67,19 +67,28 @@ def _leaves(prefix, layer):
         yield from _leaves(f"{prefix}.{attr}", child)
 
 
-def _to_torch(layer, variable_index, value):
-    """Keras value -> PyTorch layout, and the suffix of its key."""
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return (value.transpose(2, 3, 0, 1), "weight") if variable_index == 0 else (value, "bias")
-    if isinstance(layer, keras.layers.Conv2D):
-        return (value.transpose(3, 2, 0, 1), "weight") if variable_index == 0 else (value, "bias")
-    if isinstance(layer, keras.layers.Dense):
-        return (value.T, "weight") if variable_index == 0 else (value, "bias")
+def _suffix(layer, variable_index):
+    """The PyTorch key suffix of ``layer.weights[variable_index]``."""
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+        return ("weight", "bias")[variable_index]
     if isinstance(layer, keras.layers.BatchNormalization):
-        return value, ("weight", "bias", "running_mean", "running_var")[variable_index]
+        return ("weight", "bias", "running_mean", "running_var")[variable_index]
     if isinstance(layer, keras.layers.LayerNormalization):
-        return value, ("weight", "bias")[variable_index]
+        return ("weight", "bias")[variable_index]
     raise TypeError(f"No PyTorch mapping for layer {layer.name} ({type(layer).__name__})")
+
+
+def _to_torch(layer, variable_index, value):
+    """Keras value -> PyTorch layout (kernels transposed; everything else as is)."""
+    if variable_index != 0:
+        return value
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return value.transpose(2, 3, 0, 1)
+    if isinstance(layer, keras.layers.Conv2D):
+        return value.transpose(3, 2, 0, 1)
+    if isinstance(layer, keras.layers.Dense):
+        return value.T
+    return value
 
 
 def _from_torch(layer, variable, tensor):
@@ -107,9 +116,8 @@ def mapping(model):
                 raise ValueError(f"Layer {top.name!r} has weights but no PyTorch name.")
             continue
         for path, leaf in _leaves(key, top):
-            for i, variable in enumerate(leaf.weights):
-                _, suffix = _to_torch(leaf, i, np.zeros(variable.shape))
-                result[f"{path}.{suffix}"] = (leaf, i)
+            for i in range(len(leaf.weights)):
+                result[f"{path}.{_suffix(leaf, i)}"] = (leaf, i)
     return result
 
 
@@ -117,7 +125,7 @@ def to_state_dict(model):
     """The model's weights as a PyTorch-layout ``{key: numpy array}``."""
     out = {}
     for key, (layer, index) in mapping(model).items():
-        value, _ = _to_torch(layer, index, keras.ops.convert_to_numpy(layer.weights[index]))
+        value = _to_torch(layer, index, keras.ops.convert_to_numpy(layer.weights[index]))
         out[key] = np.ascontiguousarray(value)
     return out
 

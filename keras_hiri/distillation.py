@@ -289,8 +289,8 @@ def _beta(alpha, seed):
 def _class_maps(model):
     """Per-position class probabilities: the head's LN + classifier applied to
     every token of the last stage (the teacher with average pooling removed)."""
-    last = [layer for layer in model.layers if layer.name.endswith("_norm") and layer.name.startswith("stage")][-1]
-    logits = model.get_layer("predictions")(model.get_layer("head_norm")(last.output))
+    last = list(model.pyramid_outputs.values())[-1]
+    logits = model.get_layer("predictions")(model.get_layer("head_norm")(last))
     probs = keras.layers.Activation("softmax", dtype="float32", name="teacher_map_softmax")(logits)
     return keras.Model(model.input, probs, name="teacher_maps")
 
