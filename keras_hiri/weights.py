@@ -61,8 +61,14 @@ def fetch(name):
     entry = entries[name]
     local = os.path.join(WEIGHTS_DIR, entry["file"])
     if os.path.exists(local):
-        path = local
-    elif entry.get("url"):
+        actual = sha256(local)
+        if actual != entry["sha256"]:
+            raise ValueError(
+                f"Weights file {local!r} is corrupted or truncated: sha256 {actual} != "
+                f"{entry['sha256']} in the manifest. Nothing was loaded."
+            )
+        return local
+    if entry.get("url"):
         import keras
 
         cache_dir = os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras"))
@@ -81,18 +87,9 @@ def fetch(name):
                 f"Downloaded weights {entry['file']!r} do not match their sha256 "
                 f"({entry['sha256']}); the file was removed and nothing was loaded."
             ) from None
-    else:
-        raise ValueError(f"Registry weights {name!r}: {entry['file']} is not available here.")
-    actual = sha256(path)
-    if actual != entry["sha256"]:
-        if path != local:
-            os.remove(path)
-        raise ValueError(
-            f"Weights file {path!r} is corrupted or truncated: sha256 {actual} != "
-            f"{entry['sha256']} in the manifest. Nothing was loaded"
-            + (" and the file was removed." if path != local else ".")
-        )
-    return path
+        # get_file has checked the hash of the cached or downloaded file.
+        return path
+    raise ValueError(f"Registry weights {name!r}: {entry['file']} is not available here.")
 
 
 def resolve(weights):
