@@ -137,10 +137,13 @@ class MixLabels:
         self.label_smoothing = label_smoothing
         self.seed = seed
 
-    @staticmethod
-    def _beta(alpha):
-        a = tf.random.gamma((), alpha)
-        b = tf.random.gamma((), alpha)
+    def _op_seed(self, offset):
+        # TF ops that share an op seed draw the same stream: give each its own.
+        return None if self.seed is None else self.seed + offset
+
+    def _beta(self, alpha, offset):
+        a = tf.random.gamma((), alpha, seed=self._op_seed(offset))
+        b = tf.random.gamma((), alpha, seed=self._op_seed(offset + 1))
         return a / (a + b)
 
     def __call__(self, images, labels):
@@ -150,16 +153,16 @@ class MixLabels:
         if self.mixup_alpha <= 0 and self.cutmix_alpha <= 0:
             return images, y
         if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
-            cutmix = tf.random.uniform(()) < self.switch_prob
+            cutmix = tf.random.uniform((), seed=self._op_seed(0)) < self.switch_prob
         else:
             cutmix = tf.constant(self.cutmix_alpha > 0)
         shape = tf.shape(images)
         h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        lam_cut = self._beta(self.cutmix_alpha) if self.cutmix_alpha > 0 else tf.constant(1.0)
+        lam_cut = self._beta(self.cutmix_alpha, 3) if self.cutmix_alpha > 0 else tf.constant(1.0)
         cut = tf.sqrt(1.0 - lam_cut)
         cut_h, cut_w = tf.floor(h * cut), tf.floor(w * cut)
-        cy = tf.floor(tf.random.uniform((), 0.0, h))
-        cx = tf.floor(tf.random.uniform((), 0.0, w))
+        cy = tf.floor(tf.random.uniform((), 0.0, h, seed=self._op_seed(1)))
+        cx = tf.floor(tf.random.uniform((), 0.0, w, seed=self._op_seed(2)))
         y1, y2 = tf.clip_by_value(cy - tf.floor(cut_h / 2), 0, h), tf.clip_by_value(cy + tf.floor(cut_h / 2), 0, h)
         x1, x2 = tf.clip_by_value(cx - tf.floor(cut_w / 2), 0, w), tf.clip_by_value(cx + tf.floor(cut_w / 2), 0, w)
         rows = tf.range(h)[:, None]
@@ -167,7 +170,7 @@ class MixLabels:
         inside = (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
         box_mask = 1.0 - tf.cast(inside, tf.float32)[None, :, :, None]
         lam_box = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
-        lam_mix = self._beta(self.mixup_alpha) if self.mixup_alpha > 0 else tf.constant(1.0)
+        lam_mix = self._beta(self.mixup_alpha, 5) if self.mixup_alpha > 0 else tf.constant(1.0)
         lam = tf.where(cutmix, lam_box, lam_mix)
         mask = tf.where(cutmix, box_mask, tf.reshape(lam_mix, (1, 1, 1, 1)))
         mixed = mask * images + (1.0 - mask) * tf.reverse(images, axis=[0])

@@ -73,3 +73,12 @@ def test_eval_pipeline_batches():
     x, y = _images(5), np.arange(5)
     ds = augmentation.eval_pipeline(tf.data.Dataset.from_tensor_slices((x, y)), (24, 24), 2)
     assert [b[0].shape[0] for b in ds] == [2, 2, 1]
+
+
+def test_mix_labels_seed_gives_varied_draws():
+    """With a seed, each random op keeps its own stream (lambda is not stuck at 0.5)."""
+    mixer = augmentation.MixLabels(2, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0, seed=3)
+    images = tf.constant(np.stack([np.zeros((4, 4, 3)), np.full((4, 4, 3), 255.0)]), tf.float32)
+    ds = tf.data.Dataset.from_tensors((images, tf.constant([0, 1]))).repeat(6).map(mixer)
+    lams = [float(y[0, 0]) for _, y in ds]
+    assert len(set(round(v, 4) for v in lams)) > 3
