@@ -6,6 +6,7 @@ from keras_hiri.common import DropPath
 from keras_hiri.distillation import EMADistillation
 from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
 from keras_hiri.export import export
+from keras_hiri.folding import fold_batchnorm
 from keras_hiri.head import ClassAttentionHead
 from keras_hiri.imagenet import decode_predictions, preprocess_input
 from keras_hiri.profiling import profile
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CFFN", "CFFNBlock", "ClassAttentionHead", "ConvStem", "DropPath", "EMADistillation", "HRBlock", "export",
     "HRStem", "HiriViT", "HiriViTB", "HiriViTConfig", "HiriViTL", "HiriViTModel",
-    "HiriViTS", "IRDSa", "IRDSb", "MultiHeadSelfAttention", "PAPER", "PlainDownsample",
+    "HiriViTS", "IRDSa", "fold_batchnorm", "IRDSb", "MultiHeadSelfAttention", "PAPER", "PlainDownsample",
     "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions", "preprocess_input",
     "profile", "Recipe", "train",
 ]

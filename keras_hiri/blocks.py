@@ -40,13 +40,15 @@ class HRBlock(_Residual):
     summed and added to ``x``.
     """
 
+    FOLDABLE = True
+
     def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
         n = self.name
         self.norm = common.batch_norm(f"{n}_norm")
         self.hi_dw = common.depthwise_conv2d(3, name=f"{n}_hi_dw")
-        self.lo_dw = common.depthwise_conv2d(3, 2, use_bias=False, name=f"{n}_lo_dw")
-        self.lo_bn = common.batch_norm(f"{n}_lo_bn")
+        self.lo_dw = common.depthwise_conv2d(3, 2, use_bias=self.fold_bn, name=f"{n}_lo_dw")
+        self.lo_bn = common.batch_norm(f"{n}_lo_bn", self.fold_bn)
         self.lo_fc1 = common.dense(int(mlp_ratio * dim), name=f"{n}_lo_fc1")
         self.lo_fc2 = common.dense(dim, name=f"{n}_lo_fc2")
 
@@ -57,6 +59,11 @@ class HRBlock(_Residual):
         lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
         lo = common.upsample_2x_to(lo, hi)
         return x + self.drop_path(hi + lo, training=training)
+
+    def bn_folds(self):
+        # ``norm`` comes *before* the zero-padded depthwise convs: folding it
+        # forward would change the border pixels, so it stays.
+        return [(("lo_dw",), "lo_bn")]
 
 
 @common.register

@@ -56,7 +56,11 @@ def gelu(x):
     return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT2))
 
 
-def batch_norm(name):
+def batch_norm(name, folded=False):
+    """A BatchNormalization, or, with ``folded=True`` (its statistics live in the
+    preceding convolution, see :mod:`keras_hiri.folding`), an ``Identity``."""
+    if folded:
+        return keras.layers.Identity(name=name)
     return keras.layers.BatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
     )
@@ -66,10 +70,11 @@ def layer_norm(name):
     return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name)
 
 
-def make_norm(kind, name):
-    """``kind`` is ``"bn"`` or ``"ln"``; both normalise the channel axis."""
+def make_norm(kind, name, folded=False):
+    """``kind`` is ``"bn"`` or ``"ln"``; both normalise the channel axis.
+    ``folded`` applies to BN only (a LayerNorm cannot be folded)."""
     if kind == "bn":
-        return batch_norm(name)
+        return batch_norm(name, folded)
     if kind == "ln":
         return layer_norm(name)
     raise ValueError(f"Unknown norm kind {kind!r}; expected 'bn' or 'ln'.")
@@ -166,7 +171,35 @@ class CompositeLayer(keras.layers.Layer):
     (``keras.saving``), the default ``build`` would only mark it built and leave
     the sub-layers without weights; ``build_from_config`` instead traces ``call``
     the same way Keras does, without adding a node to the layer's graph.
+
+    Layers with BatchNorms right after convolutions set ``FOLDABLE = True``,
+    list those pairs in :meth:`bn_folds` and honour ``fold_bn=True``: the BNs
+    become ``Identity`` and the convolutions get a bias, the layout
+    :func:`keras_hiri.fold_batchnorm` fills in.
     """
+
+    FOLDABLE = False
+
+    def __init__(self, fold_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        if fold_bn and not self.FOLDABLE:
+            raise ValueError(
+                f"{type(self).__name__} has no BatchNorm after a convolution; "
+                "fold_bn=True is only valid for layers with FOLDABLE = True."
+            )
+        self.fold_bn = bool(fold_bn)
+
+    def bn_folds(self):
+        """``[(conv attribute names, BN attribute name), ...]``: each BN is
+        applied to the *sum* of those convolutions' outputs (usually one), so
+        it folds into them exactly. Empty where nothing folds."""
+        return []
+
+    def get_config(self):
+        config = super().get_config()
+        if self.FOLDABLE:
+            config.update(fold_bn=self.fold_bn)
+        return config
 
     def build_from_config(self, config):
         if self.built or not config:

@@ -45,18 +45,21 @@ class IRDSa(_Downsample):
     the sum.
     """
 
+    FOLDABLE = True
+
     def __init__(self, filters, strides=2, expansion=2, **kwargs):
         super().__init__(filters, strides, **kwargs)
         self.expansion = expansion
-        n = self.name
-        self.conv1 = common.conv2d(
-            expansion * filters, 3, strides, use_bias=False, name=f"{n}_conv1"
-        )
-        self.bn1 = common.batch_norm(f"{n}_bn1")
-        self.conv2 = common.conv2d(filters, 1, use_bias=False, name=f"{n}_conv2")
-        self.bn2 = common.batch_norm(f"{n}_bn2")
-        self.short_conv = common.conv2d(filters, 1, use_bias=False, name=f"{n}_short_conv")
-        self.short_bn = common.batch_norm(f"{n}_short_bn")
+        n, f = self.name, self.fold_bn
+        self.conv1 = common.conv2d(expansion * filters, 3, strides, use_bias=f, name=f"{n}_conv1")
+        self.bn1 = common.batch_norm(f"{n}_bn1", f)
+        self.conv2 = common.conv2d(filters, 1, use_bias=f, name=f"{n}_conv2")
+        self.bn2 = common.batch_norm(f"{n}_bn2", f)
+        self.short_conv = common.conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv")
+        self.short_bn = common.batch_norm(f"{n}_short_bn", f)
+
+    def bn_folds(self):
+        return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
 
     def call(self, x, training=None):
         y = common.gelu(self.bn1(common.strided(self.conv1, x), training=training))
@@ -80,17 +83,25 @@ class IRDSb(_Downsample):
     is normalised with ``norm`` (LayerNorm in front of Transformer stages).
     """
 
+    FOLDABLE = True
+
     def __init__(self, filters, strides=2, expansion=3, norm="ln", **kwargs):
         super().__init__(filters, strides, **kwargs)
         self.expansion = expansion
         self.norm_kind = norm
-        n = self.name
-        self.conv1 = common.conv2d(expansion * filters, 1, use_bias=False, name=f"{n}_conv1")
-        self.bn1 = common.batch_norm(f"{n}_bn1")
+        n, f = self.name, self.fold_bn
+        self.conv1 = common.conv2d(expansion * filters, 1, use_bias=f, name=f"{n}_conv1")
+        self.bn1 = common.batch_norm(f"{n}_bn1", f)
         self.dw = common.depthwise_conv2d(3, strides, name=f"{n}_dw")
         self.conv2 = common.conv2d(filters, 1, name=f"{n}_conv2")
         self.short_conv = common.conv2d(filters, 1, name=f"{n}_short_conv")
-        self.norm = common.make_norm(norm, f"{n}_norm")
+        self.norm = common.make_norm(norm, f"{n}_norm", f)
+
+    def bn_folds(self):
+        folds = [(("conv1",), "bn1")]
+        if self.norm_kind == "bn":
+            folds.append((("conv2", "short_conv"), "norm"))
+        return folds
 
     def call(self, x, training=None):
         y = common.gelu(self.bn1(self.conv1(x), training=training))
@@ -108,11 +119,16 @@ class IRDSb(_Downsample):
 class PlainDownsample(_Downsample):
     """The typical M-ViT downsampling (Fig. 5a): ``Conv3x3/s`` + norm."""
 
+    FOLDABLE = True
+
     def __init__(self, filters, strides=2, norm="bn", **kwargs):
         super().__init__(filters, strides, **kwargs)
         self.norm_kind = norm
         self.conv = common.conv2d(filters, 3, strides, name=f"{self.name}_conv")
-        self.norm = common.make_norm(norm, f"{self.name}_norm")
+        self.norm = common.make_norm(norm, f"{self.name}_norm", self.fold_bn)
+
+    def bn_folds(self):
+        return [(("conv",), "norm")] if self.norm_kind == "bn" else []
 
     def call(self, x, training=None):
         return self.norm(common.strided(self.conv, x), training=training)

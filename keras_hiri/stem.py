@@ -40,20 +40,28 @@ class HRStem(_Stem):
         filters: output width ``C1`` (every conv in the stem uses it).
     """
 
+    FOLDABLE = True
+
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
-        n = self.name
-        self.conv = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_conv")
-        self.bn = common.batch_norm(f"{n}_bn")
-        self.hi_dw = common.depthwise_conv2d(3, use_bias=False, name=f"{n}_hi_dw")
-        self.hi_bn = common.batch_norm(f"{n}_hi_bn")
+        n, f = self.name, self.fold_bn
+        self.conv = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv")
+        self.bn = common.batch_norm(f"{n}_bn", f)
+        self.hi_dw = common.depthwise_conv2d(3, use_bias=f, name=f"{n}_hi_dw")
+        self.hi_bn = common.batch_norm(f"{n}_hi_bn", f)
         self.hi_conv = common.conv2d(filters, 3, 2, name=f"{n}_hi_conv")
-        self.lo_conv1 = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_lo_conv1")
-        self.lo_bn1 = common.batch_norm(f"{n}_lo_bn1")
-        self.lo_conv2 = common.conv2d(filters, 3, 1, use_bias=False, name=f"{n}_lo_conv2")
-        self.lo_bn2 = common.batch_norm(f"{n}_lo_bn2")
+        self.lo_conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_lo_conv1")
+        self.lo_bn1 = common.batch_norm(f"{n}_lo_bn1", f)
+        self.lo_conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_lo_conv2")
+        self.lo_bn2 = common.batch_norm(f"{n}_lo_bn2", f)
         self.lo_conv3 = common.conv2d(filters, 1, 1, name=f"{n}_lo_conv3")
-        self.out_bn = common.batch_norm(f"{n}_out_bn")
+        self.out_bn = common.batch_norm(f"{n}_out_bn", f)
+
+    def bn_folds(self):
+        return [
+            (("conv",), "bn"), (("hi_dw",), "hi_bn"), (("lo_conv1",), "lo_bn1"),
+            (("lo_conv2",), "lo_bn2"), (("hi_conv", "lo_conv3"), "out_bn"),
+        ]
 
     def call(self, x, training=None):
         x = common.gelu(self.bn(common.strided(self.conv, x), training=training))
@@ -74,15 +82,20 @@ class ConvStem(_Stem):
     ``filters`` wide (the paper does not give the hidden width; see DESIGN.md).
     """
 
+    FOLDABLE = True
+
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
-        n = self.name
-        self.conv1 = common.conv2d(filters, 3, 2, use_bias=False, name=f"{n}_conv1")
-        self.bn1 = common.batch_norm(f"{n}_bn1")
-        self.conv2 = common.conv2d(filters, 3, 1, use_bias=False, name=f"{n}_conv2")
-        self.bn2 = common.batch_norm(f"{n}_bn2")
+        n, f = self.name, self.fold_bn
+        self.conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv1")
+        self.bn1 = common.batch_norm(f"{n}_bn1", f)
+        self.conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_conv2")
+        self.bn2 = common.batch_norm(f"{n}_bn2", f)
         self.conv3 = common.conv2d(filters, 3, 2, name=f"{n}_conv3")
-        self.out_bn = common.batch_norm(f"{n}_out_bn")
+        self.out_bn = common.batch_norm(f"{n}_out_bn", f)
+
+    def bn_folds(self):
+        return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
 
     def call(self, x, training=None):
         x = common.gelu(self.bn1(common.strided(self.conv1, x), training=training))
@@ -94,11 +107,16 @@ class ConvStem(_Stem):
 class ViTStem(_Stem):
     """ViT-stem of Table VII row 1: one ``7x7`` stride-4 convolution + norm."""
 
+    FOLDABLE = True
+
     def __init__(self, filters, norm="bn", **kwargs):
         super().__init__(filters, **kwargs)
         self.norm_kind = norm
         self.conv = common.conv2d(filters, 7, 4, name=f"{self.name}_conv")
-        self.norm = common.make_norm(norm, f"{self.name}_norm")
+        self.norm = common.make_norm(norm, f"{self.name}_norm", self.fold_bn)
+
+    def bn_folds(self):
+        return [(("conv",), "norm")] if self.norm_kind == "bn" else []
 
     def call(self, x, training=None):
         return self.norm(common.strided(self.conv, x), training=training)

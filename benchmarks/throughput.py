@@ -1,0 +1,278 @@
+"""Inference throughput and peak memory: HIRI-ViT-S/B/L against keras.applications peers.
+
+Side by side in one run, on this machine, per backend, at one batch size:
+HIRI-ViT-S/B/L at 224/384/448/768 (plain stride schedule), S at 224 with the
+paper's pinned late grids, S/B at 448 with BatchNorm folded
+(``keras_hiri.fold_batchnorm``), and ``keras.applications`` peers with
+``weights=None``: ConvNeXtTiny/Small/Base at 224 and EfficientNetV2S at 384.
+
+Every model is measured in a fresh subprocess (so the peak memory is its own):
+build, ``compile(jit_compile=...)``, ``warmup`` calls of ``predict_on_batch``,
+then ``repeats`` timed calls; the time is their median. Peak memory is the
+process's peak resident set size above what it used before the model was
+built (weights + activations + compiled code; this is a CPU measure).
+
+Ratios printed per backend (targets from the issue):
+  P1 = throughput(S@448) / throughput(ConvNeXtTiny@224)      target >= 1.0
+  P2 = time(S@448) / time(S@224)                            target <= 1.3
+       (with the paper's pinned 224 grids, and with the plain schedule)
+  P4 = throughput(S@448 folded) / throughput(S@448)          target >= 1.07
+
+    python benchmarks/throughput.py                        # all backends, full grid
+    python benchmarks/throughput.py --quick                # the rows the ratios need
+    python benchmarks/throughput.py --backends jax --json out.json
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BACKENDS = ("tensorflow", "jax", "torch")
+PEERS = {
+    "ConvNeXtTiny": 224,
+    "ConvNeXtSmall": 224,
+    "ConvNeXtBase": 224,
+    "EfficientNetV2S": 384,
+}
+# "jit" = XLA on TensorFlow (jit_compile=True), jax.jit on JAX, torch.compile on
+# PyTorch; "auto" = Keras' default (plain tf.function on a CPU-only
+# TensorFlow, jax.jit on JAX, eager on PyTorch).
+DEFAULT_COMPILE = {"tensorflow": "jit", "jax": "jit", "torch": "auto"}
+
+
+def _rss_mib():
+    """Current resident set size (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def _peak_rss_mib():
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return peak / 1024
+
+
+def build(spec):
+    """The model a job row names (weights are random: speed does not depend on them)."""
+    import keras
+
+    import keras_hiri
+
+    size = spec["resolution"]
+    if spec["model"] in PEERS:
+        cls = getattr(keras.applications, spec["model"])
+        return cls(weights=None, input_shape=(size, size, 3))
+    model = keras_hiri.HiriViT(
+        spec["model"], input_shape=(size, size, 3), pin_late_grids=spec.get("pinned", False)
+    )
+    if spec.get("folded"):
+        model = keras_hiri.fold_batchnorm(model)
+    return model
+
+
+def measure(spec):
+    """Runs one job in this process; returns its result dict."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    baseline = _rss_mib()
+    model = build(spec)
+    mode = spec["compile"]
+    model.compile(jit_compile=True if mode == "jit" else (False if mode == "none" else "auto"))
+    size = spec["resolution"]
+    x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
+    start = time.perf_counter()
+    model.predict_on_batch(x)
+    first = time.perf_counter() - start
+    for _ in range(spec["warmup"] - 1):
+        model.predict_on_batch(x)
+    times = []
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        **spec,
+        "backend": keras.backend.backend(),
+        "first_call_s": first,
+        "median_s": median,
+        "min_s": min(times),
+        "images_per_s": spec["batch"] / median,
+        "peak_mib": max(0.0, _peak_rss_mib() - baseline),
+        "params_m": model.count_params() / 1e6,
+    }
+
+
+def jobs(args):
+    rows = []
+    hiri = lambda m, r, **kw: {"model": m, "resolution": r, **kw}  # noqa: E731
+    if args.quick:
+        rows += [hiri("S", 224), hiri("S", 224, pinned=True), hiri("S", 448), hiri("S", 448, folded=True)]
+        rows += [{"model": "ConvNeXtTiny", "resolution": 224}]
+    else:
+        for letter in args.variants:
+            for r in args.resolutions:
+                rows.append(hiri(letter, r))
+            if 224 in args.resolutions:
+                rows.append(hiri(letter, 224, pinned=True))
+            if 448 in args.resolutions:
+                rows.append(hiri(letter, 448, folded=True))
+        rows += [{"model": m, "resolution": r} for m, r in PEERS.items()]
+    return rows
+
+
+def run_backend(backend, args, progress):
+    results = []
+    for row in jobs(args):
+        spec = {
+            **row,
+            "batch": args.batch,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "compile": args.compile or DEFAULT_COMPILE[backend],
+        }
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            env=env, capture_output=True, text=True,
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode or not lines:
+            print(f"\n[{backend}] {label(spec)} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            results.append({**spec, "backend": backend, "error": proc.stderr[-300:]})
+        else:
+            results.append(json.loads(lines[-1]))
+        progress.add(1)
+    return results
+
+
+def label(r):
+    if r["model"] in PEERS:
+        return r["model"]
+    extra = " pinned" if r.get("pinned") else (" folded" if r.get("folded") else "")
+    return f"HIRI-ViT-{r['model']}{extra}"
+
+
+def find(results, model, resolution, **flags):
+    for r in results:
+        if (r["model"], r["resolution"]) == (model, resolution) and "error" not in r and all(
+            bool(r.get(k)) == v for k, v in flags.items()
+        ):
+            return r
+    return None
+
+
+def ratios(results):
+    """P1, P2 (pinned and plain) and P4 where their rows were measured."""
+    s448 = find(results, "S", 448, pinned=False, folded=False)
+    out = {}
+    if s448 is None:
+        return out
+    cnt = find(results, "ConvNeXtTiny", 224)
+    if cnt:
+        out["P1"] = s448["images_per_s"] / cnt["images_per_s"]
+    pinned = find(results, "S", 224, pinned=True)
+    if pinned:
+        out["P2"] = s448["median_s"] / pinned["median_s"]
+    plain = find(results, "S", 224, pinned=False, folded=False)
+    if plain:
+        out["P2_plain"] = s448["median_s"] / plain["median_s"]
+    folded = find(results, "S", 448, folded=True)
+    if folded:
+        out["P4"] = folded["images_per_s"] / s448["images_per_s"]
+    return out
+
+
+TARGETS = {"P1": (">=", 1.0), "P2": ("<=", 1.3), "P2_plain": ("<=", 1.3), "P4": (">=", 1.07)}
+DEFINITIONS = {
+    "P1": "thr(S@448) / thr(ConvNeXtTiny@224)",
+    "P2": "time(S@448) / time(S@224, pinned grids)",
+    "P2_plain": "time(S@448) / time(S@224, plain schedule)",
+    "P4": "thr(S@448 folded) / thr(S@448)",
+}
+
+
+def markdown(all_results, batch):
+    backends = list(all_results)
+    head = "| model | input | " + " | ".join(
+        f"{b} img/s | {b} ms/batch | {b} peak MiB" for b in backends
+    )
+    lines = [head + " |", "|---|---|" + "---|" * (3 * len(backends))]
+    keys = []
+    for r in next(iter(all_results.values())):
+        keys.append((r["model"], r["resolution"], bool(r.get("pinned")), bool(r.get("folded")), label(r)))
+    for model, res, pinned, folded, name in keys:
+        cells = []
+        for b in backends:
+            r = find(all_results[b], model, res, pinned=pinned, folded=folded)
+            if r is None:
+                cells += ["failed", "-", "-"]
+            else:
+                cells += [f"{r['images_per_s']:.2f}", f"{1000 * r['median_s']:.0f}", f"{r['peak_mib']:.0f}"]
+        lines.append(f"| {name} | {res} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio | definition | target | " + " | ".join(backends) + " |",
+              "|---|---|---|" + "---|" * len(backends)]
+    per_backend = {b: ratios(all_results[b]) for b in backends}
+    for key, (op, target) in TARGETS.items():
+        cells = []
+        for b in backends:
+            value = per_backend[b].get(key)
+            if value is None:
+                cells.append("-")
+            else:
+                ok = value >= target if op == ">=" else value <= target
+                cells.append(f"{value:.2f} {'(met)' if ok else '(missed)'}")
+        lines.append(f"| {key} | {DEFINITIONS[key]} | {op} {target} | " + " | ".join(cells) + " |")
+    compile_modes = ", ".join(
+        f"{b}: {all_results[b][0]['compile']}" for b in backends if all_results[b]
+    )
+    lines += ["", f"batch {batch}; compile mode per backend: {compile_modes}"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--variants", nargs="+", default=["S", "B", "L"], choices=["S", "B", "L"])
+    parser.add_argument("--resolutions", nargs="+", type=int, default=[224, 384, 448, 768])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--compile", choices=["auto", "jit", "none"], default=None,
+        help="override the per-backend compile mode (default: "
+        + ", ".join(f"{b} {m}" for b, m in DEFAULT_COMPILE.items()) + ")",
+    )
+    parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
+    parser.add_argument("--json", help="also write every result to this JSON file")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))))
+        return
+    if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
+        parser.error("--warmup, --repeats and --batch must be >= 1")
+    from keras.utils import Progbar
+
+    progress = Progbar(len(jobs(args)) * len(args.backends), unit_name="model")
+    all_results = {}
+    for backend in args.backends:
+        all_results[backend] = run_backend(backend, args, progress)
+    print(markdown(all_results, args.batch))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(all_results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
