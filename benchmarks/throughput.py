@@ -9,8 +9,9 @@ paper's pinned late grids, S/B at 448 with BatchNorm folded
 Every model is measured in a fresh subprocess (so the peak memory is its own):
 build, ``compile(jit_compile=...)``, ``warmup`` calls of ``predict_on_batch``,
 then ``repeats`` timed calls; the time is their median. Peak memory is the
-process's peak resident set size above what it used before the model was
-built (weights + activations + compiled code; this is a CPU measure).
+process's peak resident set size during inference (the count is restarted
+once the model is built) above what the process used before the model
+existed: weights + activations + compiled code. It is a CPU measure.
 
 Ratios printed per backend (targets from the issue):
   P1 = throughput(S@448) / throughput(ConvNeXtTiny@224)      target >= 1.0
@@ -38,10 +39,10 @@ PEERS = {
     "ConvNeXtBase": 224,
     "EfficientNetV2S": 384,
 }
-# "jit" = XLA on TensorFlow (jit_compile=True), jax.jit on JAX, torch.compile on
-# PyTorch; "auto" = Keras' default (plain tf.function on a CPU-only
-# TensorFlow, jax.jit on JAX, eager on PyTorch).
-DEFAULT_COMPILE = {"tensorflow": "jit", "jax": "jit", "torch": "auto"}
+# "auto" = Keras' default (plain tf.function graph on a CPU-only TensorFlow,
+# jax.jit on JAX, eager on PyTorch); "jit" = XLA on TensorFlow
+# (jit_compile=True), jax.jit on JAX, torch.compile on PyTorch.
+DEFAULT_COMPILE = {"tensorflow": "auto", "jax": "auto", "torch": "auto"}
 
 
 def _rss_mib():
@@ -53,11 +54,26 @@ def _rss_mib():
         return 0.0
 
 
+def _reset_peak_rss():
+    """Restarts the peak-RSS count from now (Linux ``clear_refs``; no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_rss_mib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return peak / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build(spec):
@@ -74,7 +90,7 @@ def build(spec):
         spec["model"], input_shape=(size, size, 3), pin_late_grids=spec.get("pinned", False)
     )
     if spec.get("folded"):
-        model = keras_hiri.fold_batchnorm(model)
+        model = keras_hiri.fold_batchnorm(model)  # the unfolded one is freed on return
     return model
 
 
@@ -83,9 +99,17 @@ def measure(spec):
     import keras
     import numpy as np
 
+    import gc
+
+    import keras_hiri
+
     keras.utils.set_random_seed(0)
+    keras_hiri.set_depthwise_implementation(spec.get("depthwise", "auto"))
     baseline = _rss_mib()
     model = build(spec)
+    gmacs = keras_hiri.profile(model).gmacs
+    gc.collect()
+    _reset_peak_rss()  # count weights + inference, not the build's transients
     mode = spec["compile"]
     model.compile(jit_compile=True if mode == "jit" else (False if mode == "none" else "auto"))
     size = spec["resolution"]
@@ -110,6 +134,7 @@ def measure(spec):
         "images_per_s": spec["batch"] / median,
         "peak_mib": max(0.0, _peak_rss_mib() - baseline),
         "params_m": model.count_params() / 1e6,
+        "gmacs": gmacs,
     }
 
 
@@ -140,6 +165,7 @@ def run_backend(backend, args, progress):
             "warmup": args.warmup,
             "repeats": args.repeats,
             "compile": args.compile or DEFAULT_COMPILE[backend],
+            "depthwise": args.depthwise,
         }
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         proc = subprocess.run(
@@ -204,22 +230,23 @@ DEFINITIONS = {
 
 def markdown(all_results, batch):
     backends = list(all_results)
-    head = "| model | input | " + " | ".join(
+    head = "| model | input | GMACs | " + " | ".join(
         f"{b} img/s | {b} ms/batch | {b} peak MiB" for b in backends
     )
-    lines = [head + " |", "|---|---|" + "---|" * (3 * len(backends))]
+    lines = [head + " |", "|---|---|---|" + "---|" * (3 * len(backends))]
     keys = []
     for r in next(iter(all_results.values())):
         keys.append((r["model"], r["resolution"], bool(r.get("pinned")), bool(r.get("folded")), label(r)))
     for model, res, pinned, folded, name in keys:
-        cells = []
+        cells, gmacs = [], "-"
         for b in backends:
             r = find(all_results[b], model, res, pinned=pinned, folded=folded)
             if r is None:
                 cells += ["failed", "-", "-"]
             else:
+                gmacs = f"{r['gmacs']:.2f}"
                 cells += [f"{r['images_per_s']:.2f}", f"{1000 * r['median_s']:.0f}", f"{r['peak_mib']:.0f}"]
-        lines.append(f"| {name} | {res} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {res} | {gmacs} | " + " | ".join(cells) + " |")
     lines += ["", "| ratio | definition | target | " + " | ".join(backends) + " |",
               "|---|---|---|" + "---|" * len(backends)]
     per_backend = {b: ratios(all_results[b]) for b in backends}
@@ -233,10 +260,14 @@ def markdown(all_results, batch):
                 ok = value >= target if op == ">=" else value <= target
                 cells.append(f"{value:.2f} {'(met)' if ok else '(missed)'}")
         lines.append(f"| {key} | {DEFINITIONS[key]} | {op} {target} | " + " | ".join(cells) + " |")
-    compile_modes = ", ".join(
-        f"{b}: {all_results[b][0]['compile']}" for b in backends if all_results[b]
-    )
-    lines += ["", f"batch {batch}; compile mode per backend: {compile_modes}"]
+    first = {b: all_results[b][0] for b in backends if all_results[b]}
+    compile_modes = ", ".join(f"{b}: {r['compile']}" for b, r in first.items())
+    depthwise = ", ".join(f"{b}: {r.get('depthwise', 'auto')}" for b, r in first.items())
+    lines += [
+        "",
+        f"batch {batch}, median of {next(iter(first.values()))['repeats']} timed batches after warm-up; "
+        f"compile mode: {compile_modes}; depthwise implementation: {depthwise}",
+    ]
     return "\n".join(lines)
 
 
@@ -253,6 +284,10 @@ def main(argv=None):
         "--compile", choices=["auto", "jit", "none"], default=None,
         help="override the per-backend compile mode (default: "
         + ", ".join(f"{b} {m}" for b, m in DEFAULT_COMPILE.items()) + ")",
+    )
+    parser.add_argument(
+        "--depthwise", choices=["auto", "native", "unrolled"], default="auto",
+        help="keras_hiri.set_depthwise_implementation for the HIRI-ViT rows",
     )
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
     parser.add_argument("--json", help="also write every result to this JSON file")

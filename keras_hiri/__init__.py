@@ -2,7 +2,7 @@
 
 from keras_hiri.blocks import CFFN, CFFNBlock, HRBlock, MultiHeadSelfAttention, TransformerBlock
 from keras_hiri.builder import HiriViT, HiriViTB, HiriViTL, HiriViTModel, HiriViTS
-from keras_hiri.common import DropPath
+from keras_hiri.common import DropPath, set_depthwise_implementation
 from keras_hiri.distillation import EMADistillation
 from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
 from keras_hiri.export import export
@@ -21,5 +21,5 @@ __all__ = [
     "HRStem", "HiriViT", "HiriViTB", "HiriViTConfig", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "fold_batchnorm", "IRDSb", "MultiHeadSelfAttention", "PAPER", "PlainDownsample",
     "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions", "preprocess_input",
-    "profile", "Recipe", "train",
+    "profile", "Recipe", "set_depthwise_implementation", "train",
 ]

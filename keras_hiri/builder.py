@@ -291,8 +291,10 @@ def HiriViT(
         x = ClassAttentionHead(
             config.widths[last], config.heads(last), config.mlp_ratios[last], name="head"
         )(x)
-        x = common.layer_norm("head_norm")(x)
-        x = common.dense(classes, name="predictions")(x)
+        # The classifier always computes in float32 (under a mixed-precision
+        # policy the rest of the network runs in float16 / bfloat16).
+        x = common.layer_norm("head_norm", dtype="float32")(x)
+        x = common.dense(classes, name="predictions", dtype="float32")(x)
         if classifier_activation is not None:
             x = keras.layers.Activation(
                 classifier_activation, dtype="float32", name="predictions_activation"

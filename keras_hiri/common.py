@@ -66,8 +66,8 @@ def batch_norm(name, folded=False):
     )
 
 
-def layer_norm(name):
-    return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name)
+def layer_norm(name, dtype=None):
+    return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name, dtype=dtype)
 
 
 def make_norm(kind, name, folded=False):
@@ -94,8 +94,97 @@ def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None):
     )
 
 
+DEPTHWISE_IMPLEMENTATIONS = ("auto", "native", "unrolled")
+_depthwise = {"implementation": "auto"}
+
+
+def set_depthwise_implementation(implementation):
+    """Chooses how :class:`DepthwiseConv2D` computes.
+
+    Weights, configs and outputs (within float rounding) are the same either way.
+
+    * ``"native"``: the backend's depthwise convolution;
+    * ``"unrolled"``: the ``k * k`` kernel taps written out as a sum of
+      shifted, per-channel-scaled slices of the input (one fused loop under
+      XLA);
+    * ``"auto"`` (default): ``"unrolled"`` on JAX on CPU, where XLA's grouped
+      convolution is 10-40x slower than the unrolled sum, ``"native"``
+      everywhere else (oneDNN on TensorFlow / PyTorch CPU is faster than the
+      unrolled sum there). ``python benchmarks/depthwise.py`` measures both.
+
+    The choice is read when a model is traced or compiled.
+    """
+    if implementation not in DEPTHWISE_IMPLEMENTATIONS:
+        raise ValueError(
+            f"implementation must be one of {DEPTHWISE_IMPLEMENTATIONS}. "
+            f"Received: {implementation!r}"
+        )
+    _depthwise["implementation"] = implementation
+
+
+def get_depthwise_implementation():
+    return _depthwise["implementation"]
+
+
+def _use_unrolled():
+    implementation = _depthwise["implementation"]
+    if implementation != "auto":
+        return implementation == "unrolled"
+    if keras.backend.backend() != "jax":
+        return False
+    return all(d.split(":")[0] == "cpu" for d in keras.distribution.list_devices())
+
+
+def _unrolls(layer, x):
+    """Whether the depthwise ``layer`` may take its unrolled form on input ``x``."""
+    return (
+        tuple(layer.dilation_rate) == (1, 1)
+        and layer.data_format == "channels_last"
+        and (layer.padding == "valid" or layer.kernel_size[0] % 2 == 1 == layer.kernel_size[1] % 2)
+        and x.shape[1] is not None
+        and x.shape[2] is not None
+        and not isinstance(x, keras.KerasTensor)
+        and _use_unrolled()
+    )
+
+
+def _taps(layer, x):
+    """``[((i, j), window)]``: the input slice each kernel tap multiplies."""
+    kh, kw = layer.kernel_size
+    sh, sw = layer.strides
+    if layer.padding == "same":
+        x = ops.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    ho = (x.shape[1] - kh) // sh + 1
+    wo = (x.shape[2] - kw) // sw + 1
+    return [
+        ((i, j), x[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :])
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+@register
+class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` that can run as a sum of shifted slices.
+
+    See :func:`set_depthwise_implementation`; depth multiplier 1 only (else native).
+    """
+
+    def call(self, inputs):
+        if self.depth_multiplier != 1 or not _unrolls(self, inputs):
+            return super().call(inputs)
+        kernel = ops.cast(self.kernel, inputs.dtype)
+        out = None
+        for (i, j), window in _taps(self, inputs):
+            term = window * kernel[i, j, :, 0]
+            out = term if out is None else out + term
+        if self.use_bias:
+            out = out + ops.cast(self.bias, out.dtype)
+        return self.activation(out) if self.activation is not None else out
+
+
 def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None):
-    return keras.layers.DepthwiseConv2D(
+    return DepthwiseConv2D(
         kernel_size,
         strides=strides,
         padding="same" if strides == 1 else "valid",
@@ -106,13 +195,14 @@ def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None):
     )
 
 
-def dense(units, use_bias=True, name=None):
+def dense(units, use_bias=True, name=None, dtype=None):
     return keras.layers.Dense(
         units,
         use_bias=use_bias,
         kernel_initializer=dense_initializer(),
         bias_initializer="zeros",
         name=name,
+        dtype=dtype,
     )
 
 
@@ -206,11 +296,13 @@ class CompositeLayer(keras.layers.Layer):
             return
         from keras.src.backend import compute_output_spec  # what _maybe_build uses
 
+        # __call__ would cast the inputs to the compute dtype (mixed precision).
+        dtype = self.compute_dtype
         if "input_shape" in config:
-            compute_output_spec(self.call, keras.KerasTensor(config["input_shape"]))
+            compute_output_spec(self.call, keras.KerasTensor(config["input_shape"], dtype))
         elif "shapes_dict" in config:
             compute_output_spec(self.call, **{
-                key.removesuffix("_shape"): keras.KerasTensor(shape)
+                key.removesuffix("_shape"): keras.KerasTensor(shape, dtype)
                 for key, shape in config["shapes_dict"].items()
             })
         self.built = True

@@ -70,3 +70,42 @@ def test_drop_path_rejects_bad_rate(rate):
 
 def test_halve_is_ceil():
     assert [common.halve(n) for n in (1, 2, 7, 8, None)] == [1, 1, 4, 4, None]
+
+
+@pytest.fixture
+def depthwise_mode():
+    previous = common.get_depthwise_implementation()
+    yield common.set_depthwise_implementation
+    common.set_depthwise_implementation(previous)
+
+
+@pytest.mark.parametrize("stride, shape", [(1, (2, 9, 7, 5)), (2, (2, 11, 8, 5))])
+def test_unrolled_depthwise_equals_native(depthwise_mode, stride, shape):
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    layer = common.depthwise_conv2d(3, stride)
+    layer(x)
+    layer.bias.assign(np.linspace(-1, 1, shape[-1]).astype("float32"))
+    outputs = {}
+    for mode in ("native", "unrolled"):
+        depthwise_mode(mode)
+        # Compiled like a model would be (the unrolled form is for XLA).
+        fn = keras.Sequential([keras.Input(shape[1:]), layer])
+        fn.compile(jit_compile="auto")
+        outputs[mode] = fn.predict_on_batch(common.pad_for(layer, x) if stride > 1 else x)
+        outputs[mode + "_eager"] = to_numpy(layer(common.pad_for(layer, x) if stride > 1 else x))
+    assert outputs["native"].shape == outputs["unrolled"].shape
+    np.testing.assert_allclose(outputs["unrolled"], outputs["native"], atol=1e-5)
+    np.testing.assert_allclose(outputs["unrolled_eager"], outputs["native_eager"], atol=1e-5)
+
+
+def test_depthwise_implementation_auto_is_unrolled_only_on_jax_cpu(depthwise_mode):
+    depthwise_mode("auto")
+    if keras.backend.backend() == "jax":
+        on_cpu = all(d.startswith("cpu") for d in keras.distribution.list_devices())
+        assert common._use_unrolled() == on_cpu
+    else:
+        assert not common._use_unrolled()
+    depthwise_mode("unrolled")
+    assert common._use_unrolled()
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        common.set_depthwise_implementation("fast")

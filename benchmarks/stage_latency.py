@@ -1,0 +1,94 @@
+"""Where the time goes: latency of each part of a HIRI-ViT beside its GMACs.
+
+The profile that guides the speed work (issue 5). For every part the
+MAC counter knows (stem, stageN_downsample, stageN, head) it times the model
+cut after that part (``input -> that part's last layer``, compiled like the
+throughput benchmark, median of repeated batches) and reports the increment
+over the previous cut, with the part's GMACs and the achieved GMAC/s. A part
+with a low GMAC/s is memory- or overhead-bound: that is where work pays off.
+
+    KERAS_BACKEND=jax python benchmarks/stage_latency.py --variant S --resolution 448
+    KERAS_BACKEND=tensorflow python benchmarks/stage_latency.py --folded
+"""
+
+import argparse
+import statistics
+import time
+
+import keras
+import numpy as np
+
+import keras_hiri
+from keras_hiri.profiling import _part
+
+
+def cuts(model):
+    """``[(part, last top-level layer of that part)]`` in model order."""
+    order = []
+    for layer in model.layers[1:]:
+        part = _part(layer.name)
+        if part == "preprocessing":
+            continue
+        if order and order[-1][0] == part:
+            order[-1] = (part, layer)
+        else:
+            order.append((part, layer))
+    return order
+
+
+def median_time(model, x, warmup, repeats, jit):
+    model.compile(jit_compile=jit)
+    for _ in range(warmup):
+        model.predict_on_batch(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", default="S")
+    parser.add_argument("--resolution", type=int, default=448)
+    parser.add_argument("--pin-late-grids", action="store_true")
+    parser.add_argument("--folded", action="store_true", help="time the BN-folded model")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--jit", choices=["auto", "true", "false"], default="true")
+    args = parser.parse_args(argv)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit]
+
+    size = args.resolution
+    model = keras_hiri.HiriViT(
+        args.variant, input_shape=(size, size, 3), pin_late_grids=args.pin_late_grids
+    )
+    macs = {part: m for part, _, m in keras_hiri.profile(model).rows}
+    if args.folded:
+        model = keras_hiri.fold_batchnorm(model)
+    x = np.random.default_rng(0).uniform(0, 255, (args.batch, size, size, 3)).astype("float32")
+    parts = cuts(model)
+    bar = keras.utils.Progbar(len(parts), unit_name="cut")
+    rows, previous = [], 0.0
+    for part, last in parts:
+        t = median_time(keras.Model(model.inputs, last.output), x, args.warmup, args.repeats, jit)
+        rows.append((part, t - previous, macs.get(part, 0)))
+        previous = t
+        bar.add(1)
+    total = previous
+    print(
+        f"\n{model.name}{' (folded)' if args.folded else ''} @ {size}, batch {args.batch}, "
+        f"backend {keras.backend.backend()}, jit_compile={args.jit}"
+    )
+    print(f"{'part':<20}{'ms/batch':>10}{'share':>8}{'GMACs/img':>11}{'GMAC/s':>9}")
+    for part, t, m in rows:
+        rate = args.batch * m / 1e9 / t if t > 0 else float("nan")
+        print(f"{part:<20}{1000 * t:>10.1f}{100 * t / total:>7.1f}%{m / 1e9:>11.3f}{rate:>9.1f}")
+    print(f"{'total':<20}{1000 * total:>10.1f}{'':>8}{sum(macs.values()) / 1e9:>11.3f}"
+          f"{args.batch * sum(macs.values()) / 1e9 / total:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
