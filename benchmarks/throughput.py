@@ -18,6 +18,7 @@ Ratios printed per backend (targets from the issue):
   P2 = time(S@448) / time(S@224)                            target <= 1.3
        (with the paper's pinned 224 grids, and with the plain schedule)
   P4 = throughput(S@448 folded) / throughput(S@448)          target >= 1.07
+       (the two timed alternately in one process, the fairest pairing)
 
     python benchmarks/throughput.py                        # all backends, full grid
     python benchmarks/throughput.py --quick                # the rows the ratios need
@@ -30,6 +31,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -83,6 +85,8 @@ def build(spec):
     import keras_hiri
 
     size = spec["resolution"]
+    if spec.get("path"):  # a model saved by prepare() (the folded rows)
+        return keras.saving.load_model(spec["path"])
     if spec["model"] in PEERS:
         cls = getattr(keras.applications, spec["model"])
         return cls(weights=None, input_shape=(size, size, 3))
@@ -92,6 +96,43 @@ def build(spec):
     if spec.get("folded"):
         model = keras_hiri.fold_batchnorm(model)  # the unfolded one is freed on return
     return model
+
+
+def prepare(spec):
+    """Builds, folds and saves a folded model, so that the measuring process
+    holds only the folded one (its peak memory is then its own)."""
+    build({**spec, "path": None}).save(spec["path"])
+
+
+def measure_pair(spec):
+    """P4, measured paired: the unfolded and the folded model in one process,
+    timed alternately (drift of a shared machine hits both alike)."""
+    import keras
+    import numpy as np
+
+    import keras_hiri
+
+    keras.utils.set_random_seed(0)
+    keras_hiri.set_depthwise_implementation(spec.get("depthwise", "auto"))
+    model = build({**spec, "folded": False})
+    folded = keras_hiri.fold_batchnorm(model)
+    mode = spec["compile"]
+    jit = True if mode == "jit" else (False if mode == "none" else "auto")
+    size = spec["resolution"]
+    x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
+    for m in (model, folded):
+        m.compile(jit_compile=jit)
+        for _ in range(spec["warmup"]):
+            m.predict_on_batch(x)
+    times = {"unfolded": [], "folded": []}
+    for _ in range(spec["repeats"]):
+        for key, m in (("unfolded", model), ("folded", folded)):
+            start = time.perf_counter()
+            m.predict_on_batch(x)
+            times[key].append(time.perf_counter() - start)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {**spec, "backend": keras.backend.backend(), **{f"{k}_s": v for k, v in medians.items()},
+            "P4": medians["unfolded"] / medians["folded"]}
 
 
 def measure(spec):
@@ -144,6 +185,7 @@ def jobs(args):
     if args.quick:
         rows += [hiri("S", 224), hiri("S", 224, pinned=True), hiri("S", 448), hiri("S", 448, folded=True)]
         rows += [{"model": "ConvNeXtTiny", "resolution": 224}]
+        rows += [hiri("S", 448, pair=True)]
     else:
         for letter in args.variants:
             for r in args.resolutions:
@@ -153,6 +195,8 @@ def jobs(args):
             if 448 in args.resolutions:
                 rows.append(hiri(letter, 448, folded=True))
         rows += [{"model": m, "resolution": r} for m, r in PEERS.items()]
+        if "S" in args.variants and 448 in args.resolutions:
+            rows.append(hiri("S", 448, pair=True))
     return rows
 
 
@@ -168,10 +212,17 @@ def run_backend(backend, args, progress):
             "depthwise": args.depthwise,
         }
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)],
-            env=env, capture_output=True, text=True,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            if spec.get("folded"):
+                spec["path"] = os.path.join(tmp, "folded.keras")
+                subprocess.run(
+                    [sys.executable, __file__, "--prepare", json.dumps(spec)],
+                    env=env, capture_output=True, text=True, check=False,
+                )
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                env=env, capture_output=True, text=True,
+            )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode or not lines:
             print(f"\n[{backend}] {label(spec)} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
@@ -191,7 +242,9 @@ def label(r):
 
 def find(results, model, resolution, **flags):
     for r in results:
-        if (r["model"], r["resolution"]) == (model, resolution) and "error" not in r and all(
+        if r.get("pair") or "error" in r:
+            continue
+        if (r["model"], r["resolution"]) == (model, resolution) and all(
             bool(r.get(k)) == v for k, v in flags.items()
         ):
             return r
@@ -213,9 +266,9 @@ def ratios(results):
     plain = find(results, "S", 224, pinned=False, folded=False)
     if plain:
         out["P2_plain"] = s448["median_s"] / plain["median_s"]
-    folded = find(results, "S", 448, folded=True)
-    if folded:
-        out["P4"] = folded["images_per_s"] / s448["images_per_s"]
+    pair = next((r for r in results if r.get("pair") and "error" not in r), None)
+    if pair:
+        out["P4"] = pair["P4"]
     return out
 
 
@@ -224,7 +277,7 @@ DEFINITIONS = {
     "P1": "thr(S@448) / thr(ConvNeXtTiny@224)",
     "P2": "time(S@448) / time(S@224, pinned grids)",
     "P2_plain": "time(S@448) / time(S@224, plain schedule)",
-    "P4": "thr(S@448 folded) / thr(S@448)",
+    "P4": "thr(S@448 folded) / thr(S@448), timed alternately in one process",
 }
 
 
@@ -236,6 +289,8 @@ def markdown(all_results, batch):
     lines = [head + " |", "|---|---|---|" + "---|" * (3 * len(backends))]
     keys = []
     for r in next(iter(all_results.values())):
+        if r.get("pair"):
+            continue
         keys.append((r["model"], r["resolution"], bool(r.get("pinned")), bool(r.get("folded")), label(r)))
     for model, res, pinned, folded, name in keys:
         cells, gmacs = [], "-"
@@ -274,6 +329,7 @@ def markdown(all_results, batch):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", help=argparse.SUPPRESS)
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--variants", nargs="+", default=["S", "B", "L"], choices=["S", "B", "L"])
     parser.add_argument("--resolutions", nargs="+", type=int, default=[224, 384, 448, 768])
@@ -292,8 +348,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
     parser.add_argument("--json", help="also write every result to this JSON file")
     args = parser.parse_args(argv)
+    if args.prepare:
+        prepare(json.loads(args.prepare))
+        return
     if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        print(json.dumps(measure_pair(spec) if spec.get("pair") else measure(spec)))
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")
