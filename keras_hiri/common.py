@@ -117,7 +117,7 @@ def set_depthwise_implementation(implementation):
     * ``"auto"`` (default): ``"unrolled"`` on JAX on CPU, where XLA's grouped
       convolution is 10-40x slower than the unrolled sum, ``"native"``
       everywhere else (oneDNN on TensorFlow / PyTorch CPU is faster than the
-      unrolled sum there). ``python benchmarks/depthwise.py`` measures both.
+      unrolled sum there). ``python benchmarks/kernels.py`` measures both.
 
     The choice is read when a model is traced or compiled.
     """

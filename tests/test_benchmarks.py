@@ -1,0 +1,84 @@
+"""The performance scripts' bookkeeping: ratios, tables, the cost plot.
+
+Timings themselves are never asserted (they live in the benchmarks); these
+tests check that the scripts compute P1/P2/P4 from the right rows, print the
+table, and draw the figure, on hand-made results.
+"""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(folder, name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, folder, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(model, resolution, seconds, **flags):
+    return {
+        "model": model, "resolution": resolution, "median_s": seconds, "images_per_s": 8 / seconds,
+        "peak_mib": 100.0, "gmacs": 1.0, "compile": "auto", "repeats": 3, **flags,
+    }
+
+
+RESULTS = [
+    _row("S", 224, 0.1),
+    _row("S", 224, 0.3, pinned=True),
+    _row("S", 448, 0.36),
+    _row("S", 448, 0.35, folded=True),
+    _row("ConvNeXtTiny", 224, 0.72),
+    {"model": "S", "resolution": 448, "pair": True, "P4": 1.10, "compile": "auto", "repeats": 3},
+]
+
+
+def test_ratios_come_from_the_right_rows():
+    throughput = _load("benchmarks", "throughput")
+    ratios = throughput.ratios(RESULTS)
+    assert ratios["P1"] == pytest.approx(0.72 / 0.36)
+    assert ratios["P2"] == pytest.approx(0.36 / 0.3)
+    assert ratios["P2_plain"] == pytest.approx(3.6)
+    assert ratios["P4"] == pytest.approx(1.10)  # the paired measurement, not the two rows
+
+
+def test_table_marks_targets_met_and_missed():
+    throughput = _load("benchmarks", "throughput")
+    table = throughput.markdown({"jax": RESULTS, "torch": RESULTS[:3]}, batch=8)
+    assert "| HIRI-ViT-S folded | 448 |" in table
+    assert "2.00 (met)" in table  # P1 on jax
+    assert "3.60 (missed)" in table  # P2 plain
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| P")}
+    assert lines["P1"].rstrip(" |").endswith("-")  # torch has no ConvNeXt row
+    assert "| ConvNeXtTiny | 224 | 1.00 | 11.11 | 720 | 100 | failed |" in table
+
+
+def test_job_list_has_every_row_the_ratios_need():
+    throughput = _load("benchmarks", "throughput")
+    parser_args = type("Args", (), {"quick": True})()
+    rows = throughput.jobs(parser_args)
+    assert {"model": "S", "resolution": 448, "pair": True} in rows
+    assert {"model": "ConvNeXtTiny", "resolution": 224} in rows
+    full = throughput.jobs(
+        type("Args", (), {"quick": False, "variants": ["S", "B", "L"], "resolutions": [224, 384, 448, 768]})()
+    )
+    assert len([r for r in full if r["model"] in throughput.PEERS]) == 4
+    assert {"model": "L", "resolution": 768} in full
+
+
+def test_cost_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    plot_cost = _load("examples", "plot_cost")
+    curves = {
+        ("HIRI-ViT-S", False): [(224, 1.3, 10.0), (448, 5.0, 40.0)],
+        ("HIRI-ViT-S", True): [(224, 4.5, 30.0), (448, 5.0, 40.0)],
+        ("ConvNeXtTiny", False): [(224, 4.5, 90.0), (448, 17.8, 360.0)],
+    }
+    out = tmp_path / "figure.png"
+    plot_cost.plot(curves, str(out), batch=4)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 10_000
