@@ -12,14 +12,12 @@ with a low GMAC/s is memory- or overhead-bound: that is where work pays off.
 """
 
 import argparse
-import statistics
-import time
 
 import keras
 import numpy as np
 
 import keras_hiri
-from keras_hiri.profiling import _part
+from keras_hiri.profiling import _part, latency
 
 
 def cuts(model):
@@ -34,18 +32,6 @@ def cuts(model):
         else:
             order.append((part, layer))
     return order
-
-
-def median_time(model, x, warmup, repeats, jit):
-    model.compile(jit_compile=jit)
-    for _ in range(warmup):
-        model.predict_on_batch(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None):
@@ -73,7 +59,7 @@ def main(argv=None):
     bar = keras.utils.Progbar(len(parts), unit_name="cut")
     rows, previous = [], 0.0
     for part, last in parts:
-        t = median_time(keras.Model(model.inputs, last.output), x, args.warmup, args.repeats, jit)
+        t, _ = latency(keras.Model(model.inputs, last.output), x, args.warmup, args.repeats, jit)
         rows.append((part, t - previous, macs.get(part, 0)))
         previous = t
         bar.add(1)

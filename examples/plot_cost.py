@@ -13,8 +13,6 @@ default) and, dashed, the paper's pinned late grids.
 
 import argparse
 import os
-import statistics
-import time
 
 import keras
 import numpy as np
@@ -33,16 +31,9 @@ MODELS = {
 
 
 def latency_ms(model, resolution, batch, repeats):
-    model.compile()  # Keras' default jit_compile="auto"
     x = np.random.default_rng(0).uniform(0, 255, (batch, resolution, resolution, 3)).astype("float32")
-    model.predict_on_batch(x)
-    model.predict_on_batch(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / batch
+    median, _ = keras_hiri.profiling.latency(model, x, warmup=2, repeats=repeats)
+    return 1000 * median / batch
 
 
 def measure(resolutions, batch, repeats):

@@ -315,6 +315,30 @@ class CompositeLayer(keras.layers.Layer):
         self.built = True
 
 
+class ConvNorm:
+    """Mixin for a layer that is one strided conv followed by a norm (the
+    ViT-stem and the plain downsampling of the ablations). Call
+    :meth:`_build_conv_norm` from ``__init__``; the BN (if any) folds."""
+
+    FOLDABLE = True
+
+    def _build_conv_norm(self, filters, kernel_size, strides, norm):
+        self.norm_kind = norm
+        self.conv = conv2d(filters, kernel_size, strides, name=f"{self.name}_conv")
+        self.norm = make_norm(norm, f"{self.name}_norm", self.fold_bn)
+
+    def bn_folds(self):
+        return [(("conv",), "norm")] if self.norm_kind == "bn" else []
+
+    def call(self, x, training=None):
+        return self.norm(strided(self.conv, x), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(norm=self.norm_kind)
+        return config
+
+
 @register
 class DropPath(keras.layers.Layer):
     """Stochastic depth: drops a whole residual branch per sample in training.

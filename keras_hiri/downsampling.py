@@ -116,24 +116,9 @@ class IRDSb(_Downsample):
 
 
 @common.register
-class PlainDownsample(_Downsample):
+class PlainDownsample(common.ConvNorm, _Downsample):
     """The typical M-ViT downsampling (Fig. 5a): ``Conv3x3/s`` + norm."""
-
-    FOLDABLE = True
 
     def __init__(self, filters, strides=2, norm="bn", **kwargs):
         super().__init__(filters, strides, **kwargs)
-        self.norm_kind = norm
-        self.conv = common.conv2d(filters, 3, strides, name=f"{self.name}_conv")
-        self.norm = common.make_norm(norm, f"{self.name}_norm", self.fold_bn)
-
-    def bn_folds(self):
-        return [(("conv",), "norm")] if self.norm_kind == "bn" else []
-
-    def call(self, x, training=None):
-        return self.norm(common.strided(self.conv, x), training=training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(norm=self.norm_kind)
-        return config
+        self._build_conv_norm(filters, 3, strides, norm)

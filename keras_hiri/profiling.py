@@ -18,6 +18,8 @@ import contextlib
 import dataclasses
 import math
 import re
+import statistics
+import time
 
 import keras
 import numpy as np
@@ -173,6 +175,26 @@ def profile(model, input_shape=None):
             rows.append((part, params, macs.get(part, 0)))
     non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
     return Profile(model.name, tuple(input_shape), rows, non_trainable)
+
+
+def latency(model, x, warmup=2, repeats=5, jit_compile="auto"):
+    """Seconds per ``model.predict_on_batch(x)``: ``warmup`` untimed calls
+    (tracing / compiling happens there), then ``repeats`` timed ones.
+
+    Returns:
+        ``(median, times)``: the median and every timed call, in seconds.
+    """
+    if warmup < 1 or repeats < 1:
+        raise ValueError(f"warmup and repeats must be >= 1. Received: {warmup}, {repeats}")
+    model.compile(jit_compile=jit_compile)
+    for _ in range(warmup):
+        model.predict_on_batch(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
 
 
 def main(argv=None):

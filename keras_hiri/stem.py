@@ -104,27 +104,12 @@ class ConvStem(_Stem):
 
 
 @common.register
-class ViTStem(_Stem):
+class ViTStem(common.ConvNorm, _Stem):
     """ViT-stem of Table VII row 1: one ``7x7`` stride-4 convolution + norm."""
-
-    FOLDABLE = True
 
     def __init__(self, filters, norm="bn", **kwargs):
         super().__init__(filters, **kwargs)
-        self.norm_kind = norm
-        self.conv = common.conv2d(filters, 7, 4, name=f"{self.name}_conv")
-        self.norm = common.make_norm(norm, f"{self.name}_norm", self.fold_bn)
-
-    def bn_folds(self):
-        return [(("conv",), "norm")] if self.norm_kind == "bn" else []
-
-    def call(self, x, training=None):
-        return self.norm(common.strided(self.conv, x), training=training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(norm=self.norm_kind)
-        return config
+        self._build_conv_norm(filters, 7, 4, norm)
 
 
 STEMS = {"hr": HRStem, "conv": ConvStem, "vit": ViTStem}
