@@ -98,6 +98,17 @@ def build(spec):
     return model
 
 
+def _jit_and_batch(spec):
+    """The ``jit_compile`` value for the spec's mode, and its input batch."""
+    import numpy as np
+
+    mode = spec["compile"]
+    jit = True if mode == "jit" else (False if mode == "none" else "auto")
+    size = spec["resolution"]
+    x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
+    return jit, x
+
+
 def prepare(spec):
     """Builds, folds and saves a folded model, so that the measuring process
     holds only the folded one (its peak memory is then its own)."""
@@ -108,28 +119,21 @@ def measure_pair(spec):
     """P4, measured paired: the unfolded and the folded model in one process,
     timed alternately (drift of a shared machine hits both alike)."""
     import keras
-    import numpy as np
 
     import keras_hiri
+    from keras_hiri.profiling import latency
 
     keras.utils.set_random_seed(0)
     keras_hiri.set_depthwise_implementation(spec.get("depthwise", "auto"))
     model = build({**spec, "folded": False})
     folded = keras_hiri.fold_batchnorm(model)
-    mode = spec["compile"]
-    jit = True if mode == "jit" else (False if mode == "none" else "auto")
-    size = spec["resolution"]
-    x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
-    for m in (model, folded):
-        m.compile(jit_compile=jit)
-        for _ in range(spec["warmup"]):
-            m.predict_on_batch(x)
+    jit, x = _jit_and_batch(spec)
     times = {"unfolded": [], "folded": []}
-    for _ in range(spec["repeats"]):
+    for m in (model, folded):
+        latency(m, x, warmup=spec["warmup"], repeats=1, jit_compile=jit)  # compile + warm up
+    for _ in range(spec["repeats"]):  # alternate single timed calls
         for key, m in (("unfolded", model), ("folded", folded)):
-            start = time.perf_counter()
-            m.predict_on_batch(x)
-            times[key].append(time.perf_counter() - start)
+            times[key] += latency(m, x, warmup=0, repeats=1, jit_compile=None)[1]
     medians = {k: statistics.median(v) for k, v in times.items()}
     return {**spec, "backend": keras.backend.backend(), **{f"{k}_s": v for k, v in medians.items()},
             "P4": medians["unfolded"] / medians["folded"]}
@@ -137,12 +141,12 @@ def measure_pair(spec):
 
 def measure(spec):
     """Runs one job in this process; returns its result dict."""
-    import keras
-    import numpy as np
-
     import gc
 
+    import keras
+
     import keras_hiri
+    from keras_hiri.profiling import latency
 
     keras.utils.set_random_seed(0)
     keras_hiri.set_depthwise_implementation(spec.get("depthwise", "auto"))
@@ -151,21 +155,12 @@ def measure(spec):
     gmacs = keras_hiri.profile(model).gmacs
     gc.collect()
     _reset_peak_rss()  # count weights + inference, not the build's transients
-    mode = spec["compile"]
-    model.compile(jit_compile=True if mode == "jit" else (False if mode == "none" else "auto"))
-    size = spec["resolution"]
-    x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
+    jit, x = _jit_and_batch(spec)
     start = time.perf_counter()
+    model.compile(jit_compile=jit)
     model.predict_on_batch(x)
     first = time.perf_counter() - start
-    for _ in range(spec["warmup"] - 1):
-        model.predict_on_batch(x)
-    times = []
-    for _ in range(spec["repeats"]):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    median, times = latency(model, x, spec["warmup"] - 1, spec["repeats"], jit_compile=None)
     return {
         **spec,
         "backend": keras.backend.backend(),

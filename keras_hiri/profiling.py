@@ -179,14 +179,17 @@ def profile(model, input_shape=None):
 
 def latency(model, x, warmup=2, repeats=5, jit_compile="auto"):
     """Seconds per ``model.predict_on_batch(x)``: ``warmup`` untimed calls
-    (tracing / compiling happens there), then ``repeats`` timed ones.
+    (tracing / compiling happens there), then ``repeats`` timed ones. The
+    model is compiled with ``jit_compile`` first, unless that is ``None``
+    (then it is used as compiled).
 
     Returns:
         ``(median, times)``: the median and every timed call, in seconds.
     """
-    if warmup < 1 or repeats < 1:
-        raise ValueError(f"warmup and repeats must be >= 1. Received: {warmup}, {repeats}")
-    model.compile(jit_compile=jit_compile)
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"warmup and repeats must be >= 0 and >= 1. Received: {warmup}, {repeats}")
+    if jit_compile is not None:
+        model.compile(jit_compile=jit_compile)
     for _ in range(warmup):
         model.predict_on_batch(x)
     times = []

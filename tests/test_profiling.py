@@ -65,3 +65,15 @@ def test_profiling_cli(capsys):
     assert "hiri_vit_s @ 224x224" in out
     total = [line for line in out.splitlines() if line.startswith("total")][0]
     assert float(total.split()[1]) == pytest.approx(34.8, rel=0.01)
+
+
+def test_latency_times_every_repeat_and_checks_its_arguments():
+    from keras_hiri.profiling import latency
+    from tests.tiny import images, tiny_model
+
+    model = tiny_model()
+    median, times = latency(model, images(2), warmup=1, repeats=3)
+    assert len(times) == 3 and all(t > 0 for t in times)
+    assert min(times) <= median <= max(times)
+    with pytest.raises(ValueError, match="warmup and repeats"):
+        latency(model, images(2), repeats=0)
