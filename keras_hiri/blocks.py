@@ -40,8 +40,6 @@ class HRBlock(_Residual):
     summed and added to ``x``.
     """
 
-    FOLDABLE = True
-
     def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
         n = self.name

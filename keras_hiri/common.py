@@ -269,22 +269,25 @@ class CompositeLayer(keras.layers.Layer):
     the sub-layers without weights; ``build_from_config`` instead traces ``call``
     the same way Keras does, without adding a node to the layer's graph.
 
-    Layers with BatchNorms right after convolutions set ``FOLDABLE = True``,
-    list those pairs in :meth:`bn_folds` and honour ``fold_bn=True``: the BNs
-    become ``Identity`` and the convolutions get a bias, the layout
+    Layers with BatchNorms right after convolutions override :meth:`bn_folds`
+    to list those pairs and honour ``fold_bn=True``: the BNs become
+    ``Identity`` and the convolutions get a bias, the layout
     :func:`keras_hiri.fold_batchnorm` fills in.
     """
 
-    FOLDABLE = False
-
     def __init__(self, fold_bn=False, **kwargs):
         super().__init__(**kwargs)
-        if fold_bn and not self.FOLDABLE:
+        if fold_bn and not self.foldable():
             raise ValueError(
                 f"{type(self).__name__} has no BatchNorm after a convolution; "
-                "fold_bn=True is only valid for layers with FOLDABLE = True."
+                "fold_bn=True is only valid for layers that override bn_folds()."
             )
         self.fold_bn = bool(fold_bn)
+
+    @classmethod
+    def foldable(cls):
+        """Whether the class can have BNs folded (it overrides :meth:`bn_folds`)."""
+        return cls.bn_folds is not CompositeLayer.bn_folds
 
     def bn_folds(self):
         """``[(conv attribute names, BN attribute name), ...]``: each BN is
@@ -294,7 +297,7 @@ class CompositeLayer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        if self.FOLDABLE:
+        if self.foldable():
             config.update(fold_bn=self.fold_bn)
         return config
 
@@ -319,8 +322,6 @@ class ConvNorm:
     """Mixin for a layer that is one strided conv followed by a norm (the
     ViT-stem and the plain downsampling of the ablations). Call
     :meth:`_build_conv_norm` from ``__init__``; the BN (if any) folds."""
-
-    FOLDABLE = True
 
     def _build_conv_norm(self, filters, kernel_size, strides, norm):
         self.norm_kind = norm

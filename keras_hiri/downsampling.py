@@ -45,8 +45,6 @@ class IRDSa(_Downsample):
     the sum.
     """
 
-    FOLDABLE = True
-
     def __init__(self, filters, strides=2, expansion=2, **kwargs):
         super().__init__(filters, strides, **kwargs)
         self.expansion = expansion
@@ -82,8 +80,6 @@ class IRDSb(_Downsample):
     says); shortcut: ``AvgPool2x2/s (ceil) -> Conv1x1 (Cin -> Cout)``; the sum
     is normalised with ``norm`` (LayerNorm in front of Transformer stages).
     """
-
-    FOLDABLE = True
 
     def __init__(self, filters, strides=2, expansion=3, norm="ln", **kwargs):
         super().__init__(filters, strides, **kwargs)

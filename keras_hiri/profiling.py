@@ -187,7 +187,10 @@ def latency(model, x, warmup=2, repeats=5, jit_compile="auto"):
         ``(median, times)``: the median and every timed call, in seconds.
     """
     if warmup < 0 or repeats < 1:
-        raise ValueError(f"warmup and repeats must be >= 0 and >= 1. Received: {warmup}, {repeats}")
+        raise ValueError(
+            "warmup and repeats must be >= 0 and >= 1 respectively. "
+            f"Received: warmup={warmup}, repeats={repeats}"
+        )
     if jit_compile is not None:
         model.compile(jit_compile=jit_compile)
     for _ in range(warmup):

@@ -40,8 +40,6 @@ class HRStem(_Stem):
         filters: output width ``C1`` (every conv in the stem uses it).
     """
 
-    FOLDABLE = True
-
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
         n, f = self.name, self.fold_bn
@@ -81,8 +79,6 @@ class ConvStem(_Stem):
     ``Conv3x3/2 + BN + GELU -> Conv3x3 + BN + GELU -> Conv3x3/2 -> BN``, all
     ``filters`` wide (the paper does not give the hidden width; see DESIGN.md).
     """
-
-    FOLDABLE = True
 
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)

@@ -16,10 +16,8 @@ TOLERANCE = {"mixed_bfloat16": 0.1, "mixed_float16": 0.02}
 
 @pytest.fixture
 def policy(request):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(request.param)
-    yield request.param
-    keras.config.set_dtype_policy(previous)
+    with _global_policy(request.param):
+        yield request.param
 
 
 class _global_policy:
