@@ -182,7 +182,9 @@ def _validate_arguments(
     if input_shape is None:
         input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3) if include_top else (None, None, 3)
     input_shape = tuple(input_shape)
-    needs_rgb = 3 if include_preprocessing or path is not None else None
+    # As keras.applications: a backbone (no top, no weights) takes any channel
+    # count and then skips the RGB normalisation (see ``_normalizes``).
+    needs_rgb = 3 if path is not None or (include_preprocessing and include_top) else None
     _validate_input_shape(input_shape, needs_rgb, pin_late_grids)
     return path, stored_classes, input_shape
 
@@ -232,6 +234,8 @@ def HiriViT(
         name: model name (layer names never depend on it).
         include_preprocessing: normalise ``[0, 255]`` RGB inside the model with
             the ImageNet mean/std (so :func:`preprocess_input` is a no-op).
+            A backbone (``include_top=False``, no weights) with 1, 4 or any
+            other number of channels skips it, as keras.applications does.
         drop_path_rate: stochastic-depth rate, linear over all blocks.
         pin_late_grids: run stages 3-5 on at least the 448 grids (28, 14, 7),
             as the paper's 224/384 numbers require (``docs/DESIGN.md``): the
@@ -278,7 +282,7 @@ def HiriViT(
         inputs = inputs[0] if len(inputs) == 1 else inputs
         x = input_tensor
 
-    if include_preprocessing:
+    if include_preprocessing and input_shape[-1] == 3:
         x = keras.layers.Normalization(
             mean=[255.0 * m for m in IMAGENET_MEAN],
             variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],

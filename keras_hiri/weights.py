@@ -1,8 +1,9 @@
 """The ``weights=`` argument: ``None``, a registry name, or a checkpoint path.
 
-The registry (``weights/manifest.json`` at the repository root) maps a name to
+The registry (``keras_hiri/presets/manifest.json``, package data, so it ships in
+the wheel with the small checkpoints beside it) maps a name to
 ``(variant, dataset, resolution, classes)`` and a file with its sha256. A file
-is taken from the repository's ``weights/`` folder when it ships there,
+is taken from the package's ``presets/`` folder when it ships there,
 otherwise fetched from its URL with ``keras.utils.get_file`` into the Keras
 cache; either way its hash is checked, and a file that does not match is
 deleted and reported, never loaded.
@@ -20,7 +21,7 @@ import zipfile
 
 import h5py
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
 
 NO_IMAGENET = (
@@ -33,7 +34,7 @@ NO_IMAGENET = (
 
 
 def registry():
-    """``{name: entry}`` from ``weights/manifest.json`` (empty if absent)."""
+    """``{name: entry}`` from ``presets/manifest.json`` (empty if absent)."""
     if not os.path.exists(MANIFEST):
         return {}
     with open(MANIFEST) as f:
@@ -112,12 +113,35 @@ def resolve(weights):
             raise ValueError(
                 f"weights file {weights!r} must end in '.weights.h5' or '.keras'."
             )
+        verify_readable(weights)
         return weights, None
     known = ["imagenet (not available: no checkpoint exists)", *sorted(entries)]
     raise ValueError(
         f"weights={weights!r} is neither None, a known name ({', '.join(known)}), "
         "nor an existing '.weights.h5' / '.keras' file."
     )
+
+
+def verify_readable(path):
+    """Reads every array of the checkpoint ``path`` once.
+
+    Raises:
+        ValueError: naming the file, when it is truncated or corrupt (not an
+            HDF5 file / zip archive, or an array that cannot be read), so that
+            nothing is loaded from it.
+    """
+    def read(name, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]
+
+    try:
+        with _open_weights_h5(path) as f:
+            f.visititems(read)
+    except (OSError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"weights file {path!r} is corrupt or truncated and cannot be read "
+            f"({type(e).__name__}: {e}). Nothing was loaded."
+        ) from None
 
 
 def _open_weights_h5(path):

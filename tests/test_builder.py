@@ -161,6 +161,15 @@ def test_input_tensor():
     assert model.input_shape == (None, 80, 96, 4)
 
 
+@pytest.mark.parametrize("channels", [1, 4])
+def test_backbone_takes_other_channel_counts_and_skips_rgb_normalisation(channels):
+    """As keras.applications: (None, None, 1 or 4) without the top builds."""
+    model = tiny_model(include_top=False, input_shape=(None, None, channels))
+    assert "preprocessing" not in [layer.name for layer in model.layers]
+    out = model(np.ones((1, 64, 80, channels), "float32"))
+    assert tuple(out.shape) == (1, 1, 2, 48)
+
+
 def test_layer_names_do_not_depend_on_model_name():
     a = [layer.name for layer in tiny_model(name="first").layers]
     b = [layer.name for layer in tiny_model(name="second").layers]

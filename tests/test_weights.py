@@ -145,3 +145,23 @@ def test_shipped_checkpoint_is_real_and_classifies_held_out_patches():
     assert names == entry["class_names"]
     accuracy = float(np.mean(to_numpy(model(x.astype("float32"), training=False)).argmax(-1) == y))
     assert accuracy > 0.4  # chance is 0.1; the benchmark measured 0.653 on 320 patches
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_weights_file_is_a_value_error_naming_it(tmp_path, damage):
+    good = str(tmp_path / "good.weights.h5")
+    tiny_model().save_weights(good)
+    bad = str(tmp_path / "bad.weights.h5")
+    data = open(good, "rb").read()
+    with open(bad, "wb") as f:
+        f.write(data[: len(data) // 2] if damage == "truncated" else b"not hdf5" * 100)
+    with pytest.raises(ValueError, match=r"bad\.weights\.h5.*corrupt or truncated"):
+        tiny_model(weights=bad)
+
+
+def test_registry_ships_inside_the_package():
+    """The manifest and its checkpoint are package data (they install with the wheel)."""
+    package = os.path.dirname(keras_hiri.__file__)
+    assert os.path.dirname(weights.MANIFEST) == os.path.join(package, "presets")
+    for name, entry in weights.registry().items():
+        assert weights.fetch(name) == os.path.join(package, "presets", entry["file"])

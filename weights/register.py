@@ -1,10 +1,11 @@
-"""Adds or updates a checkpoint in weights/manifest.json (computing its sha256).
+"""Adds or updates a checkpoint in keras_hiri/presets/manifest.json (computing its sha256).
 
     python weights/register.py NAME FILE --variant tiny --dataset skimage_photo_patches \\
         --resolution 64 --classes 10 --class-names astronaut,brick,... \\
         --val-top1 0.66 --produced-by "KERAS_BACKEND=tensorflow python benchmarks/..."
 
-FILE must sit in weights/ (shipped with the repository) unless --url is given.
+FILE must sit in keras_hiri/presets/ (package data: it ships in the wheel) unless
+--url is given.
 """
 
 import argparse
