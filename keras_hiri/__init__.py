@@ -11,7 +11,9 @@ from keras_hiri.head import ClassAttentionHead
 from keras_hiri.imagenet import decode_predictions, preprocess_input
 from keras_hiri.profiling import profile
 from keras_hiri.stem import ConvStem, HRStem, ViTStem
-from keras_hiri.training import Recipe, train
+from keras_hiri.pipeline import KeyedImageDataset
+from keras_hiri.recipe import Recipe
+from keras_hiri.training import train
 from keras_hiri.variants import PAPER, VARIANTS, HiriViTConfig
 
 __version__ = "0.1.0"
@@ -21,5 +23,5 @@ __all__ = [
     "HRStem", "HiriViT", "HiriViTB", "HiriViTConfig", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "fold_batchnorm", "IRDSb", "MultiHeadSelfAttention", "PAPER", "PlainDownsample",
     "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions", "preprocess_input",
-    "profile", "Recipe", "set_depthwise_implementation", "train",
+    "profile", "KeyedImageDataset", "Recipe", "set_depthwise_implementation", "train",
 ]

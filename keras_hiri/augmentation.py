@@ -18,21 +18,12 @@ build the training set with ``mix=False``.
 """
 
 import keras
-import tensorflow as tf
 
-# DeiT / timm defaults used by Swin and PVTv2 (the recipes Sec. 5.1 cites).
-DEFAULTS = {
-    "scale": (0.08, 1.0),
-    "ratio": (3.0 / 4.0, 4.0 / 3.0),
-    "randaugment_ops": 2,
-    "randaugment_factor": 0.5,  # Keras' scale for timm's "rand-m9-mstd0.5"
-    "erasing_prob": 0.25,
-    "mixup_alpha": 0.8,
-    "cutmix_alpha": 1.0,
-    "switch_prob": 0.5,
-    "label_smoothing": 0.1,
-    "crop_pct": 0.875,
-}
+from keras_hiri import extras
+from keras_hiri.recipe import DEFAULTS
+
+tf = extras.require_tensorflow("keras_hiri.augmentation (the tf.data pipeline)")
+
 
 
 def random_resized_crop(

@@ -70,6 +70,14 @@ class HiriViTModel(keras.Model):
             stage += 1
 
     @property
+    def drop_paths(self):
+        """The :class:`~keras_hiri.DropPath` layers of the blocks, in order."""
+        return [
+            layer.drop_path for layer in self.layers
+            if isinstance(getattr(layer, "drop_path", None), common.DropPath)
+        ]
+
+    @property
     def pyramid_outputs(self):
         """``{"P2": ..., "P6": ...}``: symbolic stage outputs, ``Pn`` at stride
         ``2**n`` (the keras-hub convention). Use

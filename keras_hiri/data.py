@@ -10,7 +10,10 @@ photographs that scikit-image installs with itself.
 import os
 
 import numpy as np
-import tensorflow as tf
+
+from keras_hiri import extras
+
+tf = extras.require_tensorflow("keras_hiri.data (tf.data sources and the photo-patch set)")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 

@@ -30,10 +30,15 @@ One step, for a batch ``x`` (B images) with labels ``y``:
 HIRI-ViT model that can be saved or exported as the final model.
 """
 
+import random
+
 import keras
 from keras import ops
 
 from keras_hiri import common
+
+# Seeds one step may draw from each generator before two steps' keys meet.
+_DRAWS_PER_STEP = 16
 
 
 class _FoldLastStudentState(keras.callbacks.Callback):
@@ -56,7 +61,12 @@ class EMADistillation(keras.Model):
         cutmix_alpha: Beta parameter of CutMix's ``lambda`` (0 disables CutMix).
         switch_prob: probability of CutMix when both are enabled.
         label_smoothing: smoothing of the ground-truth labels before mixing.
-        seed: seed of the mixing draws.
+        seed: seed of the training-step draws (CutMix/MixUp and the student's
+            drop-path). ``None`` picks one at random (Python's ``random``, so
+            ``keras.utils.set_random_seed`` makes it reproducible). Each
+            step's draws are keyed by ``(seed, optimizer step)``, which the
+            checkpoints hold, so a resumed run draws what the uninterrupted
+            one did.
 
     Example:
         ```python
@@ -103,7 +113,12 @@ class EMADistillation(keras.Model):
         self.teacher.set_weights(student.get_weights())
         self.teacher.trainable = False
         self.teacher_maps = _class_maps(self.teacher)
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.base_seed = seed if seed is not None else random.randint(0, 2**30)
+        self.seed_generator = keras.random.SeedGenerator(self.base_seed)
+        # The student's drop-path draws are re-keyed each step as well.
+        self.drop_path_generators = [
+            layer.seed_generator for layer in student.drop_paths if layer.seed_generator is not None
+        ]
         # Optimizer steps taken (train steps started) and student states folded
         # into the teacher; both survive checkpoints, so resuming is exact.
         self.steps_seen = self.add_weight(
@@ -212,9 +227,11 @@ class EMADistillation(keras.Model):
         # Key this step's random draws by the (checkpointed) step counter, so a
         # run resumed from a backup draws exactly what the uninterrupted one did
         # (seed-generator states are not part of Keras checkpoints).
-        state = self.seed_generator.state
-        key = ops.stack([ops.convert_to_tensor(self.seed or 0, "int32"), self.steps_seen * 16])
-        state.assign(ops.cast(key, state.dtype))
+        step = self.steps_seen * _DRAWS_PER_STEP
+        generators = [self.seed_generator, *self.drop_path_generators]
+        for i, generator in enumerate(generators):
+            base = ops.convert_to_tensor((self.base_seed + i * 7919) % 2**31, "int32")
+            generator.state.assign(ops.cast(ops.stack([base, step]), generator.state.dtype))
         self.steps_seen.assign(self.steps_seen + 1)
         mix = self.sample_mix()
         logits = self.student_logits(self.mix_images(x, mix), training=True)
@@ -296,6 +313,11 @@ def _class_maps(model):
 
 
 def _validate(student, alpha, ema_momentum, mixup_alpha, cutmix_alpha, switch_prob, smoothing):
+    if not hasattr(student, "drop_paths"):
+        raise ValueError(
+            "student must be a HIRI-ViT model (keras_hiri.HiriViT / HiriViTModel). "
+            f"Received: {type(student).__name__}"
+        )
     names = {layer.name for layer in getattr(student, "layers", [])}
     missing = {"head_norm", "predictions"} - names
     if missing or not any(n.startswith("stage") and n.endswith("_norm") for n in names):

@@ -1,24 +1,28 @@
-"""The paper's training recipe (Sec. 5.1) as a resumable ``fit`` on any backend.
+"""Runs the paper's training recipe (Sec. 5.1) as a resumable ``fit`` on any backend.
 
-Defaults are the paper's: AdamW, learning rate 1e-3 at batch 1024 scaled
-linearly with the batch size, weight decay 0.05 (not on norms and biases),
-cosine decay with 5 linear warm-up epochs, 300 epochs, EMA distillation on.
-Every run writes, under ``output_dir``:
+Defaults are the paper's (:class:`~keras_hiri.recipe.Recipe`): AdamW, learning
+rate 1e-3 at batch 1024 scaled linearly with the batch size, weight decay 0.05
+(not on norms and biases), cosine decay with 5 linear warm-up epochs, 300
+epochs, EMA distillation on. Plain training is the same trainer with
+``alpha=1`` (targets are the mixed labels only). Every run writes, under
+``output_dir``:
 
 * ``backup/``: ``keras.callbacks.BackupAndRestore`` state; re-running the same
   command after a crash resumes from the last finished epoch;
 * ``checkpoints/epoch_XXX.weights.h5``: the trainer's weights after each epoch;
-* ``logs/``: TensorBoard logs; ``history.csv``: one row of metrics per epoch;
+* ``logs/``: TensorBoard logs (when TensorBoard is installed);
+  ``history.csv``: one row of metrics per epoch;
 * ``final.keras`` (the student) and, with distillation, ``teacher.keras`` (the
   paper's practice is to keep the EMA teacher as the final model).
 
-Data order and the crop / flip draws are a pure function of ``(seed, epoch,
-sample)`` (stateless ops keyed by an epoch counter), and the distillation
-mixing is keyed by its step counter, which the backup saves. So with
-``randaugment=False`` and ``erasing_prob=0`` a resumed run repeats the
-uninterrupted one exactly; Keras' RandAugment / RandomErasing layers keep
-their random state in seed generators that no checkpoint stores, so with them
-on a resumed run is statistically, not bitwise, the same.
+In-memory arrays go through :class:`~keras_hiri.pipeline.KeyedImageDataset`
+(no TensorFlow needed), where the order, crop, flip, RandAugment and Random
+Erasing of every batch are keyed by ``(seed, epoch, batch)``; the trainer keys
+drop-path and CutMix/MixUp by its checkpointed step counter. So with the
+default augmentation and drop-path a resumed run repeats the uninterrupted one
+exactly. Streaming sources (a directory, tfds) use the ``tf.data`` pipeline of
+:mod:`keras_hiri.augmentation` (TensorFlow needed); they resume the model,
+teacher, optimizer and epoch, but not the data order.
 """
 
 import argparse
@@ -29,156 +33,38 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_hiri import augmentation
-from keras_hiri import data
+from keras_hiri import extras
 from keras_hiri.builder import HiriViT
 from keras_hiri.distillation import EMADistillation
-
-
-@dataclasses.dataclass
-class Recipe:
-    """Training hyper-parameters; the defaults are the paper's (Sec. 5.1)."""
-
-    epochs: int = 300
-    batch_size: int = 1024
-    base_learning_rate: float = 1e-3
-    base_batch_size: int = 1024
-    weight_decay: float = 0.05
-    warmup_epochs: int = 5
-    min_learning_rate: float = 1e-5
-    distillation: bool = True
-    alpha: float = 0.5
-    ema_momentum: float = 0.9999
-    mixup_alpha: float = 0.8
-    cutmix_alpha: float = 1.0
-    label_smoothing: float = 0.1
-    drop_path_rate: float = 0.1
-    randaugment: bool = True
-    erasing_prob: float = 0.25
-    seed: int = 0
-
-    @property
-    def learning_rate(self):
-        """Peak learning rate, linearly scaled: ``base * batch / base_batch``."""
-        return self.base_learning_rate * self.batch_size / self.base_batch_size
-
-    def schedule(self, steps_per_epoch):
-        total = max(1, self.epochs * steps_per_epoch)
-        warmup = min(self.warmup_epochs * steps_per_epoch, total - 1)
-        return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0,
-            decay_steps=max(1, total - warmup),
-            alpha=self.min_learning_rate / self.learning_rate,
-            warmup_target=self.learning_rate,
-            warmup_steps=warmup,
-        )
-
-    def optimizer(self, steps_per_epoch):
-        opt = keras.optimizers.AdamW(
-            learning_rate=self.schedule(steps_per_epoch), weight_decay=self.weight_decay
-        )
-        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        return opt
-
-
-class EpochCounter(keras.callbacks.Callback):
-    """Publishes the current epoch to the input pipeline (a ``tf.Variable``)."""
-
-    def __init__(self, variable):
-        super().__init__()
-        self.variable = variable
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.variable.assign(epoch)
-
-
-def epoch_keyed_dataset(
-    images, labels, image_size, batch_size, epoch, recipe, train=True, num_classes=None
-):
-    """Batches of ``(float image, int label)`` whose order and crop/flip draws
-    depend only on ``(recipe.seed, epoch, sample index)``.
-
-    Args:
-        images, labels: in-memory arrays (``uint8 (N, H, W, 3)``, ``int (N,)``).
-        epoch: an ``int64`` ``tf.Variable`` updated by :class:`EpochCounter`.
-    """
-    n = len(labels)
-    image_size = tuple(image_size)
-    images = tf.constant(images)
-    labels = tf.constant(labels, tf.int64)
-    seed = recipe.seed
-
-    def order(_):
-        perm = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
-        )
-        return tf.data.Dataset.from_tensor_slices(perm)
-
-    def load(index):
-        image = tf.gather(images, index)
-        key = tf.stack([epoch * n + index, tf.constant(seed, tf.int64)])
-        if not train:
-            return augmentation.eval_transform(image, image_size), tf.gather(labels, index)
-        crop = augmentation.random_resized_crop(image, image_size, key=key)
-        flip = tf.random.stateless_uniform((), seed=key + 1) < 0.5
-        crop = tf.cond(flip, lambda: tf.image.flip_left_right(crop), lambda: crop)
-        return crop, tf.gather(labels, index)
-
-    if train:
-        # flat_map hides the size; state it so Keras shows steps and never
-        # reports "ran out of data" at the end of an epoch.
-        ds = tf.data.Dataset.from_tensors(0).flat_map(order)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
-    else:
-        ds = tf.data.Dataset.range(n)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=train)
-    if train and (recipe.randaugment or recipe.erasing_prob > 0):
-        augment = augmentation.TrainAugment(
-            randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, flip=False,
-            seed=seed,
-        )  # the (epoch-keyed) flip is applied in load()
-        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    if train and not recipe.distillation:
-        mixer = augmentation.MixLabels(
-            num_classes,
-            mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
-            label_smoothing=recipe.label_smoothing, seed=seed,
-        )
-        ds = ds.map(mixer, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+from keras_hiri.pipeline import EpochCounter, KeyedImageDataset
+from keras_hiri.recipe import Recipe
 
 
 def build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch, metrics=("accuracy",)):
-    """The student (and EMA trainer) compiled with the recipe's optimizer."""
+    """The student and its trainer, compiled with the recipe's optimizer.
+
+    The trainer is :class:`~keras_hiri.EMADistillation`; with
+    ``recipe.distillation=False`` its ``alpha`` is 1 (plain CutMix/MixUp
+    training, the teacher only tracked).
+    """
     keras.utils.set_random_seed(recipe.seed)
     student = HiriViT(
         variant, input_shape=(*image_size, 3), classes=num_classes,
         drop_path_rate=recipe.drop_path_rate,
     )
-    if recipe.distillation:
-        model = EMADistillation(
-            student, alpha=recipe.alpha, ema_momentum=recipe.ema_momentum,
-            mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
-            label_smoothing=recipe.label_smoothing, seed=recipe.seed,
-        )
-        model.compile(optimizer=recipe.optimizer(steps_per_epoch), metrics=list(metrics))
-    else:
-        model = student
-        model.compile(
-            optimizer=recipe.optimizer(steps_per_epoch),
-            loss=keras.losses.CategoricalCrossentropy(),
-            metrics=list(metrics),
-        )
+    model = EMADistillation(
+        student, alpha=recipe.alpha if recipe.distillation else 1.0,
+        ema_momentum=recipe.ema_momentum, mixup_alpha=recipe.mixup_alpha,
+        cutmix_alpha=recipe.cutmix_alpha, label_smoothing=recipe.label_smoothing,
+        seed=recipe.seed,
+    )
+    model.compile(optimizer=recipe.optimizer(steps_per_epoch), metrics=list(metrics))
     return model, student
 
 
-def _one_hot_eval(ds, num_classes, distillation):
-    if distillation:
-        return ds  # EMADistillation takes integer labels
-    return ds.map(lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), num_classes)))
+def _is_tf_dataset(data):
+    return type(data).__module__.startswith("tensorflow") and hasattr(data, "element_spec")
 
 
 def train(
@@ -196,9 +82,10 @@ def train(
     """Runs (or resumes) the recipe.
 
     Args:
-        train_data: ``(uint8 images, int labels)`` arrays (epoch-keyed, exactly
-            resumable pipeline) or an unbatched ``tf.data.Dataset`` of
-            ``(image, label)`` (then give ``num_classes`` and ``steps_per_epoch``).
+        train_data: ``(uint8 images, int labels)`` arrays (keyed, exactly
+            resumable, no TensorFlow needed) or an unbatched ``tf.data.Dataset``
+            of ``(image, label)`` (then give ``num_classes`` and
+            ``steps_per_epoch``).
         val_data: the same kind, or ``None``.
 
     Returns:
@@ -209,16 +96,15 @@ def train(
     with open(os.path.join(output_dir, "recipe.json"), "w") as f:
         json.dump({"variant": str(variant), "image_size": list(image_size),
                    **dataclasses.asdict(recipe)}, f, indent=1)
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    if isinstance(train_data, tf.data.Dataset):
-        # Streaming data (a directory, tfds): the usual shuffle buffer. Model,
-        # teacher, optimizer and epoch resume exactly; the data order does not.
+    keyed = []
+    if _is_tf_dataset(train_data):
+        from keras_hiri import augmentation
+
         if not num_classes or steps_per_epoch is None:
             raise ValueError("A tf.data training set needs num_classes and steps_per_epoch.")
         train_ds = augmentation.train_pipeline(
-            train_data, image_size, recipe.batch_size, num_classes,
-            mix=not recipe.distillation, randaugment=recipe.randaugment,
-            erasing_prob=recipe.erasing_prob, seed=recipe.seed,
+            train_data, image_size, recipe.batch_size, num_classes, mix=False,
+            randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, seed=recipe.seed,
         ).repeat()
         fit_steps = steps_per_epoch
         val_ds = None
@@ -232,34 +118,33 @@ def train(
             raise ValueError(
                 f"batch_size={recipe.batch_size} is larger than the training set ({len(labels)})."
             )
-        train_ds = epoch_keyed_dataset(
-            images, labels, image_size, recipe.batch_size, epoch, recipe, num_classes=num_classes
+        train_ds = KeyedImageDataset(
+            images, labels, image_size, recipe.batch_size, randaugment=recipe.randaugment,
+            erasing_prob=recipe.erasing_prob, seed=recipe.seed,
         )
-        fit_steps = None  # a finite dataset: Keras makes a fresh iterator each epoch
+        keyed.append(train_ds)
+        fit_steps = None
         val_ds = None
         if val_data is not None:
-            val_ds = epoch_keyed_dataset(
-                *val_data, image_size, recipe.batch_size, epoch, recipe, train=False
-            )
-    if val_ds is not None:
-        val_ds = _one_hot_eval(val_ds, num_classes, recipe.distillation)
+            val_ds = KeyedImageDataset(*val_data, image_size, recipe.batch_size, train=False)
     model, student = build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch)
 
     callbacks = [
-        EpochCounter(epoch),
+        EpochCounter(*keyed),
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
         keras.callbacks.ModelCheckpoint(
             os.path.join(output_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
             save_weights_only=True,
         ),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         *extra_callbacks,
     ]
+    if extras.has_tensorboard():
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
     os.makedirs(os.path.join(output_dir, "checkpoints"), exist_ok=True)
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks,
-        steps_per_epoch=fit_steps, verbose=verbose,
+        steps_per_epoch=fit_steps, verbose=verbose, shuffle=False,
     )
     student.save(os.path.join(output_dir, "final.keras"))
     if recipe.distillation:
@@ -322,6 +207,8 @@ def parse(argv=None):
 
 
 def load(args):
+    from keras_hiri import data
+
     size = (args.image_size, args.image_size)
     if args.photo_patches:
         x, y, names = data.photo_patches("train", patch_size=args.image_size,
@@ -348,7 +235,7 @@ def strategy_scope(enabled):
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         return contextlib.nullcontext()
     if backend == "tensorflow":
-        import tensorflow as tf
+        tf = extras.require_tensorflow("tf.distribute data parallelism")
 
         if os.environ.get("TF_CONFIG"):  # several hosts, each with TF_CONFIG set
             return tf.distribute.MultiWorkerMirroredStrategy().scope()

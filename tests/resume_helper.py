@@ -1,4 +1,5 @@
-"""Runs a tiny exactly-resumable training; optionally SIGKILLs itself mid-epoch.
+"""Runs a tiny training with the default augmentation and drop-path; optionally
+SIGKILLs itself mid-epoch.
 
     python -m tests.resume_helper OUTPUT_DIR [--kill-epoch E --kill-batch B]
 """
@@ -11,6 +12,11 @@ import keras
 
 from keras_hiri import data, training
 from tests.tiny import TINY
+
+
+# The recipe's defaults (drop-path 0.1, RandAugment, Random Erasing, CutMix/MixUp,
+# EMA distillation), only shortened and with a faster-moving teacher.
+RECIPE = training.Recipe(epochs=3, batch_size=16, warmup_epochs=1, ema_momentum=0.9, seed=7)
 
 
 class KillAt(keras.callbacks.Callback):
@@ -32,14 +38,10 @@ def main():
     p.add_argument("--kill-epoch", type=int)
     p.add_argument("--kill-batch", type=int, default=1)
     args = p.parse_args()
-    recipe = training.Recipe(
-        epochs=3, batch_size=16, warmup_epochs=1, randaugment=False, erasing_prob=0.0,
-        drop_path_rate=0.0, ema_momentum=0.9, seed=7,
-    )
     x, y, _ = data.photo_patches("train", patch_size=64, per_class=8)
     xv, yv, _ = data.photo_patches("validation", patch_size=64, per_class=2)
     extra = [KillAt(args.kill_epoch, args.kill_batch)] if args.kill_epoch is not None else []
-    training.train(TINY, (x, y), (xv, yv), (64, 64), args.output_dir, recipe,
+    training.train(TINY, (x, y), (xv, yv), (64, 64), args.output_dir, RECIPE,
                    verbose=0, extra_callbacks=extra)
 
 

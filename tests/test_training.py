@@ -7,7 +7,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_hiri import training
 from tests.helpers import to_numpy
@@ -41,28 +40,6 @@ def test_optimizer_is_adamw_without_decay_on_norms_and_biases():
     assert opt._use_weight_decay(kernel) and not opt._use_weight_decay(bias)
 
 
-def test_epoch_keyed_pipeline_is_a_function_of_the_epoch():
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (12, 40, 40, 3)).astype("uint8")
-    y = np.arange(12) % 3
-    recipe = training.Recipe(batch_size=4, randaugment=False, erasing_prob=0.0, seed=1)
-    epoch = tf.Variable(0, dtype=tf.int64)
-    ds = training.epoch_keyed_dataset(x, y, (32, 32), 4, epoch, recipe, num_classes=3)
-
-    def one_epoch():
-        return [(a.numpy(), b.numpy()) for a, b in ds]
-
-    first, again = one_epoch(), one_epoch()
-    epoch.assign(1)
-    second = one_epoch()
-    assert len(first) == 3 and first[0][0].shape == (4, 32, 32, 3)
-    for (a, b), (c, d) in zip(first, again):
-        np.testing.assert_array_equal(a, c)
-        np.testing.assert_array_equal(b, d)
-    assert not all(np.array_equal(a[1], c[1]) for a, c in zip(first, second))
-    assert sorted(np.concatenate([b for _, b in second]).tolist()) == sorted(y.tolist())
-
-
 def _history(path):
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -86,10 +63,22 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     for row_a, row_b in zip(a, b):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=1e-4, abs=1e-5), key
-    ta = keras.saving.load_model(os.path.join(full, "teacher.keras"))
-    tb = keras.saving.load_model(os.path.join(resumed, "teacher.keras"))
-    for wa, wb in zip(ta.weights, tb.weights):
-        np.testing.assert_allclose(to_numpy(wb), to_numpy(wa), rtol=1e-4, atol=1e-5)
+    for saved in ("teacher.keras", "final.keras"):
+        ta = keras.saving.load_model(os.path.join(full, saved))
+        tb = keras.saving.load_model(os.path.join(resumed, saved))
+        for wa, wb in zip(ta.weights, tb.weights):
+            np.testing.assert_allclose(to_numpy(wb), to_numpy(wa), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_helper_runs_the_default_augmentation_and_drop_path():
+    """The exactness above is claimed for the defaults users run."""
+    from tests.resume_helper import RECIPE
+
+    defaults = training.Recipe()
+    for field in ("drop_path_rate", "randaugment", "erasing_prob", "mixup_alpha", "cutmix_alpha",
+                  "label_smoothing", "distillation"):
+        assert getattr(RECIPE, field) == getattr(defaults, field), field
+    assert RECIPE.drop_path_rate > 0 and RECIPE.randaugment and RECIPE.erasing_prob > 0
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution is JAX-only")

@@ -1,0 +1,71 @@
+"""The paper's training recipe (Sec. 5.1) as numbers: optimizer, schedule,
+distillation and augmentation settings. Needs no TensorFlow.
+
+Sec. 5.1 follows Swin / PVTv2 (DeiT's recipe): random resized crop,
+horizontal flip, RandAugment, Random Erasing, CutMix, MixUp and label
+smoothing; :data:`DEFAULTS` holds the DeiT / timm values of those.
+"""
+
+import dataclasses
+
+import keras
+
+# DeiT / timm defaults used by Swin and PVTv2 (the recipes Sec. 5.1 cites).
+DEFAULTS = {
+    "scale": (0.08, 1.0),
+    "ratio": (3.0 / 4.0, 4.0 / 3.0),
+    "randaugment_ops": 2,
+    "randaugment_factor": 0.5,  # Keras' scale for timm's "rand-m9-mstd0.5"
+    "erasing_prob": 0.25,
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+    "switch_prob": 0.5,
+    "label_smoothing": 0.1,
+    "crop_pct": 0.875,
+}
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Training hyper-parameters; the defaults are the paper's (Sec. 5.1)."""
+
+    epochs: int = 300
+    batch_size: int = 1024
+    base_learning_rate: float = 1e-3
+    base_batch_size: int = 1024
+    weight_decay: float = 0.05
+    warmup_epochs: int = 5
+    min_learning_rate: float = 1e-5
+    distillation: bool = True
+    alpha: float = 0.5
+    ema_momentum: float = 0.9999
+    mixup_alpha: float = 0.8
+    cutmix_alpha: float = 1.0
+    label_smoothing: float = 0.1
+    drop_path_rate: float = 0.1
+    randaugment: bool = True
+    erasing_prob: float = 0.25
+    seed: int = 0
+
+    @property
+    def learning_rate(self):
+        """Peak learning rate, linearly scaled: ``base * batch / base_batch``."""
+        return self.base_learning_rate * self.batch_size / self.base_batch_size
+
+    def schedule(self, steps_per_epoch):
+        total = max(1, self.epochs * steps_per_epoch)
+        warmup = min(self.warmup_epochs * steps_per_epoch, total - 1)
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0,
+            decay_steps=max(1, total - warmup),
+            alpha=self.min_learning_rate / self.learning_rate,
+            warmup_target=self.learning_rate,
+            warmup_steps=warmup,
+        )
+
+    def optimizer(self, steps_per_epoch):
+        opt = keras.optimizers.AdamW(
+            learning_rate=self.schedule(steps_per_epoch), weight_decay=self.weight_decay
+        )
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        return opt
