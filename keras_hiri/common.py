@@ -63,13 +63,13 @@ def gelu(x):
     return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT2))
 
 
-def batch_norm(name, folded=False):
+def batch_norm(name, folded=False, dtype=None):
     """A BatchNormalization, or, with ``folded=True`` (its statistics live in the
     preceding convolution, see :mod:`keras_hiri.folding`), an ``Identity``."""
     if folded:
-        return keras.layers.Identity(name=name)
+        return keras.layers.Identity(name=name, dtype=dtype)
     return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
     )
 
 
@@ -77,17 +77,17 @@ def layer_norm(name, dtype=None):
     return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name, dtype=dtype)
 
 
-def make_norm(kind, name, folded=False):
+def make_norm(kind, name, folded=False, dtype=None):
     """``kind`` is ``"bn"`` or ``"ln"``; both normalise the channel axis.
     ``folded`` applies to BN only (a LayerNorm cannot be folded)."""
     if kind == "bn":
-        return batch_norm(name, folded)
+        return batch_norm(name, folded, dtype=dtype)
     if kind == "ln":
-        return layer_norm(name)
+        return layer_norm(name, dtype=dtype)
     raise ValueError(f"Unknown norm kind {kind!r}; expected 'bn' or 'ln'.")
 
 
-def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None):
+def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None, dtype=None):
     """A ``Conv2D`` whose padding is applied by :func:`pad_for` when strided."""
     return keras.layers.Conv2D(
         filters,
@@ -98,6 +98,7 @@ def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None):
         kernel_initializer=conv_initializer(),
         bias_initializer="zeros",
         name=name,
+        dtype=dtype,
     )
 
 
@@ -190,7 +191,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
         return self.activation(out) if self.activation is not None else out
 
 
-def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None):
+def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None, dtype=None):
     return DepthwiseConv2D(
         kernel_size,
         strides=strides,
@@ -199,6 +200,7 @@ def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None):
         depthwise_initializer=conv_initializer(),
         bias_initializer="zeros",
         name=name,
+        dtype=dtype,
     )
 
 
@@ -263,11 +265,18 @@ def upsample_2x_to(x, like):
 class CompositeLayer(keras.layers.Layer):
     """Base of the layers built from sub-layers.
 
-    Keras builds such a layer at its first call by tracing ``call`` (in
-    ``Layer._maybe_build``). When a layer is revived from its config
-    (``keras.saving``), the default ``build`` would only mark it built and leave
-    the sub-layers without weights; ``build_from_config`` instead traces ``call``
-    the same way Keras does, without adding a node to the layer's graph.
+    Sub-layers are created in ``__init__`` with ``dtype=self.dtype_policy``
+    (so a mixed-precision or quantization policy reaches them) and get their
+    weights in :meth:`build`, which traces ``call`` on a symbolic input of the
+    given shape: each sub-layer is built, under this layer's name scope, on the
+    shape it really receives. So ``build_from_config`` (the default one, from
+    the recorded input shape) rebuilds a revived layer completely, and
+    ``get_config`` -> ``from_config`` -> ``get_config`` is idempotent.
+
+    When sub-layers are quantized (``model.quantize``), :meth:`get_config`
+    stores their policies in a ``keras.dtype_policies.DTypePolicyMap`` keyed by
+    layer path, as keras-hub's backbones do; a revived layer hands the map to
+    its sub-layers, which build their quantized variables from it.
 
     Layers with BatchNorms right after convolutions override :meth:`bn_folds`
     to list those pairs and honour ``fold_bn=True``: the BNs become
@@ -284,6 +293,27 @@ class CompositeLayer(keras.layers.Layer):
             )
         self.fold_bn = bool(fold_bn)
 
+    def build(self, input_shape):
+        keras.Operation.compute_output_spec(
+            self, keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype)
+        )
+
+    def __setattr__(self, name, value):
+        # Record sub-layer attributes in creation order (on torch, sub-layers
+        # live in torch's module registry, not in ``vars(self)``).
+        if isinstance(value, keras.layers.Layer) and not name.startswith("_"):
+            names = self.__dict__.get("_sublayer_names")
+            if names is None:
+                names = []
+                object.__setattr__(self, "_sublayer_names", names)
+            if name not in names:
+                names.append(name)
+        super().__setattr__(name, value)
+
+    def sublayers(self):
+        """The direct sub-layers, in the order they were created."""
+        return [getattr(self, name) for name in self.__dict__.get("_sublayer_names", [])]
+
     @classmethod
     def foldable(cls):
         """Whether the class can have BNs folded (it overrides :meth:`bn_folds`)."""
@@ -299,23 +329,43 @@ class CompositeLayer(keras.layers.Layer):
         config = super().get_config()
         if self.foldable():
             config.update(fold_bn=self.fold_bn)
+        policy_map = _quantized_policy_map(self)
+        if policy_map is not None:
+            config["dtype"] = keras.dtype_policies.serialize(policy_map)
         return config
 
-    def build_from_config(self, config):
-        if self.built or not config:
-            return
-        from keras.src.backend import compute_output_spec  # what _maybe_build uses
 
-        # __call__ would cast the inputs to the compute dtype (mixed precision).
-        dtype = self.compute_dtype
-        if "input_shape" in config:
-            compute_output_spec(self.call, keras.KerasTensor(config["input_shape"], dtype))
-        elif "shapes_dict" in config:
-            compute_output_spec(self.call, **{
-                key.removesuffix("_shape"): keras.KerasTensor(shape, dtype)
-                for key, shape in config["shapes_dict"].items()
-            })
-        self.built = True
+def walk(layer):
+    """``layer`` and, for composites, all its sub-layers, depth first."""
+    yield layer
+    if isinstance(layer, CompositeLayer):
+        for child in layer.sublayers():
+            yield from walk(child)
+
+
+def model_layers(model):
+    """Every layer of a functional model, sub-layers of composites included."""
+    for top in model.layers:
+        yield from walk(top)
+
+
+def _policy_of(layer):
+    """The layer's own policy (resolved through a ``DTypePolicyMap``)."""
+    compute, variable = layer.compute_dtype, layer.variable_dtype
+    source = variable if compute == variable else f"mixed_{compute}"
+    mode = layer.quantization_mode
+    return keras.dtype_policies.get(f"{mode}_from_{source}" if mode else source)
+
+
+def _quantized_policy_map(layer):
+    """A ``DTypePolicyMap`` of the quantized sub-layers of ``layer``, or ``None``."""
+    quantized = [child for child in walk(layer) if child is not layer and child.quantization_mode]
+    if not quantized:
+        return None
+    policy_map = keras.dtype_policies.DTypePolicyMap(default_policy=_policy_of(layer))
+    for child in quantized:
+        policy_map[child.path] = _policy_of(child)
+    return policy_map
 
 
 class ConvNorm:
@@ -325,8 +375,9 @@ class ConvNorm:
 
     def _build_conv_norm(self, filters, kernel_size, strides, norm):
         self.norm_kind = norm
-        self.conv = conv2d(filters, kernel_size, strides, name=f"{self.name}_conv")
-        self.norm = make_norm(norm, f"{self.name}_norm", self.fold_bn)
+        self.conv = conv2d(filters, kernel_size, strides, name=f"{self.name}_conv",
+                           dtype=self.dtype_policy)
+        self.norm = make_norm(norm, f"{self.name}_norm", self.fold_bn, dtype=self.dtype_policy)
 
     def bn_folds(self):
         return [(("conv",), "norm")] if self.norm_kind == "bn" else []

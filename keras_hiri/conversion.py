@@ -53,7 +53,7 @@ def _children(layer):
     Every keras_hiri composite names its sub-layers ``f"{self.name}_{attr}"``,
     so the attribute name is the sub-layer's name without the parent's prefix.
     """
-    for child in layer._flatten_layers(include_self=False, recursive=False):
+    for child in layer.sublayers():
         yield child.name.removeprefix(f"{layer.name}_"), child
 
 

@@ -49,12 +49,12 @@ class IRDSa(_Downsample):
         super().__init__(filters, strides, **kwargs)
         self.expansion = expansion
         n, f = self.name, self.fold_bn
-        self.conv1 = common.conv2d(expansion * filters, 3, strides, use_bias=f, name=f"{n}_conv1")
-        self.bn1 = common.batch_norm(f"{n}_bn1", f)
-        self.conv2 = common.conv2d(filters, 1, use_bias=f, name=f"{n}_conv2")
-        self.bn2 = common.batch_norm(f"{n}_bn2", f)
-        self.short_conv = common.conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv")
-        self.short_bn = common.batch_norm(f"{n}_short_bn", f)
+        self.conv1 = common.conv2d(expansion * filters, 3, strides, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
+        self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
+        self.conv2 = common.conv2d(filters, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
+        self.bn2 = common.batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
+        self.short_conv = common.conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv", dtype=self.dtype_policy)
+        self.short_bn = common.batch_norm(f"{n}_short_bn", f, dtype=self.dtype_policy)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
@@ -86,12 +86,12 @@ class IRDSb(_Downsample):
         self.expansion = expansion
         self.norm_kind = norm
         n, f = self.name, self.fold_bn
-        self.conv1 = common.conv2d(expansion * filters, 1, use_bias=f, name=f"{n}_conv1")
-        self.bn1 = common.batch_norm(f"{n}_bn1", f)
-        self.dw = common.depthwise_conv2d(3, strides, name=f"{n}_dw")
-        self.conv2 = common.conv2d(filters, 1, name=f"{n}_conv2")
-        self.short_conv = common.conv2d(filters, 1, name=f"{n}_short_conv")
-        self.norm = common.make_norm(norm, f"{n}_norm", f)
+        self.conv1 = common.conv2d(expansion * filters, 1, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
+        self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
+        self.dw = common.depthwise_conv2d(3, strides, name=f"{n}_dw", dtype=self.dtype_policy)
+        self.conv2 = common.conv2d(filters, 1, name=f"{n}_conv2", dtype=self.dtype_policy)
+        self.short_conv = common.conv2d(filters, 1, name=f"{n}_short_conv", dtype=self.dtype_policy)
+        self.norm = common.make_norm(norm, f"{n}_norm", f, dtype=self.dtype_policy)
 
     def bn_folds(self):
         folds = [(("conv1",), "bn1")]

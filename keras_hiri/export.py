@@ -67,6 +67,9 @@ def export(model, path, format="tf_saved_model", version=1, top_k=5, default_inp
     """
     import keras
 
+    from keras_hiri import extras
+
+    extras.ensure_installed("tensorflow", "keras_hiri.export (SavedModel / ONNX)", "tensorflow")
     target = _validate(model, path, format, version, top_k, default_input)
     if format == "onnx":
         return _export_onnx(model, target, top_k)

@@ -22,6 +22,16 @@ def require(module, feature, extra):
         ) from e
 
 
+def ensure_installed(module, feature, extra):
+    """Like :func:`require`, without importing ``module`` (for work that runs it
+    in a subprocess)."""
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(
+            f"{feature} needs the '{module}' package, which is not installed. "
+            f"Install it with: pip install 'keras-hiri[{extra}]'"
+        )
+
+
 def require_tensorflow(feature):
     return require("tensorflow", feature, "tensorflow")
 

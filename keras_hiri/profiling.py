@@ -24,6 +24,7 @@ import time
 import keras
 import numpy as np
 
+from keras_hiri import common
 from keras_hiri.blocks import MultiHeadSelfAttention
 
 
@@ -128,7 +129,7 @@ def _hooks(model, totals):
         def add(n, part=part):
             totals[part] += int(n)
 
-        for layer in top._flatten_layers(include_self=True, recursive=True):
+        for layer in common.walk(top):
             if isinstance(layer, keras.layers.DepthwiseConv2D):
                 patch(layer, "call", lambda a, o, L=layer, add=add: add(_depthwise_macs(L, o)))
             elif isinstance(layer, keras.layers.Conv2D):

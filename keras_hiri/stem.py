@@ -43,17 +43,17 @@ class HRStem(_Stem):
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
         n, f = self.name, self.fold_bn
-        self.conv = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv")
-        self.bn = common.batch_norm(f"{n}_bn", f)
-        self.hi_dw = common.depthwise_conv2d(3, use_bias=f, name=f"{n}_hi_dw")
-        self.hi_bn = common.batch_norm(f"{n}_hi_bn", f)
-        self.hi_conv = common.conv2d(filters, 3, 2, name=f"{n}_hi_conv")
-        self.lo_conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_lo_conv1")
-        self.lo_bn1 = common.batch_norm(f"{n}_lo_bn1", f)
-        self.lo_conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_lo_conv2")
-        self.lo_bn2 = common.batch_norm(f"{n}_lo_bn2", f)
-        self.lo_conv3 = common.conv2d(filters, 1, 1, name=f"{n}_lo_conv3")
-        self.out_bn = common.batch_norm(f"{n}_out_bn", f)
+        self.conv = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv", dtype=self.dtype_policy)
+        self.bn = common.batch_norm(f"{n}_bn", f, dtype=self.dtype_policy)
+        self.hi_dw = common.depthwise_conv2d(3, use_bias=f, name=f"{n}_hi_dw", dtype=self.dtype_policy)
+        self.hi_bn = common.batch_norm(f"{n}_hi_bn", f, dtype=self.dtype_policy)
+        self.hi_conv = common.conv2d(filters, 3, 2, name=f"{n}_hi_conv", dtype=self.dtype_policy)
+        self.lo_conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_lo_conv1", dtype=self.dtype_policy)
+        self.lo_bn1 = common.batch_norm(f"{n}_lo_bn1", f, dtype=self.dtype_policy)
+        self.lo_conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_lo_conv2", dtype=self.dtype_policy)
+        self.lo_bn2 = common.batch_norm(f"{n}_lo_bn2", f, dtype=self.dtype_policy)
+        self.lo_conv3 = common.conv2d(filters, 1, 1, name=f"{n}_lo_conv3", dtype=self.dtype_policy)
+        self.out_bn = common.batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
 
     def bn_folds(self):
         return [
@@ -83,12 +83,12 @@ class ConvStem(_Stem):
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
         n, f = self.name, self.fold_bn
-        self.conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv1")
-        self.bn1 = common.batch_norm(f"{n}_bn1", f)
-        self.conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_conv2")
-        self.bn2 = common.batch_norm(f"{n}_bn2", f)
-        self.conv3 = common.conv2d(filters, 3, 2, name=f"{n}_conv3")
-        self.out_bn = common.batch_norm(f"{n}_out_bn", f)
+        self.conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
+        self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
+        self.conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
+        self.bn2 = common.batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
+        self.conv3 = common.conv2d(filters, 3, 2, name=f"{n}_conv3", dtype=self.dtype_policy)
+        self.out_bn = common.batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]

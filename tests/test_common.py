@@ -109,3 +109,46 @@ def test_depthwise_implementation_auto_is_unrolled_only_on_jax_cpu(depthwise_mod
     assert common._use_unrolled()
     with pytest.raises(ValueError, match="implementation must be one of"):
         common.set_depthwise_implementation("fast")
+
+
+# ------------------------------------------------ build, config and dtype policy
+import copy  # noqa: E402
+
+from keras_hiri import blocks, common  # noqa: E402
+from tests.tiny import tiny_model  # noqa: E402
+
+
+def test_model_config_round_trip_is_idempotent():
+    model = tiny_model()
+    config = model.get_config()
+    # from_config consumes the dict it is given (Keras pops its keys): pass a copy.
+    again = model.__class__.from_config(copy.deepcopy(config)).get_config()
+    assert again == config
+
+
+@pytest.mark.parametrize("layer_cls,args", [
+    (blocks.TransformerBlock, (32, 2)), (blocks.HRBlock, (32,)), (blocks.CFFNBlock, (32,)),
+])
+def test_composite_layers_build_every_sublayer_from_their_build_config(layer_cls, args):
+    layer = layer_cls(*args, name="block")
+    layer.build((None, 9, 7, 32))
+    assert all(sub.built for sub in common.walk(layer))
+    revived = layer_cls.from_config(layer.get_config())
+    revived.build_from_config(layer.get_build_config())
+    assert revived.get_build_config() == layer.get_build_config()
+    assert [w.shape for w in revived.weights] == [w.shape for w in layer.weights]
+    assert [w.path for w in revived.weights] == [w.path for w in layer.weights]
+
+
+@pytest.mark.parametrize("policy", ["bfloat16", "mixed_bfloat16", "mixed_float16"])
+def test_dtype_argument_reaches_every_sublayer(policy):
+    layer = blocks.TransformerBlock(32, 2, dtype=policy, name="block")
+    layer.build((None, 4, 4, 32))
+    expected = keras.dtype_policies.get(policy)
+    for sub in common.walk(layer):
+        assert sub.compute_dtype == expected.compute_dtype, sub.name
+        assert sub.variable_dtype == expected.variable_dtype, sub.name
+    for weight in layer.weights:
+        assert weight.dtype == expected.variable_dtype, weight.path
+    out = layer(np.ones((1, 4, 4, 32), "float32"))
+    assert keras.backend.standardize_dtype(out.dtype) == expected.compute_dtype

@@ -6,6 +6,7 @@ import pytest
 
 import keras_hiri
 from keras_hiri import folding
+from keras_hiri.common import model_layers
 from tests.helpers import to_numpy
 from tests.tiny import TINY, TINY_CLASSES, images, randomize_batchnorm_statistics, tiny_model
 
@@ -14,7 +15,7 @@ def _randomized(model, seed=0):
     randomize_batchnorm_statistics(model, seed)
     # Non-zero conv biases too, so the "bias * s + t" part of the fold matters.
     rng = np.random.default_rng(seed + 1)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in model_layers(model):
         if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and layer.use_bias:
             layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape).astype("float32"))
     return model
@@ -34,7 +35,7 @@ def _assert_same(model, folded, x):
 
 def _batchnorms(model):
     return [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        layer for layer in model_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 import keras_hiri
+from keras_hiri.common import model_layers
 
 TINY = keras_hiri.HiriViTConfig(
     widths=(8, 16, 24, 32, 48),
@@ -33,7 +34,7 @@ def randomize_batchnorm_statistics(model, seed=0):
     import keras
 
     rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in model_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.moving_mean.shape
             layer.moving_mean.assign(rng.normal(0, 0.2, c).astype("float32"))
