@@ -48,7 +48,8 @@ def tensorflow_is_absent_and_the_package_is_installed():
 
 @check
 def registry_weights_load_from_the_wheel():
-    model = keras_hiri.HiriViT("tiny", input_shape=(64, 64, 3), weights="tiny_skimage_patches_64")
+    model = keras_hiri.HiriViT("tiny", input_shape=(64, 64, 3), classes=10,
+                               weights="tiny_skimage_patches_64")
     probs = keras.ops.convert_to_numpy(model(np.full((2, 64, 64, 3), 128.0, "float32")))
     assert probs.shape == (2, 10) and np.allclose(probs.sum(-1), 1.0, atol=1e-5)
     backbone = keras_hiri.HiriViT("tiny", weights="tiny_skimage_patches_64", include_top=False,
@@ -59,7 +60,8 @@ def registry_weights_load_from_the_wheel():
 
 @check
 def fold_batchnorm_keeps_outputs():
-    model = keras_hiri.HiriViT("tiny", input_shape=(64, 64, 3), weights="tiny_skimage_patches_64")
+    model = keras_hiri.HiriViT("tiny", input_shape=(64, 64, 3), classes=10,
+                               weights="tiny_skimage_patches_64")
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     folded = keras_hiri.fold_batchnorm(model)
     np.testing.assert_allclose(
