@@ -8,6 +8,7 @@ from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
 from keras_hiri.export import export
 from keras_hiri.folding import fold_batchnorm
 from keras_hiri.head import ClassAttentionHead
+from keras_hiri import kernels
 from keras_hiri.imagenet import decode_predictions, preprocess_input
 from keras_hiri.profiling import profile
 from keras_hiri.stem import ConvStem, HRStem, ViTStem
@@ -23,5 +24,5 @@ __all__ = [
     "HRStem", "HiriViT", "HiriViTB", "HiriViTConfig", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "fold_batchnorm", "IRDSb", "MultiHeadSelfAttention", "PAPER", "PlainDownsample",
     "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions", "preprocess_input",
-    "profile", "KeyedImageDataset", "Recipe", "set_depthwise_implementation", "train",
+    "profile", "KeyedImageDataset", "kernels", "Recipe", "set_depthwise_implementation", "train",
 ]

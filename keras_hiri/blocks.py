@@ -8,7 +8,7 @@ blocks flatten it to tokens internally. Each is residual and pre-norm.
 import keras
 from keras import ops
 
-from keras_hiri import common
+from keras_hiri import common, kernels
 
 
 class _Residual(common.CompositeLayer):
@@ -107,23 +107,6 @@ class CFFNBlock(_Residual):
         return x + self.drop_path(y, training=training)
 
 
-def _attention(q, k, v):
-    """``softmax(q k^T / sqrt(d)) v`` on ``(B, N, heads, d)`` tensors.
-
-    ``ops.dot_product_attention`` (fused where the backend has a kernel),
-    except for float16 on JAX, whose attention asks XLA for a float16 x float16
-    -> float32 ``dot_general`` that the CPU backend refuses: there the two
-    matmuls are written out, with the softmax in float32.
-    """
-    if not (keras.backend.backend() == "jax" and q.dtype == "float16"):
-        return ops.dot_product_attention(q, k, v)
-    scale = 1.0 / float(q.shape[-1]) ** 0.5
-    q, k, v = (ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))  # (B, heads, N, d)
-    logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * ops.cast(scale, q.dtype)
-    weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), v.dtype)
-    return ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
-
-
 @common.register
 class MultiHeadSelfAttention(common.CompositeLayer):
     """Global multi-head self-attention, Eq. (1), over a ``(B, N, C)`` sequence.
@@ -164,7 +147,7 @@ class MultiHeadSelfAttention(common.CompositeLayer):
         """
         q = self.split_heads(self.q(q_in))
         k, v = ops.split(self.kv(kv_in), 2, axis=-1)
-        out = _attention(q, self.split_heads(k), self.split_heads(v))
+        out = kernels.attention(q, self.split_heads(k), self.split_heads(v))
         shape = ops.shape(out)
         return self.proj(ops.reshape(out, (shape[0], shape[1], self.dim)))
 

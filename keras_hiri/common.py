@@ -6,7 +6,8 @@ the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
 * convolutions: ``normal(0, sqrt(2 / fan_out))``; linear layers: truncated
   normal with std 0.02; all biases zero;
 * BatchNorm: momentum 0.9 (PyTorch 0.1), epsilon 1e-5; LayerNorm: epsilon 1e-6;
-* GELU is the exact (erf) form, as ``torch.nn.GELU()``;
+* GELU is the exact (erf) form, as ``torch.nn.GELU()`` (backend kernel choices
+  live in :mod:`keras_hiri.kernels`);
 * a stride-2 ``k x k`` convolution pads ``k // 2`` on *every* side (PyTorch
   style), not Keras' ``"same"`` (which pads only after). Both give
   ``ceil(n / 2)`` outputs, but only the symmetric one lets a PyTorch
@@ -15,6 +16,8 @@ the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
 
 import keras
 from keras import ops
+
+from keras_hiri import kernels
 
 PACKAGE = "keras_hiri"
 
@@ -44,23 +47,9 @@ def dense_initializer():
     return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
-_INV_SQRT2 = 0.7071067811865476
-
-
 def gelu(x):
-    """Exact GELU, ``0.5 x (1 + erf(x / sqrt 2))`` (``torch.nn.GELU()``).
-
-    On TensorFlow it is written with ``erf`` rather than
-    ``ops.gelu(approximate=False)``, which TensorFlow lowers to ``erfc``, an op
-    ONNX does not have (ONNX export goes through a TF SavedModel); the erf form
-    is also the faster one there. PyTorch runs its fused ``gelu`` kernel, 5x
-    faster than the four eager ops of the erf form on a CPU
-    (``benchmarks/stage_latency.py``, DESIGN.md "Speed"). Both are the exact
-    GELU; they differ by float rounding only.
-    """
-    if keras.backend.backend() == "torch":
-        return ops.gelu(x, approximate=False)
-    return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT2))
+    """Exact GELU (``torch.nn.GELU()``); see :func:`keras_hiri.kernels.gelu`."""
+    return kernels.gelu(x)
 
 
 def batch_norm(name, folded=False, dtype=None):
@@ -102,45 +91,22 @@ def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None, dtype=None
     )
 
 
-DEPTHWISE_IMPLEMENTATIONS = ("auto", "native", "unrolled")
-_depthwise = {"implementation": "auto"}
+DEPTHWISE_IMPLEMENTATIONS = kernels.SWITCHES["depthwise"]
 
 
 def set_depthwise_implementation(implementation):
-    """Chooses how :class:`DepthwiseConv2D` computes.
-
-    Weights, configs and outputs (within float rounding) are the same either way.
-
-    * ``"native"``: the backend's depthwise convolution;
-    * ``"unrolled"``: the ``k * k`` kernel taps written out as a sum of
-      shifted, per-channel-scaled slices of the input (one fused loop under
-      XLA);
-    * ``"auto"`` (default): ``"unrolled"`` on JAX on CPU, where XLA's grouped
-      convolution is 10-40x slower than the unrolled sum, ``"native"``
-      everywhere else (oneDNN on TensorFlow / PyTorch CPU is faster than the
-      unrolled sum there). ``python benchmarks/kernels.py`` measures both.
-
-    The choice is read when a model is traced or compiled.
+    """Chooses how :class:`DepthwiseConv2D` computes: ``"native"`` (the
+    backend's depthwise convolution), ``"unrolled"`` (the ``k * k`` taps as a
+    sum of shifted, per-channel-scaled slices) or ``"auto"`` (the default;
+    unrolled on JAX with CPU devices only). Weights, configs and outputs
+    (within float rounding) are the same either way. The same as
+    ``keras_hiri.kernels.set_kernel("depthwise", implementation)``.
     """
-    if implementation not in DEPTHWISE_IMPLEMENTATIONS:
-        raise ValueError(
-            f"implementation must be one of {DEPTHWISE_IMPLEMENTATIONS}. "
-            f"Received: {implementation!r}"
-        )
-    _depthwise["implementation"] = implementation
+    kernels.set_kernel("depthwise", implementation)
 
 
 def get_depthwise_implementation():
-    return _depthwise["implementation"]
-
-
-def _use_unrolled():
-    implementation = _depthwise["implementation"]
-    if implementation != "auto":
-        return implementation == "unrolled"
-    if keras.backend.backend() != "jax":
-        return False
-    return all(d.split(":")[0] == "cpu" for d in keras.distribution.list_devices())
+    return kernels.get_kernel("depthwise")
 
 
 def _unrolls(layer, x):
@@ -152,7 +118,7 @@ def _unrolls(layer, x):
         and x.shape[1] is not None
         and x.shape[2] is not None
         and not isinstance(x, keras.KerasTensor)
-        and _use_unrolled()
+        and kernels.use_unrolled_depthwise()
     )
 
 

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import common
+from keras_hiri import common, kernels
 from tests.helpers import assert_layer_round_trip, to_numpy
 
 
@@ -102,11 +102,11 @@ def test_depthwise_implementation_auto_is_unrolled_only_on_jax_cpu(depthwise_mod
     depthwise_mode("auto")
     if keras.backend.backend() == "jax":
         on_cpu = all(d.startswith("cpu") for d in keras.distribution.list_devices())
-        assert common._use_unrolled() == on_cpu
+        assert kernels.use_unrolled_depthwise() == on_cpu
     else:
-        assert not common._use_unrolled()
+        assert not kernels.use_unrolled_depthwise()
     depthwise_mode("unrolled")
-    assert common._use_unrolled()
+    assert kernels.use_unrolled_depthwise()
     with pytest.raises(ValueError, match="implementation must be one of"):
         common.set_depthwise_implementation("fast")
 
