@@ -7,8 +7,9 @@
   decoded, resized (bilinear, to ``H x W``) and cast inside the graph;
 * ``serving_default``: one of the two (``default_input="images"`` or ``"bytes"``).
 
-Each returns ``probabilities`` ``(batch, classes)``, ``top_k_indices`` (int32)
-and ``top_k_scores``. The input specs are fixed, so a wrong dtype or shape is
+Each returns the model's output under what it is (``probabilities``,
+``logits``, ``scores`` or ``features``) and, for classifiers,
+``top_k_indices`` (int32) and ``top_k_scores``. The input specs are fixed, so a wrong dtype or shape is
 rejected by the signature instead of producing a wrong answer. ImageNet-style
 normalisation is inside the model (``include_preprocessing=True``).
 
@@ -27,9 +28,29 @@ import tempfile
 FORMATS = ("tf_saved_model", "onnx")
 ONNX_OPSET = 17
 INPUTS = ("images", "bytes")
+DEFAULT_TOP_K = 5
+
+
+def output_kind(model):
+    """What ``model``'s output is, the name it is served under:
+    ``"probabilities"`` (softmax), ``"logits"`` (no activation), ``"scores"``
+    (another activation) or ``"features"`` (a backbone: pooled or a map)."""
+    import keras
+
+    last = model.layers[-1]
+    pooled = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+    if len(model.output.shape) != 2 or isinstance(last, pooled):
+        return "features"
+    if not isinstance(last, (keras.layers.Dense, keras.layers.Activation)):
+        return "features"
+    activation = keras.activations.serialize(last.activation) if last.activation else "linear"
+    if activation == "softmax":
+        return "probabilities"
+    return "logits" if activation == "linear" else "scores"
 
 
 def _validate(model, path, format, version, top_k, default_input):
+    """Checks the arguments; returns ``(target path, output kind, top_k)``."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
     if format == "onnx" and not os.fspath(path).endswith(".onnx"):
@@ -44,23 +65,37 @@ def _validate(model, path, format, version, top_k, default_input):
             "export needs a model with a static RGB input (H, W, 3); build it with "
             f"input_shape=(H, W, 3). Received input shape {shape}"
         )
-    classes = model.output.shape[-1]
-    if len(model.output.shape) != 2:
-        raise ValueError("export needs a classifier (include_top=True or a pooled model).")
-    if not 1 <= top_k <= classes:
-        raise ValueError(f"top_k must be in [1, {classes}]. Received: top_k={top_k}")
+    kind = output_kind(model)
+    if kind == "features":
+        if top_k is not None:
+            raise ValueError(
+                "top_k ranks classes; this model outputs features (a backbone, "
+                f"output shape {tuple(model.output.shape)}), so pass top_k=None. "
+                f"Received: top_k={top_k!r}"
+            )
+    else:
+        classes = model.output.shape[-1]
+        top_k = min(DEFAULT_TOP_K, classes) if top_k is None else top_k
+        if not isinstance(top_k, int) or not 1 <= top_k <= classes:
+            raise ValueError(f"top_k must be None or an int in [1, {classes}]. Received: top_k={top_k!r}")
     if format == "onnx":
-        return os.fspath(path)
+        return os.fspath(path), kind, top_k
     target = os.path.join(os.fspath(path), str(version))
     if os.path.exists(target) and os.listdir(target):
         raise ValueError(f"{target!r} already exists and is not empty; pick another version.")
-    return target
+    return target, kind, top_k
 
 
-def export(model, path, format="tf_saved_model", version=1, top_k=5, default_input="images"):
+def export(model, path, format="tf_saved_model", version=1, top_k=None, default_input="images"):
     """Writes ``path/<version>/`` (a SavedModel for TF Serving), or with
     ``format="onnx"`` the ONNX file ``path`` (input ``images``, float32
     ``(batch, H, W, 3)``; outputs as the SavedModel's). Returns the path written.
+
+    The model's output is served under what it is (:func:`output_kind`):
+    ``probabilities``, ``logits``, ``scores`` or ``features``. Classifier
+    outputs also get ``top_k_indices`` / ``top_k_scores`` (``top_k=None``:
+    5, or the class count if smaller); a backbone's features get no top-k, and
+    asking for one is a ``ValueError``.
 
     ONNX goes through the SavedModel and ``tf2onnx`` (opset 17); install the
     ``[onnx]`` extra. The image-bytes signature exists only in the SavedModel.
@@ -70,7 +105,7 @@ def export(model, path, format="tf_saved_model", version=1, top_k=5, default_inp
     from keras_hiri import extras
 
     extras.ensure_installed("tensorflow", "keras_hiri.export (SavedModel / ONNX)", "tensorflow")
-    target = _validate(model, path, format, version, top_k, default_input)
+    target, kind, top_k = _validate(model, path, format, version, top_k, default_input)
     if format == "onnx":
         return _export_onnx(model, target, top_k)
     if keras.backend.backend() != "tensorflow":
@@ -79,13 +114,14 @@ def export(model, path, format="tf_saved_model", version=1, top_k=5, default_inp
             model.save(saved)
             env = dict(os.environ, KERAS_BACKEND="tensorflow")
             cmd = [sys.executable, "-m", "keras_hiri.export", saved, os.fspath(path),
-                   "--version", str(version), "--top-k", str(top_k),
-                   "--default-input", default_input]
+                   "--version", str(version), "--default-input", default_input]
+            if top_k is not None:
+                cmd += ["--top-k", str(top_k)]
             result = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"TensorFlow export subprocess failed:\n{result.stderr[-3000:]}")
         return target
-    return _export_tf(model, target, top_k, default_input)
+    return _export_tf(model, target, kind, top_k, default_input)
 
 
 def _export_onnx(model, target, top_k):
@@ -103,7 +139,7 @@ def _export_onnx(model, target, top_k):
     return target
 
 
-def _export_tf(model, target, top_k, default_input):
+def _export_tf(model, target, kind, top_k, default_input):
     import tensorflow as tf
 
     h, w, _ = model.input.shape[1:]
@@ -119,13 +155,11 @@ def _export_tf(model, target, top_k, default_input):
             self.model = keras_model
 
         def outputs(self, images):
-            probs = tf.cast(self.model(images, training=False), tf.float32)
-            top = tf.math.top_k(probs, k=top_k)
-            return {
-                "probabilities": probs,
-                "top_k_indices": top.indices,
-                "top_k_scores": top.values,
-            }
+            result = tf.cast(self.model(images, training=False), tf.float32)
+            if top_k is None:
+                return {kind: result}
+            top = tf.math.top_k(result, k=top_k)
+            return {kind: result, "top_k_indices": top.indices, "top_k_scores": top.values}
 
         @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
         def serve_images(self, images):
@@ -163,7 +197,8 @@ def main(argv=None):
     parser.add_argument("model", help="a .keras file")
     parser.add_argument("output", help="model base path; the SavedModel goes to OUTPUT/<version>")
     parser.add_argument("--version", type=int, default=1)
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="classes to rank (default 5; none for a backbone)")
     parser.add_argument("--default-input", choices=INPUTS, default="images")
     args = parser.parse_args(argv)
     import keras

@@ -62,6 +62,7 @@ def test_wrong_dtype_or_shape_is_rejected(served):
         ({"format": "torchscript"}, "format must be one of"),
         ({"version": 0}, "version"),
         ({"top_k": 0}, "top_k"),
+        ({"top_k": 11}, "top_k"),
         ({"default_input": "text"}, "default_input"),
     ],
 )
@@ -104,3 +105,42 @@ def test_onnx_runs_in_onnxruntime_and_matches(tmp_path):
 def test_onnx_path_must_be_a_file(tmp_path):
     with pytest.raises(ValueError, match=".onnx"):
         export(tiny_model(), str(tmp_path / "dir"), format="onnx")
+
+
+@pytest.mark.parametrize("kwargs,kind", [
+    ({}, "probabilities"),
+    ({"classifier_activation": None}, "logits"),
+    ({"classifier_activation": "sigmoid"}, "scores"),
+    ({"include_top": False, "pooling": "avg"}, "features"),
+    ({"include_top": False}, "features"),
+])
+def test_outputs_are_named_by_what_they_are(kwargs, kind):
+    from keras_hiri.export import output_kind
+
+    assert output_kind(tiny_model(**kwargs)) == kind
+
+
+def test_top_k_is_refused_for_a_backbone(tmp_path):
+    model = tiny_model(include_top=False, pooling="avg")
+    with pytest.raises(ValueError, match="outputs features"):
+        export(model, str(tmp_path), top_k=3)
+
+
+def test_pooled_backbone_and_logits_models_serve_their_own_outputs(tmp_path):
+    served = {}
+    for label, kwargs in (("features", {"include_top": False, "pooling": "avg"}),
+                          ("logits", {"classifier_activation": None})):
+        served[label] = export(tiny_model(**kwargs), str(tmp_path / label))
+    code = (
+        "import sys, tensorflow as tf\n"
+        "for path in sys.argv[1:]:\n"
+        "    sig = tf.saved_model.load(path).signatures['serve_images']\n"
+        "    print(sorted(sig.structured_outputs))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, "-c", code, served["features"], served["logits"]],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    features, logits = run.stdout.strip().splitlines()
+    assert features == "['features']"
+    assert logits == "['logits', 'top_k_indices', 'top_k_scores']"
