@@ -14,7 +14,7 @@ All options, the defaults (the paper's recipe) and the multi-device / multi-host
 set-up: `python examples/train.py --help` (the same as `keras-hiri train --help`).
 """
 
-from keras_hiri.training import main
+from keras_hiri.cli.train import main
 
 if __name__ == "__main__":
     main()

@@ -10,10 +10,9 @@ reproduces the paper's "GFLOPs", see ``docs/DESIGN.md``). Parameters are the
 trainable weights (what PyTorch's ``parameters()`` counts); BatchNorm moving
 statistics are reported apart.
 
-Run ``python -m keras_hiri.profiling --variant S --resolution 448`` for a table.
+Run ``keras-hiri profile --variant S --resolution 448`` for a table.
 """
 
-import argparse
 import contextlib
 import dataclasses
 import math
@@ -202,25 +201,3 @@ def latency(model, x, warmup=2, repeats=5, jit_compile="auto"):
         model.predict_on_batch(x)
         times.append(time.perf_counter() - start)
     return statistics.median(times), times
-
-
-def main(argv=None):
-    from keras_hiri.builder import HiriViT
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", default="S", help="S, B or L")
-    parser.add_argument("--resolution", type=int, nargs="+", default=[448])
-    parser.add_argument("--pin-late-grids", action="store_true")
-    parser.add_argument("--classes", type=int, default=1000)
-    args = parser.parse_args(argv)
-    for resolution in args.resolution:
-        model = HiriViT(
-            args.variant, input_shape=(resolution, resolution, 3),
-            pin_late_grids=args.pin_late_grids, classes=args.classes,
-        )
-        print(profile(model).table())
-        print()
-
-
-if __name__ == "__main__":
-    main()

@@ -88,7 +88,7 @@ def test_jax_data_parallel_on_two_simulated_devices(tmp_path):
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
     code = (
         "import keras, jax\n"
-        "from keras_hiri.training import main\n"
+        "from keras_hiri.cli.train import main\n"
         "assert len(jax.devices()) == 2\n"
         f"main(['--photo-patches', '--variant', 'tiny', '--image-size', '64', '--epochs', '1',"
         f" '--batch-size', '16', '--patches-per-class', '4', '--no-randaugment',"

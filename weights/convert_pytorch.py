@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_hiri.conversion import main  # noqa: E402
+from keras_hiri.cli.convert import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,11 +15,10 @@ normalisation is inside the model (``include_preprocessing=True``).
 
 The SavedModel is always written by TensorFlow. A model built on JAX or PyTorch
 is saved to a ``.keras`` file and exported by a TensorFlow-backend subprocess
-(``python -m keras_hiri.export``); the ``.keras`` format is backend-independent,
+(``python -m keras_hiri.cli.export``); the ``.keras`` format is backend-independent,
 so the served graph computes the same function (tested to 1e-4).
 """
 
-import argparse
 import os
 import subprocess
 import sys
@@ -113,7 +112,7 @@ def export(model, path, format="tf_saved_model", version=1, top_k=None, default_
             saved = os.path.join(tmp, "model.keras")
             model.save(saved)
             env = dict(os.environ, KERAS_BACKEND="tensorflow")
-            cmd = [sys.executable, "-m", "keras_hiri.export", saved, os.fspath(path),
+            cmd = [sys.executable, "-m", "keras_hiri.cli.export", saved, os.fspath(path),
                    "--version", str(version), "--default-input", default_input]
             if top_k is not None:
                 cmd += ["--top-k", str(top_k)]
@@ -190,27 +189,3 @@ def _export_tf(model, target, kind, top_k, default_input):
     }
     tf.saved_model.save(server, target, signatures=signatures)
     return target
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Export a .keras HIRI-ViT as a TF Serving SavedModel.")
-    parser.add_argument("model", help="a .keras file")
-    parser.add_argument("output", help="model base path; the SavedModel goes to OUTPUT/<version>")
-    parser.add_argument("--version", type=int, default=1)
-    parser.add_argument("--top-k", type=int, default=None,
-                        help="classes to rank (default 5; none for a backbone)")
-    parser.add_argument("--default-input", choices=INPUTS, default="images")
-    args = parser.parse_args(argv)
-    import keras
-
-    import keras_hiri  # noqa: F401  (registers the layers for loading)
-
-    if not os.path.isfile(args.model) or not args.model.endswith(".keras"):
-        parser.error(f"model must be an existing .keras file: {args.model!r}")
-    model = keras.saving.load_model(args.model)
-    print(export(model, args.output, version=args.version, top_k=args.top_k,
-                 default_input=args.default_input))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,29 +1,13 @@
-"""``keras-hiri`` command line.
-
-    keras-hiri predict cat.jpg dog.png --variant tiny --weights tiny_skimage_patches_64
-    keras-hiri profile --variant S --resolution 224 448 [--pin-late-grids]
-    keras-hiri train --photo-patches --variant tiny --image-size 64 --output-dir runs/p
-    keras-hiri export model.keras served/hiri --version 1
-    keras-hiri convert model.pth --variant S --output hiri_vit_s.weights.h5
-
-Bad input (a missing file, a file that is not an image, an unknown variant or
-weights name) prints ``keras-hiri: error: ...`` and exits with status 2.
-"""
+"""``keras-hiri predict``: top-5 classes of images (ImageNet names for 1000 classes, or the checkpoint's)."""
 
 import argparse
 import os
 import sys
 
-VERBS = {
-    "predict": "top-5 classes of images (ImageNet names for 1000 classes, or the checkpoint's)",
-    "profile": "parameters and GMACs of a variant, counted from the built model",
-    "train": "train with the paper's recipe (EMA distillation), resumable; --help for options",
-    "export": "write a .keras model as a TF Serving SavedModel (OUTPUT/<version>/)",
-    "convert": "convert a PyTorch state_dict (timm-style names) into .weights.h5, verified",
-}
+from keras_hiri.cli import VERBS
 
 
-def _predict(argv):
+def main(argv=None):
     parser = argparse.ArgumentParser(prog="keras-hiri predict", description=VERBS["predict"])
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
     parser.add_argument("--variant", default="S")
@@ -37,7 +21,10 @@ def _predict(argv):
             raise ValueError(f"image file not found: {path!r}")
 
     import numpy as np
-    import tensorflow as tf
+
+    from keras_hiri import extras
+
+    tf = extras.require_tensorflow("keras-hiri predict (image decoding)")
 
     import keras_hiri
     from keras_hiri import augmentation, weights as weights_lib
@@ -72,46 +59,3 @@ def _predict(argv):
             lines = [(names[i] if names else f"class_{i}", float(row[i])) for i in order]
         for name, score in lines:
             print(f"  {score:7.4f}  {name}")
-
-
-def _export(argv):
-    from keras_hiri.export import main as export_main
-
-    export_main(argv)
-
-
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ notices are noise here
-    parser = argparse.ArgumentParser(
-        prog="keras-hiri", description="HIRI-ViT for Keras 3 (TensorFlow, JAX, PyTorch).",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for verb, text in VERBS.items():
-        sub.add_parser(verb, help=text, add_help=False)
-    args, rest = parser.parse_known_args(argv)
-    try:
-        if args.command == "predict":
-            _predict(rest)
-        elif args.command == "profile":
-            from keras_hiri.profiling import main as profile_main
-
-            profile_main(rest)
-        elif args.command == "train":
-            from keras_hiri.training import main as train_main
-
-            train_main(rest)
-        elif args.command == "export":
-            _export(rest)
-        elif args.command == "convert":
-            from keras_hiri.conversion import main as convert_main
-
-            return convert_main(rest)
-    except ValueError as e:
-        print(f"keras-hiri: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
