@@ -35,7 +35,7 @@ import random
 import keras
 from keras import ops
 
-from keras_hiri import common
+from keras_hiri import common, mixing
 
 # Seeds one step may draw from each generator before two steps' keys meet.
 _DRAWS_PER_STEP = 16
@@ -136,67 +136,24 @@ class EMADistillation(keras.Model):
 
     # ----------------------------------------------------------------- mixing
     def sample_mix(self):
-        """Draws one batch's mixing: ``{"cutmix", "lam", "box"}`` (box = y1, y2,
-        x1, x2 in pixels; CutMix pastes ``flip(x)`` inside it)."""
-        h, w = self.image_shape
-        seed = self.seed_generator
-        if self.cutmix_alpha > 0 and self.mixup_alpha > 0:
-            cutmix = keras.random.uniform((), seed=seed) < self.switch_prob
-        else:
-            cutmix = ops.convert_to_tensor(self.cutmix_alpha > 0)
-        lam_mix = _beta(self.mixup_alpha, seed)
-        lam_cut = _beta(self.cutmix_alpha, seed)
-        cut = ops.sqrt(1.0 - lam_cut)
-        cut_h, cut_w = ops.floor(h * cut), ops.floor(w * cut)
-        cy = ops.floor(keras.random.uniform((), 0, h, seed=seed))
-        cx = ops.floor(keras.random.uniform((), 0, w, seed=seed))
-        y1 = ops.clip(cy - ops.floor(cut_h / 2), 0, h)
-        y2 = ops.clip(cy + ops.floor(cut_h / 2), 0, h)
-        x1 = ops.clip(cx - ops.floor(cut_w / 2), 0, w)
-        x2 = ops.clip(cx + ops.floor(cut_w / 2), 0, w)
-        lam_box = 1.0 - (y2 - y1) * (x2 - x1) / float(h * w)
-        return {
-            "cutmix": cutmix,
-            "lam": ops.where(cutmix, lam_box, lam_mix),
-            "box": ops.stack([y1, y2, x1, x2]),
-        }
+        """Draws one batch's mixing (see :func:`keras_hiri.mixing.sample`)."""
+        return mixing.sample(self.image_shape, self.seed_generator, self.mixup_alpha,
+                             self.cutmix_alpha, self.switch_prob)
 
     def image_mask(self, mix, height, width):
-        """``(1, height, width, 1)`` weight of sample ``i`` (vs. ``flip`` partner).
-
-        CutMix: the fraction of each cell of a ``height x width`` grid that lies
-        outside the box (pixels on the image grid, area-averaged on coarser
-        grids such as the teacher's stage-5 map); MixUp: ``lambda`` everywhere.
-        Its mean is exactly ``lambda`` on any grid.
-        """
-        h, w = self.image_shape
-        y1, y2, x1, x2 = (mix["box"][i] for i in range(4))
-
-        def overlap(lo, hi, n, size):
-            scale = n / size
-            edges = ops.arange(n, dtype="float32")
-            return ops.clip(ops.minimum(hi * scale, edges + 1) - ops.maximum(lo * scale, edges), 0, 1)
-
-        inside = overlap(y1, y2, height, h)[:, None] * overlap(x1, x2, width, w)[None, :]
-        cut_mask = (1.0 - inside)[None, :, :, None]
-        return ops.where(mix["cutmix"], cut_mask, ops.reshape(mix["lam"], (1, 1, 1, 1)))
+        """The mixing weight of sample ``i`` on a ``height x width`` grid."""
+        return mixing.mask(mix, self.image_shape, height, width)
 
     def mix_images(self, x, mix):
-        mask = ops.cast(self.image_mask(mix, *self.image_shape), x.dtype)
-        return mask * x + (1.0 - mask) * ops.flip(x, axis=0)
+        return mixing.mix_images(x, mix)
 
     def mix_labels(self, y, mix):
         """Label-smoothed one-hot ``y`` mixed with its flipped partner."""
-        y = self.one_hot(y)
-        k = self.num_classes
-        y = y * (1.0 - self.label_smoothing) + self.label_smoothing / k
-        return mix["lam"] * y + (1.0 - mix["lam"]) * ops.flip(y, axis=0)
+        return mixing.mix_labels(mixing.smooth(self.one_hot(y), self.label_smoothing), mix)
 
     def mix_maps(self, maps, mix):
         """``y_hat``: teacher maps mixed with the downsampled mask, average-pooled."""
-        mask = self.image_mask(mix, maps.shape[1], maps.shape[2])
-        mixed = mask * maps + (1.0 - mask) * ops.flip(maps, axis=0)
-        return ops.mean(mixed, axis=(1, 2))
+        return mixing.mix_maps(maps, mix, self.image_shape)
 
     def one_hot(self, y):
         y = ops.convert_to_tensor(y)
@@ -295,12 +252,6 @@ class EMADistillation(keras.Model):
         config = dict(config)
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         return cls(**config)
-
-
-def _beta(alpha, seed):
-    if alpha <= 0:
-        return ops.convert_to_tensor(1.0)
-    return keras.random.beta((), alpha, alpha, seed=seed)
 
 
 def _class_maps(model):

@@ -101,7 +101,7 @@ def train(
         if not num_classes or steps_per_epoch is None:
             raise ValueError("A tf.data training set needs num_classes and steps_per_epoch.")
         train_ds = augmentation.train_pipeline(
-            train_data, image_size, recipe.batch_size, num_classes, mix=False,
+            train_data, image_size, recipe.batch_size,
             randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, seed=recipe.seed,
         ).repeat()
         fit_steps = steps_per_epoch
