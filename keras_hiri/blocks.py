@@ -195,6 +195,3 @@ class TransformerBlock(_Residual):
 
 
 BLOCKS = {"hr": HRBlock, "cffn": CFFNBlock, "transformer": TransformerBlock}
-# The norm each block type is written for (Sec. 4.4): BN for the convolutional
-# blocks of the high-resolution stages, LN for the Transformer stages.
-BLOCK_NORMS = {"hr": "bn", "cffn": "bn", "transformer": "ln"}

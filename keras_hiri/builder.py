@@ -4,16 +4,14 @@ Follows ``keras.applications``: the same arguments, validation before any layer
 exists, preprocessing inside the model, deterministic layer names.
 """
 
-import math
-
 import keras
 import numpy as np
 
-from keras_hiri import common
+from keras_hiri import common, naming
 from keras_hiri import variants as variants_lib
 from keras_hiri import weights as weights_lib
-from keras_hiri.blocks import BLOCK_NORMS, BLOCKS
-from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
+from keras_hiri.blocks import BLOCKS
+from keras_hiri.downsampling import DOWNSAMPLERS
 from keras_hiri.head import ClassAttentionHead
 from keras_hiri.stem import STEMS
 
@@ -21,8 +19,6 @@ from keras_hiri.stem import STEMS
 TOTAL_STRIDE = 64
 MIN_SIZE = 64
 DEFAULT_SIZE = 448
-# ``pin_late_grids``: stage 3 runs at least on this grid (the 448 grid / 16).
-PINNED_STAGE3_GRID = 28
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = (None, "avg", "max")
@@ -62,12 +58,28 @@ class HiriViTModel(keras.Model):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
 
-    def _stage_norms(self):
-        names = {layer.name for layer in self.layers}
-        stage = 1
-        while f"stage{stage}_norm" in names:
-            yield stage, self.get_layer(f"stage{stage}_norm")
-            stage += 1
+    def stage_norms(self):
+        """``[(stage, layer)]``: the norm ending each stage (its output is a
+        pyramid level), stages counted from 1."""
+        found = []
+        for layer in self.layers:
+            kind, stage, _ = naming.parse(layer.name)
+            if kind == "norm":
+                found.append((stage, layer))
+        return found
+
+    @property
+    def classifier(self):
+        """The classifier ``Dense`` (``None`` without the top)."""
+        return self._layer_or_none(naming.CLASSIFIER)
+
+    @property
+    def head_norm(self):
+        """The classifier's LayerNorm (``None`` without the top)."""
+        return self._layer_or_none(naming.HEAD_NORM)
+
+    def _layer_or_none(self, name):
+        return next((layer for layer in self.layers if layer.name == name), None)
 
     @property
     def drop_paths(self):
@@ -82,23 +94,37 @@ class HiriViTModel(keras.Model):
         """``{"P2": ..., "P6": ...}``: symbolic stage outputs, ``Pn`` at stride
         ``2**n`` (the keras-hub convention). Use
         ``keras.Model(model.inputs, model.pyramid_outputs)`` as a feature
-        extractor. With ``pin_late_grids`` the late strides are not ``2**n``."""
-        return {f"P{stage + 1}": layer.output for stage, layer in self._stage_norms()}
+        extractor. With ``pin_late_grids`` the late strides are not ``2**n``
+        (see :attr:`feature_info` for the real ones)."""
+        return {f"P{stage + 1}": layer.output for stage, layer in self.stage_norms()}
 
     @property
     def feature_info(self):
-        """One dict per stage: ``name``, ``key``, ``channels``, ``reduction``."""
+        """One dict per stage: ``name``, ``key``, ``channels``, ``reduction``
+        (the level's real stride where the input size is static, so pinned
+        grids report 4, 8, 8, 16, 32 at 224)."""
+        size = tuple(self.inputs[0].shape[1:3])
         info = []
-        for stage, layer in self._stage_norms():
-            info.append(
-                {
-                    "name": layer.name,
-                    "key": f"P{stage + 1}",
-                    "channels": layer.output.shape[-1],
-                    "reduction": 2 ** (stage + 1),
-                }
-            )
+        for stage, layer in self.stage_norms():
+            grid = tuple(layer.output.shape[1:3])
+            info.append({
+                "name": layer.name, "key": f"P{stage + 1}",
+                "channels": layer.output.shape[-1], "reduction": _reduction(size, grid, stage),
+            })
         return info
+
+
+def _reduction(size, grid, stage):
+    """The stride ``s`` of a level: ``grid == ceil(size / s)`` (the stride rule),
+    ``2**(stage + 1)`` unless pinned grids changed it; a resized level that no
+    power of two explains reports ``size / grid``."""
+    nominal = 2 ** (stage + 1)
+    if None in size or None in grid:
+        return nominal
+    for s in (nominal, *(2**k for k in range(1, 8))):
+        if all(-(-n // s) == g for n, g in zip(size, grid)):
+            return s
+    return size[0] / grid[0]
 
 
 def _validate_input_shape(input_shape, channels_required, pin_late_grids):
@@ -131,9 +157,10 @@ def _validate_input_shape(input_shape, channels_required, pin_late_grids):
 
 
 def _validate_arguments(
-    config, include_top, weights, input_tensor, input_shape, pooling, classes,
-    classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids, reset_head,
+    *, include_top, weights, input_tensor, input_shape, pooling, classes,
+    classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids,
 ):
+    """Checks every argument (reads no file); returns the full input shape."""
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "HIRI-ViT supports only channels_last. Set "
@@ -153,33 +180,6 @@ def _validate_arguments(
             ) from e
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1). Received: {drop_path_rate}")
-    resolved = weights_lib.resolve(weights)
-    path, stored_classes = None, None
-    if resolved is not None:
-        path, entry = resolved
-        if entry is not None:
-            if variants_lib.variant_name(config) != entry["variant"].upper():
-                raise ValueError(
-                    f"weights={weights!r} were trained for variant {entry['variant']!r}; "
-                    f"build that variant to load them. Received variant config: {config}"
-                )
-            stored_classes = entry["classes"] if entry.get("include_top", True) else None
-        else:
-            stored_classes = weights_lib.checkpoint_num_classes(path)
-        if include_top and stored_classes is None and not reset_head:
-            raise ValueError(
-                f"weights file {path!r} has no classifier (saved with "
-                "include_top=False); build with include_top=False, or pass "
-                "reset_head=True to load the backbone under a new, randomly "
-                "initialised head."
-            )
-        if include_top and stored_classes not in (None, classes) and not reset_head:
-            raise ValueError(
-                f"include_top=True with weights={weights!r} needs classes={stored_classes} "
-                f"(the checkpoint's). Received: classes={classes}. Use include_top=False "
-                "to load only the backbone, or reset_head=True to re-initialise the "
-                "classifier for your classes."
-            )
     if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
         raise ValueError(
             "input_tensor must be a Keras tensor (from keras.Input or a layer). "
@@ -191,14 +191,25 @@ def _validate_arguments(
         input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3) if include_top else (None, None, 3)
     input_shape = tuple(input_shape)
     # As keras.applications: a backbone (no top, no weights) takes any channel
-    # count and then skips the RGB normalisation (see ``_normalizes``).
-    needs_rgb = 3 if path is not None or (include_preprocessing and include_top) else None
+    # count and then skips the RGB normalisation.
+    needs_rgb = 3 if weights is not None or (include_preprocessing and include_top) else None
     _validate_input_shape(input_shape, needs_rgb, pin_late_grids)
-    return path, stored_classes, input_shape
+    return input_shape
 
 
-def _late_grid(side):
-    return max(math.ceil(side / 16), PINNED_STAGE3_GRID)
+def _variant_config(variant, block_types, stem, downsample):
+    """The variant's :class:`HiriViTConfig` with the ablation overrides applied."""
+    config = variants_lib.get_config(variant)
+    overrides = {
+        k: v
+        for k, v in (("block_types", block_types), ("stem", stem), ("downsample", downsample))
+        if v is not None
+    }
+    if overrides:
+        config = config.replace(
+            **{k: tuple(v) if k == "block_types" else v for k, v in overrides.items()}
+        )
+    return config
 
 
 def HiriViT(
@@ -264,19 +275,18 @@ def HiriViT(
     Raises:
         ValueError: on any bad argument, before any layer is created.
     """
-    config = variants_lib.get_config(variant)
-    overrides = {
-        k: v
-        for k, v in (("block_types", block_types), ("stem", stem), ("downsample", downsample))
-        if v is not None
-    }
-    if overrides:
-        config = config.replace(
-            **{k: tuple(v) if k == "block_types" else v for k, v in overrides.items()}
-        )
-    path, stored_classes, input_shape = _validate_arguments(
-        config, include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids, reset_head,
+    config = _variant_config(variant, block_types, stem, downsample)
+    input_shape = _validate_arguments(
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation,
+        include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
+        pin_late_grids=pin_late_grids,
+    )
+    # The checkpoint is found, read and matched against the arguments before
+    # any layer exists (nothing half-built or half-loaded on a bad file).
+    checkpoint = weights_lib.resolve_checkpoint(
+        weights, config, include_top=include_top, classes=classes, reset_head=reset_head
     )
     if name is None:
         letter = variants_lib.variant_name(config)
@@ -294,30 +304,31 @@ def HiriViT(
         x = keras.layers.Normalization(
             mean=[255.0 * m for m in IMAGENET_MEAN],
             variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
-            name="preprocessing",
+            name=naming.PREPROCESSING,
         )(x)
-    x = _backbone(x, config, input_shape, drop_path_rate, pin_late_grids)
+    specs = config.stage_specs(input_shape[:2], pin_late_grids)
+    x = _backbone(x, config, specs, drop_path_rate)
 
     if include_top:
-        last = config.num_stages - 1
-        x = ClassAttentionHead(
-            config.widths[last], config.heads(last), config.mlp_ratios[last], name="head"
-        )(x)
+        last = specs[-1]
+        x = ClassAttentionHead(last.width, config.heads(last.stage - 1), last.mlp_ratio,
+                               name=naming.HEAD)(x)
         # The classifier always computes in float32 (under a mixed-precision
         # policy the rest of the network runs in float16 / bfloat16).
-        x = common.layer_norm("head_norm", dtype="float32")(x)
-        x = common.dense(classes, name="predictions", dtype="float32")(x)
+        x = common.layer_norm(naming.HEAD_NORM, dtype="float32")(x)
+        x = common.dense(classes, name=naming.CLASSIFIER, dtype="float32")(x)
         if classifier_activation is not None:
             x = keras.layers.Activation(
-                classifier_activation, dtype="float32", name="predictions_activation"
+                classifier_activation, dtype="float32", name=naming.CLASSIFIER_ACTIVATION
             )(x)
     elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.GlobalAveragePooling2D(name=naming.POOLING["avg"])(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = keras.layers.GlobalMaxPooling2D(name=naming.POOLING["max"])(x)
 
     model = HiriViTModel(inputs=inputs, outputs=x, name=name)
-    if path is not None:
+    if checkpoint is not None:
+        path, stored_classes = checkpoint
 
         def build_source(source_classes):
             return HiriViT(
@@ -330,49 +341,23 @@ def HiriViT(
     return model
 
 
-def _backbone(x, config, input_shape, drop_path_rate, pin_late_grids):
-    """Stem and stages; each stage ends with a norm layer ``stage{i}_norm``."""
-    norms = [BLOCK_NORMS[t] for t in config.block_types]
-    stem_cls = STEMS[config.stem]
-    stem_kwargs = {"norm": norms[0]} if config.stem == "vit" else {}
-    x = stem_cls(config.widths[0], name="stem", **stem_kwargs)(x)
-
-    rates = np.linspace(0.0, drop_path_rate, sum(config.depths)).tolist()
-    block_index = 0
-    for stage in range(config.num_stages):
-        prefix = f"stage{stage + 1}"
-        width = config.widths[stage]
-        if stage > 0:
-            x = _downsample(x, config, stage, norms[stage], input_shape, pin_late_grids)
-        block_cls = BLOCKS[config.block_types[stage]]
-        for j in range(config.depths[stage]):
-            kwargs = {"drop_path": rates[block_index], "name": f"{prefix}_block{j + 1}"}
-            if config.block_types[stage] == "transformer":
-                kwargs["num_heads"] = config.heads(stage)
-            x = block_cls(width, mlp_ratio=config.mlp_ratios[stage], **kwargs)(x)
-            block_index += 1
-        x = common.make_norm(norms[stage], f"{prefix}_norm")(x)
-    return x
-
-
-def _downsample(x, config, stage, norm, input_shape, pin_late_grids):
-    """The downsampling in front of ``stage`` (0-based), pinned-grid aware."""
-    width = config.widths[stage]
-    name = f"stage{stage + 1}_downsample"
-    strides, target = 2, None
-    if pin_late_grids and stage == 2:
-        target = tuple(_late_grid(side) for side in input_shape[:2])
-        grid = tuple(x.shape[1:3])
-        if all(g <= t for g, t in zip(grid, target)):
-            strides = 1
-    if config.downsample == "plain":
-        x = PlainDownsample(width, strides, norm=norm, name=name)(x)
-    elif stage <= config.irds_a_stages:
-        x = IRDSa(width, strides, name=name)(x)
-    else:
-        x = IRDSb(width, strides, norm=norm, name=name)(x)
-    if target is not None and tuple(x.shape[1:3]) != target:
-        x = GridResize(target, name=f"stage{stage + 1}_resize")(x)
+def _backbone(x, config, specs, drop_path_rate):
+    """Stem, then per stage: downsampling (and pinned-grid resize), blocks, norm."""
+    stem_kwargs = {"norm": specs[0].norm} if config.stem == "vit" else {}
+    x = STEMS[config.stem](specs[0].width, name=naming.STEM, **stem_kwargs)(x)
+    rates = iter(np.linspace(0.0, drop_path_rate, sum(s.depth for s in specs)).tolist())
+    for spec in specs:
+        if spec.downsample is not None:
+            x = DOWNSAMPLERS[spec.downsample](spec, name=naming.downsample(spec.stage))(x)
+        if spec.resize_to is not None:
+            x = GridResize(spec.resize_to, name=naming.resize(spec.stage))(x)
+        heads = {"num_heads": spec.heads} if spec.heads is not None else {}
+        for j in range(1, spec.depth + 1):
+            x = BLOCKS[spec.block](
+                spec.width, mlp_ratio=spec.mlp_ratio, drop_path=next(rates),
+                name=naming.block(spec.stage, j), **heads,
+            )(x)
+        x = common.make_norm(spec.norm, naming.stage_norm(spec.stage))(x)
     return x
 
 

@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from keras_hiri import kernels
+from keras_hiri.variants import halve  # noqa: F401  (the stride rule, for the layers)
 
 PACKAGE = "keras_hiri"
 
@@ -31,9 +32,6 @@ def register(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 
-def halve(n):
-    """Grid size after one stride-2 op: ``ceil(n / 2)`` (``None`` stays ``None``)."""
-    return None if n is None else -(-n // 2)
 
 
 def conv_initializer():

@@ -20,29 +20,25 @@ Naming scheme (what a PyTorch HIRI-ViT must call its tensors):
 shape and that every Keras weight is filled, before assigning anything.
 """
 
-import re
 
 import keras
 import numpy as np
 
+from keras_hiri import naming
 from keras_hiri.common import CompositeLayer
 
-_TOP = [
-    (re.compile(r"^stem$"), "stem"),
-    (re.compile(r"^stage(\d+)_downsample$"), "stages.{0}.downsample"),
-    (re.compile(r"^stage(\d+)_block(\d+)$"), "stages.{0}.blocks.{1}"),
-    (re.compile(r"^stage(\d+)_norm$"), "stages.{0}.norm"),
-    (re.compile(r"^head$"), "head"),
-    (re.compile(r"^head_norm$"), "head_norm"),
-    (re.compile(r"^predictions$"), "fc"),
-]
-
-
 def _top_key(name):
-    for pattern, template in _TOP:
-        match = pattern.match(name)
-        if match:
-            return template.format(*(int(g) - 1 for g in match.groups()))
+    """The PyTorch module path of a top-level layer (``None``: holds no weights
+    of the scheme). Stage and block indices start at 0 there."""
+    kind, stage, block = naming.parse(name)
+    if kind in ("downsample", "norm"):
+        return f"stages.{stage - 1}.{kind}"
+    if kind == "block":
+        return f"stages.{stage - 1}.blocks.{block - 1}"
+    if name == naming.CLASSIFIER:
+        return "fc"
+    if name in (naming.STEM, naming.HEAD, naming.HEAD_NORM):
+        return name
     return None
 
 

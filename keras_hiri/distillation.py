@@ -35,7 +35,7 @@ import random
 import keras
 from keras import ops
 
-from keras_hiri import common, mixing
+from keras_hiri import common, mixing, naming
 
 # Seeds one step may draw from each generator before two steps' keys meet.
 _DRAWS_PER_STEP = 16
@@ -102,12 +102,12 @@ class EMADistillation(keras.Model):
         self.switch_prob = float(switch_prob)
         self.label_smoothing = float(label_smoothing)
         self.seed = seed
-        self.num_classes = student.get_layer("predictions").units
+        self.num_classes = student.classifier.units
         self.image_shape = tuple(student.input.shape[1:3])
-        self.student_outputs_probs = student.layers[-1].name == "predictions_activation"
+        self.student_outputs_probs = student.layers[-1].name == naming.CLASSIFIER_ACTIVATION
 
         self.student_logits = keras.Model(
-            student.input, student.get_layer("predictions").output, name="student_logits"
+            student.input, student.classifier.output, name="student_logits"
         )
         self.teacher = student.__class__.from_config(student.get_config())
         self.teacher.set_weights(student.get_weights())
@@ -258,7 +258,7 @@ def _class_maps(model):
     """Per-position class probabilities: the head's LN + classifier applied to
     every token of the last stage (the teacher with average pooling removed)."""
     last = list(model.pyramid_outputs.values())[-1]
-    logits = model.get_layer("predictions")(model.get_layer("head_norm")(last))
+    logits = model.classifier(model.head_norm(last))
     probs = keras.layers.Activation("softmax", dtype="float32", name="teacher_map_softmax")(logits)
     return keras.Model(model.input, probs, name="teacher_maps")
 
@@ -269,12 +269,10 @@ def _validate(student, alpha, ema_momentum, mixup_alpha, cutmix_alpha, switch_pr
             "student must be a HIRI-ViT model (keras_hiri.HiriViT / HiriViTModel). "
             f"Received: {type(student).__name__}"
         )
-    names = {layer.name for layer in getattr(student, "layers", [])}
-    missing = {"head_norm", "predictions"} - names
-    if missing or not any(n.startswith("stage") and n.endswith("_norm") for n in names):
+    if student.classifier is None or student.head_norm is None or not student.stage_norms():
         raise ValueError(
             "student must be a HIRI-ViT built with include_top=True (it needs the "
-            f"'head_norm' and 'predictions' layers). Missing: {sorted(missing)}"
+            f"'{naming.HEAD_NORM}' and '{naming.CLASSIFIER}' layers)."
         )
     if any(s is None for s in student.input.shape[1:3]):
         raise ValueError(

@@ -118,3 +118,11 @@ class PlainDownsample(common.ConvNorm, _Downsample):
     def __init__(self, filters, strides=2, norm="bn", **kwargs):
         super().__init__(filters, strides, **kwargs)
         self._build_conv_norm(filters, 3, strides, norm)
+
+
+# Builds the downsampling a :class:`keras_hiri.variants.StageSpec` names.
+DOWNSAMPLERS = {
+    "irds_a": lambda spec, name: IRDSa(spec.width, spec.strides, name=name),
+    "irds_b": lambda spec, name: IRDSb(spec.width, spec.strides, norm=spec.norm, name=name),
+    "plain": lambda spec, name: PlainDownsample(spec.width, spec.strides, norm=spec.norm, name=name),
+}

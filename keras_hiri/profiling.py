@@ -16,14 +16,13 @@ Run ``keras-hiri profile --variant S --resolution 448`` for a table.
 import contextlib
 import dataclasses
 import math
-import re
 import statistics
 import time
 
 import keras
 import numpy as np
 
-from keras_hiri import common
+from keras_hiri import common, naming
 from keras_hiri.blocks import MultiHeadSelfAttention
 
 
@@ -73,11 +72,12 @@ class Profile:
 
 def _part(layer_name):
     """Groups top-level layers into the rows of the table."""
-    match = re.match(r"(stage\d+)_(downsample|resize|block\d+|norm)$", layer_name)
-    if match:
-        kind = match.group(2)
-        return f"{match.group(1)}_downsample" if kind in ("downsample", "resize") else match.group(1)
-    if layer_name in ("head", "head_norm", "predictions", "predictions_activation"):
+    kind, stage, _ = naming.parse(layer_name)
+    if kind in ("downsample", "resize"):
+        return f"stage{stage}_downsample"
+    if kind in ("block", "norm"):
+        return f"stage{stage}"
+    if kind == "head":
         return "head"
     return layer_name
 

@@ -6,8 +6,49 @@ name goes.
 """
 
 import dataclasses
+import math
 
 STAGE_BLOCK_TYPES = ("hr", "cffn", "transformer")
+# The norm each block type is written for (Sec. 4.4): BN for the convolutional
+# blocks of the high-resolution stages, LN for the Transformer stages.
+BLOCK_NORMS = {"hr": "bn", "cffn": "bn", "transformer": "ln"}
+# ``pin_late_grids``: the stage of nominal stride 16 (stage 3 of five) runs on
+# at least the 448 grid, 448 / 16 = 28 (what the paper's 224/384 costs need).
+PINNED_STRIDE = 16
+PINNED_MIN_GRID = 28
+
+
+def halve(n):
+    """Grid size after one stride-2 op: ``ceil(n / 2)`` (``None`` stays ``None``)."""
+    return None if n is None else -(-n // 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """Everything the builder needs to build one stage (``stage`` counts from 1).
+
+    Attributes:
+        downsample: ``"irds_a"``, ``"irds_b"``, ``"plain"``, or ``None`` for
+            the first stage (the stem feeds it).
+        strides: of the downsampling: 2, or 1 where a pinned grid is already
+            reached.
+        resize_to: the pinned grid the downsampled map is resized to, or
+            ``None``.
+        grid: ``(height, width)`` the stage runs on (``None`` sides for a
+            dynamic input).
+    """
+
+    stage: int
+    width: int
+    depth: int
+    block: str
+    norm: str
+    mlp_ratio: float
+    heads: object
+    downsample: object
+    strides: int
+    resize_to: object
+    grid: tuple
 STEM_TYPES = ("hr", "conv", "vit")
 DOWNSAMPLE_TYPES = ("irds", "plain")
 
@@ -75,6 +116,39 @@ class HiriViTConfig:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+    def stage_specs(self, input_size=(None, None), pin_late_grids=False):
+        """One :class:`StageSpec` per stage for an input of ``input_size``
+        ``(height, width)``: the only place where the stage rules live (which
+        downsampling, which norm, the stride rule and the pinned grids)."""
+        grid = tuple(halve(halve(side)) for side in input_size)  # the stem: stride 4
+        specs = []
+        for i in range(self.num_stages):
+            kind, strides, resize_to = None, 2, None
+            if i > 0:
+                if self.downsample == "plain":
+                    kind = "plain"
+                else:
+                    kind = "irds_a" if i <= self.irds_a_stages else "irds_b"
+                target = None
+                if pin_late_grids and 4 * 2**i == PINNED_STRIDE:
+                    target = tuple(
+                        max(math.ceil(side / PINNED_STRIDE), PINNED_MIN_GRID) for side in input_size
+                    )
+                    if all(g <= t for g, t in zip(grid, target)):
+                        strides = 1
+                if strides == 2:
+                    grid = tuple(halve(g) for g in grid)
+                if target is not None and grid != target:
+                    resize_to = grid = target
+            block = self.block_types[i]
+            specs.append(StageSpec(
+                stage=i + 1, width=self.widths[i], depth=self.depths[i], block=block,
+                norm=BLOCK_NORMS[block], mlp_ratio=self.mlp_ratios[i],
+                heads=self.heads(i) if block == "transformer" else None,
+                downsample=kind, strides=strides, resize_to=resize_to, grid=grid,
+            ))
+        return specs
 
     def to_dict(self):
         return dataclasses.asdict(self)

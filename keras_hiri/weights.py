@@ -144,6 +144,47 @@ def verify_readable(path):
         ) from None
 
 
+def resolve_checkpoint(weights, config, *, include_top, classes, reset_head):
+    """Finds and checks the checkpoint ``weights`` for a model of ``config``.
+
+    Runs before the model is built: a bad name or file, a variant mismatch or
+    a class-count mismatch raises ``ValueError`` with nothing built or loaded.
+
+    Returns:
+        ``None`` (``weights=None``) or ``(path, classes stored in it or None)``.
+    """
+    from keras_hiri.variants import variant_name  # noqa: PLC0415
+
+    resolved = resolve(weights)
+    if resolved is None:
+        return None
+    path, entry = resolved
+    if entry is not None:
+        if variant_name(config) != entry["variant"].upper():
+            raise ValueError(
+                f"weights={weights!r} were trained for variant {entry['variant']!r}; "
+                f"build that variant to load them. Received variant config: {config}"
+            )
+        stored_classes = entry["classes"] if entry.get("include_top", True) else None
+    else:
+        stored_classes = checkpoint_num_classes(path)
+    if include_top and stored_classes is None and not reset_head:
+        raise ValueError(
+            f"weights file {path!r} has no classifier (saved with "
+            "include_top=False); build with include_top=False, or pass "
+            "reset_head=True to load the backbone under a new, randomly "
+            "initialised head."
+        )
+    if include_top and stored_classes not in (None, classes) and not reset_head:
+        raise ValueError(
+            f"include_top=True with weights={weights!r} needs classes={stored_classes} "
+            f"(the checkpoint's). Received: classes={classes}. Use include_top=False "
+            "to load only the backbone, or reset_head=True to re-initialise the "
+            "classifier for your classes."
+        )
+    return path, stored_classes
+
+
 def _open_weights_h5(path):
     """Opens the weights of ``path`` as an ``h5py.File`` (inside a ``.keras`` zip too)."""
     if path.endswith(".keras"):
@@ -176,9 +217,9 @@ def load_into(model, path, stored_classes, build_source):
     and every layer of ``model`` except the classifier takes its weights by
     name. Any mismatch raises before ``model`` is modified.
     """
-    has_top = any(layer.name == "predictions" for layer in model.layers)
-    same = has_top and stored_classes == model.get_layer("predictions").units
-    if same or (not has_top and stored_classes is None):
+    classifier = model.classifier
+    same = classifier is not None and stored_classes == classifier.units
+    if same or (classifier is None and stored_classes is None):
         model.load_weights(path)
         return model
     source = build_source(stored_classes)
@@ -187,7 +228,7 @@ def load_into(model, path, stored_classes, build_source):
     pairs = [
         (layer, source.get_layer(layer.name))
         for layer in model.layers
-        if layer.weights and layer.name not in ("predictions",) and layer.name in names
+        if layer.weights and layer is not classifier and layer.name in names
     ]
     values = [src.get_weights() for _, src in pairs]  # read all before writing any
     for (layer, _), value in zip(pairs, values):

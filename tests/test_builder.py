@@ -224,3 +224,30 @@ def test_gradient_reaches_every_trainable_weight():
         w.path for w, old in zip(model.trainable_weights, before) if np.array_equal(to_numpy(w), old)
     ]
     assert not unchanged, f"no gradient reached: {unchanged}"
+
+
+def test_stage_specs_hold_the_stage_rules():
+    """One spec per stage: block, norm, downsampling, stride and grid."""
+    specs = keras_hiri.VARIANTS["S"].stage_specs((224, 224), pin_late_grids=True)
+    assert [s.downsample for s in specs] == [None, "irds_a", "irds_a", "irds_b", "irds_b"]
+    assert [s.norm for s in specs] == ["bn", "bn", "bn", "ln", "ln"]
+    assert [s.grid for s in specs] == [(56, 56), (28, 28), (28, 28), (14, 14), (7, 7)]
+    assert specs[2].strides == 1 and specs[2].resize_to is None
+    at384 = keras_hiri.VARIANTS["S"].stage_specs((384, 384), pin_late_grids=True)
+    assert at384[2].strides == 2 and at384[2].resize_to == (28, 28)
+    plain = keras_hiri.VARIANTS["S"].stage_specs((448, 448))
+    assert [s.grid[0] for s in plain] == [112, 56, 28, 14, 7]
+
+
+def test_feature_info_reports_real_strides_with_pinned_grids():
+    model = tiny_model(input_shape=(224, 224, 3), pin_late_grids=True, include_top=False)
+    assert [i["reduction"] for i in model.feature_info] == [4, 8, 8, 16, 32]
+
+
+def test_model_accessors():
+    model = tiny_model()
+    assert model.classifier.name == "predictions" and model.classifier.units == TINY_CLASSES
+    assert model.head_norm.name == "head_norm"
+    assert [stage for stage, _ in model.stage_norms()] == [1, 2, 3, 4, 5]
+    backbone = tiny_model(include_top=False)
+    assert backbone.classifier is None and backbone.head_norm is None

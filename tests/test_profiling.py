@@ -4,7 +4,7 @@ import pytest
 
 import keras_hiri
 from keras_hiri import PAPER
-from keras_hiri.profiling import main as profiling_main
+from keras_hiri.cli.profile import main as profiling_main
 
 
 @pytest.mark.parametrize("letter", ["S", "B", "L"])
