@@ -231,50 +231,6 @@ def HiriViT(
     downsample=None,
     reset_head=False,
 ):
-    """Builds a HIRI-ViT (Yao et al., arXiv 2403.11999) as a functional model.
-
-    Args:
-        variant: ``"S"``, ``"B"``, ``"L"`` (Table I) or a ``HiriViTConfig``.
-        input_shape: ``(height, width, 3)``. Any size with both sides >= 64
-            works, square or not, and ``None`` sides are allowed (dynamic).
-            Default: ``(448, 448, 3)`` with the top, ``(None, None, 3)`` without.
-            **Stride rule:** every stride-2 step maps a side ``n`` to
-            ``ceil(n / 2)``, so the five stages run on ``ceil(n/4)``,
-            ``ceil(n/8)``, ``ceil(n/16)``, ``ceil(n/32)`` and ``ceil(n/64)``.
-        include_top: add the class-attention head and the classifier.
-        weights: ``None``, a registry name or a ``.weights.h5`` / ``.keras``
-            path. ``"imagenet"`` raises: no ImageNet checkpoint exists.
-        input_tensor: optional Keras tensor to build the model on.
-        pooling: without the top, ``None`` (4-D stage-5 map), ``"avg"`` or
-            ``"max"``.
-        classes: classifier width (with the top).
-        classifier_activation: activation of the classifier; ``None`` returns
-            logits.
-        name: model name (layer names never depend on it).
-        include_preprocessing: normalise ``[0, 255]`` RGB inside the model with
-            the ImageNet mean/std (so :func:`preprocess_input` is a no-op).
-            A backbone (``include_top=False``, no weights) with 1, 4 or any
-            other number of channels skips it, as keras.applications does.
-        drop_path_rate: stochastic-depth rate, linear over all blocks.
-        pin_late_grids: run stages 3-5 on at least the 448 grids (28, 14, 7),
-            as the paper's 224/384 numbers require (``docs/DESIGN.md``): the
-            second IRDS-a keeps stride 1 when the stage-2 grid is already 28,
-            otherwise its output is resized to the pinned grid.
-        block_types: ablation (Table VIII): one of ``"hr"``, ``"cffn"``,
-            ``"transformer"`` per stage.
-        stem: ablation (Table VII): ``"hr"``, ``"conv"`` or ``"vit"``.
-        downsample: ablation (Table VII): ``"irds"`` or ``"plain"``.
-        reset_head: with ``include_top=True`` and a checkpoint whose classes
-            differ (or that has no classifier), load the backbone and leave the
-            classifier randomly initialised (transfer learning). Without it such
-            a mismatch is a ``ValueError``.
-
-    Returns:
-        A :class:`HiriViTModel` with ``pyramid_outputs`` (``"P2"``-``"P6"``).
-
-    Raises:
-        ValueError: on any bad argument, before any layer is created.
-    """
     config = _variant_config(variant, block_types, stem, downsample)
     input_shape = _validate_arguments(
         include_top=include_top, weights=weights, input_tensor=input_tensor,
@@ -361,9 +317,67 @@ def _backbone(x, config, specs, drop_path_rate):
     return x
 
 
-_VARIANT_DOC = """Builds HIRI-ViT-{letter} (Table I); the same arguments as
-:func:`keras_hiri.HiriViT` without ``variant``. Paper: {params} M parameters,
-{gmacs} GMACs at 448x448."""
+_ARGS_DOC = """        input_shape: ``(height, width, 3)``. Any size with both sides >= 64
+            works, square or not, and ``None`` sides are allowed (dynamic).
+            Default: ``(448, 448, 3)`` with the top, ``(None, None, 3)`` without.
+            **Stride rule:** every stride-2 step maps a side ``n`` to
+            ``ceil(n / 2)``, so the five stages run on ``ceil(n/4)``,
+            ``ceil(n/8)``, ``ceil(n/16)``, ``ceil(n/32)`` and ``ceil(n/64)``.
+        include_top: add the class-attention head and the classifier.
+        weights: ``None``, a registry name or a ``.weights.h5`` / ``.keras``
+            path. ``"imagenet"`` raises: no ImageNet checkpoint exists.
+        input_tensor: optional Keras tensor to build the model on.
+        pooling: without the top, ``None`` (4-D stage-5 map), ``"avg"`` or
+            ``"max"``.
+        classes: classifier width (with the top).
+        classifier_activation: activation of the classifier; ``None`` returns
+            logits.
+        name: model name (layer names never depend on it).
+        include_preprocessing: normalise ``[0, 255]`` RGB inside the model with
+            the ImageNet mean/std (so :func:`preprocess_input` is a no-op).
+            A backbone (``include_top=False``, no weights) with 1, 4 or any
+            other number of channels skips it, as keras.applications does.
+        drop_path_rate: stochastic-depth rate, linear over all blocks.
+        pin_late_grids: run stages 3-5 on at least the 448 grids (28, 14, 7),
+            as the paper's 224/384 numbers require (``docs/DESIGN.md``): the
+            second IRDS-a keeps stride 1 when the stage-2 grid is already 28,
+            otherwise its output is resized to the pinned grid.
+        block_types: ablation (Table VIII): one of ``"hr"``, ``"cffn"``,
+            ``"transformer"`` per stage.
+        stem: ablation (Table VII): ``"hr"``, ``"conv"`` or ``"vit"``.
+        downsample: ablation (Table VII): ``"irds"`` or ``"plain"``.
+        reset_head: with ``include_top=True`` and a checkpoint whose classes
+            differ (or that has no classifier), load the backbone and leave the
+            classifier randomly initialised (transfer learning). Without it such
+            a mismatch is a ``ValueError``.
+"""
+
+_RETURNS_DOC = """
+    Returns:
+        A :class:`HiriViTModel` with ``pyramid_outputs`` (``"P2"``-``"P6"``),
+        ``feature_info``, ``classifier`` and ``head_norm``.
+
+    Raises:
+        ValueError: on any bad argument or checkpoint, before any layer is
+            created.
+"""
+
+HiriViT.__doc__ = (
+    """Builds a HIRI-ViT (Yao et al., arXiv 2403.11999) as a functional model.
+
+    Args:
+        variant: ``"S"``, ``"B"``, ``"L"`` (Table I), ``"tiny"`` (a small CPU
+            network, not from the paper) or a ``HiriViTConfig``.
+""" + _ARGS_DOC + _RETURNS_DOC
+)
+
+_VARIANT_DOC = """Builds HIRI-ViT-{letter} (Table I of Yao et al., arXiv 2403.11999).
+
+    Paper: {params} M parameters, {gmacs} GMACs at 448x448. No ImageNet
+    weights exist (``weights="imagenet"`` raises and says why).
+
+    Args:
+""" + _ARGS_DOC + _RETURNS_DOC
 
 
 def _make_variant(letter):
@@ -376,11 +390,21 @@ def _make_variant(letter):
         classes=1000,
         classifier_activation="softmax",
         name=None,
-        **options,
+        *,
+        include_preprocessing=True,
+        drop_path_rate=0.0,
+        pin_late_grids=False,
+        block_types=None,
+        stem=None,
+        downsample=None,
+        reset_head=False,
     ):
         return HiriViT(
             letter, input_shape, include_top, weights, input_tensor, pooling,
-            classes, classifier_activation, name, **options,
+            classes, classifier_activation, name,
+            include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
+            pin_late_grids=pin_late_grids, block_types=block_types, stem=stem,
+            downsample=downsample, reset_head=reset_head,
         )
 
     builder.__name__ = builder.__qualname__ = f"HiriViT{letter}"

@@ -1,5 +1,6 @@
 import pytest
 
+import keras_hiri
 from keras_hiri import variants
 from keras_hiri.variants import HiriViTConfig, get_config
 
@@ -49,3 +50,15 @@ def test_single_stage_is_rejected():
 def test_default_heads_from_head_dim():
     config = variants.VARIANTS["S"].replace(block_types=("hr", "hr", "transformer", "transformer", "transformer"))
     assert config.heads(2) == 2  # 128 / 64
+
+
+def test_variant_shortcuts_document_every_argument():
+    """keras.applications form: explicit arguments and a full Args docstring."""
+    import inspect
+
+    for fn in (keras_hiri.HiriViTS, keras_hiri.HiriViTB, keras_hiri.HiriViTL):
+        params = inspect.signature(fn).parameters
+        assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for name in params:
+            assert f"{name}:" in fn.__doc__, (fn.__name__, name)
+    assert "variant:" in keras_hiri.HiriViT.__doc__
