@@ -27,7 +27,7 @@ done
 
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend"
-  KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider \
+  KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider --durations=12 \
     --junitxml="$report_dir/$backend.xml" "$@" tests || status=1
 done
 python - "$report_dir" <<'PY'

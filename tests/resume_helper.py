@@ -16,7 +16,7 @@ from tests.tiny import TINY
 
 # The recipe's defaults (drop-path 0.1, RandAugment, Random Erasing, CutMix/MixUp,
 # EMA distillation), only shortened and with a faster-moving teacher.
-RECIPE = training.Recipe(epochs=3, batch_size=16, warmup_epochs=1, ema_momentum=0.9, seed=7)
+RECIPE = training.Recipe(epochs=2, batch_size=16, warmup_epochs=1, ema_momentum=0.9, seed=7)
 
 
 class KillAt(keras.callbacks.Callback):
