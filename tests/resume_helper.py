@@ -38,7 +38,7 @@ def main():
     p.add_argument("--kill-epoch", type=int)
     p.add_argument("--kill-batch", type=int, default=1)
     args = p.parse_args()
-    x, y, _ = data.photo_patches("train", patch_size=64, per_class=8)
+    x, y, _ = data.photo_patches("train", patch_size=64, per_class=4)
     xv, yv, _ = data.photo_patches("validation", patch_size=64, per_class=2)
     extra = [KillAt(args.kill_epoch, args.kill_batch)] if args.kill_epoch is not None else []
     training.train(TINY, (x, y), (xv, yv), (64, 64), args.output_dir, RECIPE,

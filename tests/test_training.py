@@ -51,7 +51,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     cmd = [sys.executable, "-m", "tests.resume_helper"]
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
     subprocess.run(cmd + [full], check=True, cwd=ROOT, env=env, timeout=900)
-    killed = subprocess.run(cmd + [resumed, "--kill-epoch", "1", "--kill-batch", "2"],
+    killed = subprocess.run(cmd + [resumed, "--kill-epoch", "1", "--kill-batch", "0"],
                             cwd=ROOT, env=env, timeout=900)
     assert killed.returncode == -signal.SIGKILL
     assert len(_history(os.path.join(resumed, "history.csv"))) == 1  # died in epoch 2 of 2
