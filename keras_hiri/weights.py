@@ -21,6 +21,8 @@ import zipfile
 
 import h5py
 
+from keras_hiri.variants import variant_name
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
 
@@ -153,8 +155,6 @@ def resolve_checkpoint(weights, config, *, include_top, classes, reset_head):
     Returns:
         ``None`` (``weights=None``) or ``(path, classes stored in it or None)``.
     """
-    from keras_hiri.variants import variant_name  # noqa: PLC0415
-
     resolved = resolve(weights)
     if resolved is None:
         return None
