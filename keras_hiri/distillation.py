@@ -12,10 +12,12 @@ One step, for a batch ``x`` (B images) with labels ``y``:
 
 1. ``call(x, training=True)`` draws CutMix (probability ``switch_prob``) or
    MixUp, pairs sample ``i`` with sample ``B-1-i`` (the batch flipped, a
-   permutation of itself), and runs the student on the mixed images.
-2. Before that forward pass, ``call`` folds the student's current state (the
-   result of the previous optimizer step) into the teacher, so the teacher is
-   the EMA of the student over every optimizer step. ``compute_loss`` runs the
+   permutation of itself), and runs the student on the mixed images. It
+   changes no weight or counter (its draws are keyed by the step counter).
+2. ``compute_loss`` first folds the student's state before this step's update
+   (the result of the previous optimizer step) into the teacher, so the
+   teacher is the EMA of the student over every optimizer step, and counts
+   the step. It then runs the
    teacher once, on the original ``x``, for class-probability maps ``P`` (its ``head_norm`` and
    ``predictions`` applied to every stage-5 token: the average pooling
    removed). ``P_mix = M * P + (1 - M) * flip(P)`` with the CutMix mask ``M``
@@ -175,24 +177,39 @@ class EMADistillation(keras.Model):
 
     # ------------------------------------------------------------- training
     def call(self, x, training=False):
+        """The student's logits. With ``training=True``: the student on this
+        step's mixed batch, ``{"logits", **mix}``.
+
+        ``call`` changes no counter and no weight: its random draws (mixing,
+        drop-path) are keyed by the checkpointed step counter, so calling it
+        twice at one step gives the same result, and a run resumed from a backup
+        draws exactly what the uninterrupted one did (seed-generator states are
+        not part of Keras checkpoints). The step's bookkeeping (folding the
+        previous student state into the teacher, counting the step) happens in
+        :meth:`compute_loss`.
+        """
         if not training:
             return self.student(x, training=False)
-        # Before this step's forward pass the student holds the state left by
-        # the previous optimizer step (weights and BatchNorm statistics): fold
-        # it into the teacher, then count this step.
-        self.update_teacher()
-        # Key this step's random draws by the (checkpointed) step counter, so a
-        # run resumed from a backup draws exactly what the uninterrupted one did
-        # (seed-generator states are not part of Keras checkpoints).
+        self._key_generators()
+        mix = self.sample_mix()
+        logits = self.student_logits(self.mix_images(x, mix), training=True)
+        return {"logits": logits, **mix}
+
+    def _key_generators(self):
         step = self.steps_seen * _DRAWS_PER_STEP
         generators = [self.seed_generator, *self.drop_path_generators]
         for i, generator in enumerate(generators):
             base = ops.convert_to_tensor((self.base_seed + i * 7919) % 2**31, "int32")
             generator.state.assign(ops.cast(ops.stack([base, step]), generator.state.dtype))
+
+    def end_step(self):
+        """One training step's bookkeeping: folds the student's state into the
+        teacher, then counts this step. Called by :meth:`compute_loss` before
+        the teacher runs, so the state folded is the weights of the previous
+        optimizer step with the BatchNorm statistics of this step's forward
+        pass (what the student holds while the loss runs)."""
+        self.update_teacher()
         self.steps_seen.assign(self.steps_seen + 1)
-        mix = self.sample_mix()
-        logits = self.student_logits(self.mix_images(x, mix), training=True)
-        return {"logits": logits, **mix}
 
     def distillation_target(self, x, y, mix):
         """``y_bar = alpha * y_mix + (1 - alpha) * y_hat`` for one batch."""
@@ -209,6 +226,7 @@ class EMADistillation(keras.Model):
                 self.one_hot(y), y_pred, from_logits=not self.student_outputs_probs
             )
         else:
+            self.end_step()
             target = self.distillation_target(x, y, y_pred)
             per_sample = keras.losses.categorical_crossentropy(
                 target, ops.cast(y_pred["logits"], "float32"), from_logits=True

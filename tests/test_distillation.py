@@ -40,8 +40,17 @@ def test_teacher_is_ema_of_student_after_every_step():
     x, y = _data()
     trainer.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=[recorder])
     assert len(recorder.states) == 4
+    # Computed independently of the trainer. Step k's loss folds the weights
+    # of step k-1's update with the BatchNorm statistics of step k's forward
+    # pass (the state the student holds when the loss runs); fit's end folds
+    # the final state.
+    trainable = [w.trainable for w in trainer.student.weights]
+    folded = [
+        [prev if t else cur for t, prev, cur in zip(trainable, before, after)]
+        for before, after in zip(recorder.states, recorder.states[1:])
+    ] + [recorder.states[-1]]
     expected = start
-    for state in recorder.states:  # computed independently of the trainer
+    for state in folded:
         expected = [m * e + (1 - m) * s for e, s in zip(expected, state)]
     teacher = [to_numpy(w) for w in trainer.teacher.weights]
     changed = 0
@@ -50,6 +59,29 @@ def test_teacher_is_ema_of_student_after_every_step():
         changed += not np.allclose(t, s0)
     assert changed > len(start) // 2  # the teacher really moved
     assert int(to_numpy(trainer.steps_seen)) == 4 == int(to_numpy(trainer.states_folded))
+
+
+def test_call_is_pure_and_compute_loss_does_the_bookkeeping():
+    trainer = _trainer(alpha=0.5, ema_momentum=0.5)
+    x, y = _data(4)
+    teacher = [to_numpy(w).copy() for w in trainer.teacher.weights]
+    first = trainer(x, training=True)
+    second = trainer(x, training=True)
+    np.testing.assert_array_equal(to_numpy(first["logits"]), to_numpy(second["logits"]))
+    np.testing.assert_array_equal(to_numpy(first["lam"]), to_numpy(second["lam"]))
+    assert int(to_numpy(trainer.steps_seen)) == 0 == int(to_numpy(trainer.states_folded))
+    trainer.compute_loss(x, y, first)
+    assert int(to_numpy(trainer.steps_seen)) == 1
+    # The next step's draws differ (keyed by the counter compute_loss advanced).
+    third = trainer(x, training=True)
+    assert not np.allclose(to_numpy(first["logits"]), to_numpy(third["logits"]))
+    # Step 1 has nothing to fold; its state is folded when step 2's loss runs.
+    for w, t in zip(trainer.teacher.weights, teacher):
+        np.testing.assert_array_equal(to_numpy(w), t)
+    trainer.student.weights[0].assign(trainer.student.weights[0] + 1.0)
+    trainer.compute_loss(x, y, third)
+    assert int(to_numpy(trainer.states_folded)) == 1
+    np.testing.assert_allclose(to_numpy(trainer.teacher.weights[0]), teacher[0] + 0.5, rtol=1e-6)
 
 
 def test_alpha_one_is_plain_mixed_label_cross_entropy():
