@@ -4,6 +4,8 @@ Follows ``keras.applications``: the same arguments, validation before any layer
 exists, preprocessing inside the model, deterministic layer names.
 """
 
+import json
+
 import keras
 import numpy as np
 
@@ -55,8 +57,39 @@ class HiriViTModel(keras.Model):
     Built by :func:`HiriViT`; revived as this class by ``keras.saving``.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, architecture=None, **kwargs):
         super().__init__(*args, **kwargs)
+        # JSON text: what the builder built (variant, config, top, classes).
+        # Saved with the model's config and into every ``.weights.h5`` file
+        # this model writes, so a checkpoint describes itself.
+        self.architecture_json = None if architecture is None else json.dumps(architecture)
+
+    @property
+    def architecture(self):
+        """``{"variant", "config", "include_top", "classes"}`` of the builder's
+        arguments (``None`` for a model not built by :func:`HiriViT`)."""
+        return None if self.architecture_json is None else json.loads(self.architecture_json)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.architecture_json is not None:
+            config["architecture"] = self.architecture
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        architecture = config.pop("architecture", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.architecture_json = None if architecture is None else json.dumps(architecture)
+        return model
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """``keras.Model.save_weights``, plus the model's :attr:`architecture`
+        as metadata in a ``.weights.h5`` file (read back by ``HiriViT(weights=path)``)."""
+        super().save_weights(filepath, overwrite=overwrite, **kwargs)
+        if self.architecture is not None:
+            weights_lib.write_metadata(filepath, self.architecture)
 
     def stage_norms(self):
         """``[(stage, layer)]``: the norm ending each stage (its output is a
@@ -282,7 +315,11 @@ def HiriViT(
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name=naming.POOLING["max"])(x)
 
-    model = HiriViTModel(inputs=inputs, outputs=x, name=name)
+    architecture = {
+        "variant": variants_lib.variant_name(config), "config": config.to_dict(),
+        "include_top": bool(include_top), "classes": int(classes) if include_top else None,
+    }
+    model = HiriViTModel(inputs=inputs, outputs=x, name=name, architecture=architecture)
     if checkpoint is not None:
         path, stored_classes = checkpoint
 

@@ -26,6 +26,10 @@ from keras_hiri.variants import variant_name
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
 
+# The ``.weights.h5`` attribute holding a checkpoint's own description.
+METADATA_KEY = "keras_hiri"
+METADATA_FORMAT = 1
+
 NO_IMAGENET = (
     "weights='imagenet' cannot be loaded: no HIRI-ViT checkpoint trained on "
     "ImageNet exists (the paper's authors released no weights and this project "
@@ -149,8 +153,10 @@ def verify_readable(path):
 def resolve_checkpoint(weights, config, *, include_top, classes, reset_head):
     """Finds and checks the checkpoint ``weights`` for a model of ``config``.
 
-    Runs before the model is built: a bad name or file, a variant mismatch or
-    a class-count mismatch raises ``ValueError`` with nothing built or loaded.
+    Runs before the model is built: a bad name or file, a checkpoint of
+    another architecture, or a class-count mismatch raises ``ValueError`` with
+    nothing built or loaded. What a checkpoint holds is read from its own
+    metadata (:func:`checkpoint_metadata`), never inferred from the file's layout.
 
     Returns:
         ``None`` (``weights=None``) or ``(path, classes stored in it or None)``.
@@ -159,15 +165,20 @@ def resolve_checkpoint(weights, config, *, include_top, classes, reset_head):
     if resolved is None:
         return None
     path, entry = resolved
-    if entry is not None:
-        if variant_name(config) != entry["variant"].upper():
-            raise ValueError(
-                f"weights={weights!r} were trained for variant {entry['variant']!r}; "
-                f"build that variant to load them. Received variant config: {config}"
-            )
-        stored_classes = entry["classes"] if entry.get("include_top", True) else None
-    else:
-        stored_classes = checkpoint_num_classes(path)
+    if entry is not None and variant_name(config) != entry["variant"].upper():
+        raise ValueError(
+            f"weights={weights!r} were trained for variant {entry['variant']!r}; "
+            f"build that variant to load them. Received variant config: {config}"
+        )
+    stored = checkpoint_metadata(path)
+    if _normalised(stored["config"]) != _normalised(config.to_dict()):
+        raise ValueError(
+            f"weights file {path!r} holds a HIRI-ViT of variant "
+            f"{stored['variant'] or 'custom'} ({_describe(stored['config'])}); the "
+            f"model asked for is {variant_name(config) or 'custom'} "
+            f"({_describe(config.to_dict())}). Build the checkpoint's variant to load it."
+        )
+    stored_classes = stored["classes"] if stored["include_top"] else None
     if include_top and stored_classes is None and not reset_head:
         raise ValueError(
             f"weights file {path!r} has no classifier (saved with "
@@ -185,6 +196,14 @@ def resolve_checkpoint(weights, config, *, include_top, classes, reset_head):
     return path, stored_classes
 
 
+def _normalised(config):
+    return json.loads(json.dumps(config))
+
+
+def _describe(config):
+    return f"widths={list(config['widths'])}, depths={list(config['depths'])}"
+
+
 def _open_weights_h5(path):
     """Opens the weights of ``path`` as an ``h5py.File`` (inside a ``.keras`` zip too)."""
     if path.endswith(".keras"):
@@ -193,19 +212,48 @@ def _open_weights_h5(path):
     return h5py.File(path, "r")
 
 
-def checkpoint_num_classes(path):
-    """Number of classes of the ``predictions`` layer stored in ``path``.
+def write_metadata(path, architecture):
+    """Stores ``architecture`` (a HIRI-ViT's ``{"variant", "config",
+    "include_top", "classes"}``) as the ``keras_hiri`` attribute of the
+    ``.weights.h5`` file ``path`` (other files are left as they are)."""
+    path = os.fspath(path)
+    if path.endswith(".weights.h5") and os.path.isfile(path):
+        with h5py.File(path, "a") as f:
+            f.attrs[METADATA_KEY] = json.dumps({"format": METADATA_FORMAT, **architecture})
 
-    Returns ``None`` when the checkpoint has no classifier (``include_top=False``).
+
+def checkpoint_metadata(path):
+    """What the checkpoint ``path`` holds: ``{"variant", "config",
+    "include_top", "classes"}``, as the model that wrote it recorded it (the
+    ``keras_hiri`` attribute of a ``.weights.h5`` file, the model config of a
+    ``.keras`` file).
+
+    Raises:
+        ValueError: the file carries no HIRI-ViT metadata (it was not written
+            by a model built with ``keras_hiri.HiriViT``).
     """
-    # Keras stores a functional model's layers under names derived from their
-    # classes ("layers/dense"), not from layer.name; the classifier is the only
-    # top-level Dense of a HIRI-ViT.
-    with _open_weights_h5(path) as f:
-        group = f.get("layers/dense/vars")
-        if group is None or "0" not in group:
-            return None
-        return int(group["0"].shape[-1])
+    path = os.fspath(path)
+    try:
+        if path.endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+            found = config.get("config", {}).get("architecture")
+        else:
+            with h5py.File(path, "r") as f:
+                text = f.attrs.get(METADATA_KEY)
+            found = None if text is None else json.loads(text)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"weights file {path!r} is corrupt or truncated and cannot be read "
+            f"({type(e).__name__}: {e}). Nothing was loaded."
+        ) from None
+    if not found or "config" not in found:
+        raise ValueError(
+            f"weights file {path!r} carries no keras_hiri metadata (variant, classes): "
+            "it was not saved from a model built by keras_hiri.HiriViT. Build the "
+            "model it belongs to and call model.load_weights(path) instead."
+        )
+    return {key: found.get(key) for key in ("variant", "config", "include_top", "classes")}
 
 
 def load_into(model, path, stored_classes, build_source):

@@ -1,7 +1,10 @@
 import pytest
 
 from keras_hiri import weights
-from tests.tiny import tiny_model
+import keras
+
+import keras_hiri
+from tests.tiny import TINY, tiny_model
 
 
 def test_none_resolves_to_none():
@@ -21,16 +24,35 @@ def test_unknown_name_lists_what_is_allowed():
         weights.resolve("imagenet21k")
 
 
-def test_checkpoint_num_classes(tmp_path):
+def test_checkpoints_carry_their_own_metadata(tmp_path):
     top = str(tmp_path / "top.weights.h5")
     tiny_model(classes=7).save_weights(top)
-    assert weights.checkpoint_num_classes(top) == 7
+    meta = weights.checkpoint_metadata(top)
+    assert (meta["classes"], meta["include_top"], meta["variant"]) == (7, True, None)
+    assert meta["config"]["widths"] == list(TINY.widths)
     notop = str(tmp_path / "notop.weights.h5")
     tiny_model(include_top=False).save_weights(notop)
-    assert weights.checkpoint_num_classes(notop) is None
+    assert weights.checkpoint_metadata(notop)["include_top"] is False
     full = str(tmp_path / "model.keras")
     tiny_model(classes=3).save(full)
-    assert weights.checkpoint_num_classes(full) == 3
+    assert weights.checkpoint_metadata(full)["classes"] == 3
+    # A revived model (and so an EMA teacher, built from a config) keeps it.
+    revived = keras_hiri.HiriViTModel.from_config(tiny_model(classes=3).get_config())
+    assert revived.architecture["classes"] == 3
+    registry_file = weights.fetch("tiny_skimage_patches_64")
+    assert weights.checkpoint_metadata(registry_file)["variant"] == "TINY"
+
+
+def test_weights_without_metadata_or_of_another_variant_are_refused(tmp_path):
+    plain = str(tmp_path / "plain.weights.h5")
+    model = tiny_model()
+    keras.Model(model.inputs, model.outputs).save_weights(plain)  # a plain Keras model
+    with pytest.raises(ValueError, match="carries no keras_hiri metadata"):
+        tiny_model(weights=plain)
+    other = str(tmp_path / "other.weights.h5")
+    tiny_model().save_weights(other)
+    with pytest.raises(ValueError, match=r"holds a HIRI-ViT of variant custom .*widths=\[16"):
+        keras_hiri.HiriViT("tiny", input_shape=(64, 64, 3), classes=10, weights=other)
 
 
 # ---------------------------------------------------------------- registry

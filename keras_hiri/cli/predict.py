@@ -33,7 +33,8 @@ def main(argv=None):
     size = args.image_size or entry.get("resolution", 448)
     classes = entry.get("classes", 1000)
     if args.weights and not entry:
-        classes = weights_lib.checkpoint_num_classes(args.weights) if os.path.isfile(args.weights) else 1000
+        if os.path.isfile(args.weights):
+            classes = weights_lib.checkpoint_metadata(args.weights)["classes"] or 1000
     batch = []
     for path in args.images:
         try:
