@@ -74,9 +74,21 @@ def make_norm(kind, name, folded=False, dtype=None):
     raise ValueError(f"Unknown norm kind {kind!r}; expected 'bn' or 'ln'.")
 
 
+@register
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` computed by :func:`keras_hiri.kernels.conv` (the
+    ``conv`` kernel switch); weights and config are Keras'."""
+
+    def convolution_op(self, inputs, kernel):
+        if self.data_format != "channels_last" or self.groups != 1:
+            return super().convolution_op(inputs, kernel)
+        return kernels.conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                            dilation_rate=self.dilation_rate)
+
+
 def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None, dtype=None):
     """A ``Conv2D`` whose padding is applied by :func:`pad_for` when strided."""
-    return keras.layers.Conv2D(
+    return Conv2D(
         filters,
         kernel_size,
         strides=strides,
@@ -143,13 +155,19 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     """
 
     def call(self, inputs):
-        if self.depth_multiplier != 1 or not _unrolls(self, inputs):
+        if self.data_format != "channels_last":
             return super().call(inputs)
-        kernel = ops.cast(self.kernel, inputs.dtype)
-        out = None
-        for (i, j), window in _taps(self, inputs):
-            term = window * kernel[i, j, :, 0]
-            out = term if out is None else out + term
+        if self.depth_multiplier != 1 or not _unrolls(self, inputs):
+            out = kernels.depthwise_conv(
+                inputs, self.kernel, strides=self.strides, padding=self.padding,
+                dilation_rate=self.dilation_rate,
+            )
+        else:
+            kernel = ops.cast(self.kernel, inputs.dtype)
+            out = None
+            for (i, j), window in _taps(self, inputs):
+                term = window * kernel[i, j, :, 0]
+                out = term if out is None else out + term
         if self.use_bias:
             out = out + ops.cast(self.bias, out.dtype)
         return self.activation(out) if self.activation is not None else out

@@ -1,7 +1,7 @@
 """Kernel switches: the one place where a backend decides how an op computes.
 
-Model code calls :func:`gelu`, :func:`attention` and asks
-:func:`use_unrolled_depthwise`; everything else is backend-agnostic
+Model code calls :func:`gelu`, :func:`attention`, :func:`conv`,
+:func:`depthwise_conv` and asks :func:`use_unrolled_depthwise`; everything else is backend-agnostic
 ``keras.ops``. Each switch has a generic implementation and a faster one for
 some backend, chosen by ``"auto"`` only where it was measured faster (or where
 the generic op fails), and ``tests/test_kernels.py`` checks that every
@@ -23,6 +23,13 @@ switch         implementations     ``"auto"`` picks
                ``explicit``        backend refuses the f16 x f16 -> f32 dot of
                                    ``ops.dot_product_attention``); ``fused``
                                    elsewhere
+``conv``       ``ops``,            ``torch_nhwc`` on PyTorch: torch's conv on
+               ``torch_nhwc``      the channels-last *view* of the NHWC tensor
+                                   (no copies; ``keras.ops.conv`` copies the
+                                   input to NCHW and back to channels-last
+                                   memory around every convolution), 1.7-4.7x
+                                   faster per conv; ``ops`` elsewhere (the only
+                                   implementation there)
 =============  ==================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims.
@@ -35,6 +42,7 @@ SWITCHES = {
     "gelu": ("auto", "erf", "fused"),
     "depthwise": ("auto", "native", "unrolled"),
     "attention": ("auto", "fused", "explicit"),
+    "conv": ("auto", "ops", "torch_nhwc"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
 
@@ -74,6 +82,8 @@ def resolve(name, dtype=None):
         return "fused" if backend == "torch" else "erf"
     if name == "depthwise":
         return "unrolled" if _on_jax_cpu() else "native"
+    if name == "conv":
+        return "torch_nhwc" if backend == "torch" else "ops"
     return "explicit" if backend == "jax" and dtype == "float16" else "fused"
 
 
@@ -100,3 +110,57 @@ def attention(q, k, v):
     logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * ops.cast(scale, q.dtype)
     weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), v.dtype)
     return ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
+
+
+def _use_torch_conv(kernel_size, strides, padding, dilation_rate):
+    if resolve("conv") != "torch_nhwc":
+        return False
+    if keras.backend.backend() != "torch":
+        raise ValueError(
+            "kernel 'conv' = 'torch_nhwc' needs the torch backend. "
+            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
+        )
+    # "same" is symmetric padding only for odd kernels at stride 1.
+    return padding == "valid" or (
+        tuple(strides) == (1, 1) and all(k % 2 == 1 for k in kernel_size)
+    )
+
+
+def _torch_conv(x, weight, strides, padding, dilation_rate, kernel_size):
+    """torch's conv2d on the NCHW view of NHWC ``x`` (channels-last memory),
+    with ``weight`` in torch's ``(out, in / groups, kh, kw)`` layout."""
+    import torch
+
+    weight = weight.contiguous(memory_format=torch.channels_last)
+    pad = 0 if padding == "valid" else tuple(
+        d * (k - 1) // 2 for k, d in zip(kernel_size, dilation_rate)
+    )
+    y = torch.nn.functional.conv2d(
+        x.permute(0, 3, 1, 2), weight, stride=tuple(strides), padding=pad,
+        dilation=tuple(dilation_rate), groups=x.shape[-1] // weight.shape[1],
+    )
+    return y.permute(0, 2, 3, 1)
+
+
+def conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
+    """``keras.ops.conv`` of an NHWC ``x`` with a ``(kh, kw, in, out)`` kernel."""
+    kernel_size = tuple(kernel.shape[:2])
+    if not _use_torch_conv(kernel_size, strides, padding, dilation_rate):
+        return ops.conv(x, kernel, strides=strides, padding=padding,
+                        dilation_rate=dilation_rate, data_format="channels_last")
+    kernel = ops.convert_to_tensor(kernel)
+    return _torch_conv(ops.convert_to_tensor(x), kernel.permute(3, 2, 0, 1), strides, padding,
+                       dilation_rate, kernel_size)
+
+
+def depthwise_conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
+    """``keras.ops.depthwise_conv`` of an NHWC ``x``, ``(kh, kw, in, multiplier)`` kernel."""
+    kernel_size = tuple(kernel.shape[:2])
+    if not _use_torch_conv(kernel_size, strides, padding, dilation_rate):
+        return ops.depthwise_conv(x, kernel, strides=strides, padding=padding,
+                                  dilation_rate=dilation_rate, data_format="channels_last")
+    kernel = ops.convert_to_tensor(kernel)
+    kh, kw = kernel_size
+    weight = kernel.reshape(kh, kw, 1, -1).permute(3, 2, 0, 1)  # (in * multiplier, 1, kh, kw)
+    return _torch_conv(ops.convert_to_tensor(x), weight, strides, padding, dilation_rate,
+                       kernel_size)

@@ -63,3 +63,52 @@ def test_auto_choices_and_bad_switches(restore_switches):
         kernels.set_kernel("softmax", "fused")
     with pytest.raises(ValueError, match="implementation must be one of"):
         kernels.set_kernel("gelu", "tanh")
+
+
+CONV_CASES = [  # (kernel size, strides, padding, depthwise): the model's convolutions
+    (3, 2, "valid", False), (3, 1, "same", False), (1, 1, "same", False),
+    (3, 1, "same", True), (3, 2, "valid", True),
+]
+
+
+@pytest.mark.parametrize("size,strides,padding,depthwise", CONV_CASES)
+def test_conv_implementations_agree(restore_switches, size, strides, padding, depthwise):
+    rng = np.random.default_rng(size + strides)
+    x = rng.normal(size=(2, 11, 9, 6)).astype("float32")
+    kernel = rng.normal(size=(size, size, 6, 1 if depthwise else 5)).astype("float32")
+    reference = keras.ops.depthwise_conv if depthwise else keras.ops.conv
+    want = to_numpy(reference(x, kernel, strides=strides, padding=padding))
+    op = kernels.depthwise_conv if depthwise else kernels.conv
+
+    def fn(t):
+        return op(t, keras.ops.convert_to_tensor(kernel), strides=(strides, strides),
+                  padding=padding)
+
+    implementations = ["ops"] + (["torch_nhwc"] if keras.backend.backend() == "torch" else [])
+    for implementation in implementations:
+        kernels.set_kernel("conv", implementation)
+        for out in _eager_and_compiled(fn, x):
+            np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+def test_conv_switch_chooses_torch_only_on_torch(restore_switches):
+    backend = keras.backend.backend()
+    assert kernels.resolve("conv") == ("torch_nhwc" if backend == "torch" else "ops")
+    if backend != "torch":
+        kernels.set_kernel("conv", "torch_nhwc")
+        with pytest.raises(ValueError, match="needs the torch backend"):
+            kernels.conv(np.ones((1, 4, 4, 2), "float32"), np.ones((1, 1, 2, 2), "float32"))
+
+
+def test_model_layers_use_the_switch(restore_switches):
+    """A tiny HIRI-ViT gives the same outputs with either conv implementation."""
+    from tests.tiny import tiny_model
+
+    model = tiny_model()
+    x = np.random.default_rng(0).uniform(0, 255, (2, *model.input.shape[1:])).astype("float32")
+    outputs = {}
+    for implementation in ["ops"] + (["torch_nhwc"] if keras.backend.backend() == "torch" else []):
+        kernels.set_kernel("conv", implementation)
+        outputs[implementation] = to_numpy(model(x, training=False))
+    for out in outputs.values():
+        np.testing.assert_allclose(out, outputs["ops"], atol=1e-5)
