@@ -13,12 +13,17 @@ process's peak resident set size during inference (the count is restarted
 once the model is built) above what the process used before the model
 existed: weights + activations + compiled code. It is a CPU measure.
 
+The first row of each backend is the machine's dense float32 GEMM rate
+(``keras.ops.matmul``, 2048³, all cores): the physical limit each model's
+achieved GMAC/s (its multiply-adds x images/s) is reported as a share of.
+
 Ratios printed per backend (targets from the issue):
   P1 = throughput(S@448) / throughput(ConvNeXtTiny@224)      target >= 1.0
   P2 = time(S@448) / time(S@224)                            target <= 1.3
        (with the paper's pinned 224 grids, and with the plain schedule)
   P4 = throughput(S@448 folded) / throughput(S@448)          target >= 1.07
        (the two timed alternately in one process, the fairest pairing)
+and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8.
 
     python benchmarks/throughput.py                        # all backends, full grid
     python benchmarks/throughput.py --quick                # the rows the ratios need
@@ -78,6 +83,13 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _set_kernels(spec):
+    from keras_hiri import kernels
+
+    for name, implementation in spec.get("kernels", {}).items():
+        kernels.set_kernel(name, implementation)
+
+
 def build(spec):
     """The model a job row names (weights are random: speed does not depend on them)."""
     import keras
@@ -124,7 +136,7 @@ def measure_pair(spec):
     from keras_hiri.profiling import latency
 
     keras.utils.set_random_seed(0)
-    keras_hiri.set_depthwise_implementation(spec.get("depthwise", "auto"))
+    _set_kernels(spec)
     model = build({**spec, "folded": False})
     folded = keras_hiri.fold_batchnorm(model)
     jit, x = _jit_and_batch(spec)
@@ -149,7 +161,7 @@ def measure(spec):
     from keras_hiri.profiling import latency
 
     keras.utils.set_random_seed(0)
-    keras_hiri.set_depthwise_implementation(spec.get("depthwise", "auto"))
+    _set_kernels(spec)
     baseline = _rss_mib()
     model = build(spec)
     gmacs = keras_hiri.profile(model).gmacs
@@ -174,8 +186,36 @@ def measure(spec):
     }
 
 
+GEMM_SIZE = 2048
+
+
+def measure_gemm(spec):
+    """The machine's dense float32 GEMM rate on this backend, all cores: the
+    median time of ``keras.ops.matmul`` of two ``GEMM_SIZE`` square matrices
+    (``GEMM_SIZE**3`` multiply-adds), compiled as the backend compiles a model."""
+    import keras
+    import numpy as np
+
+    n = GEMM_SIZE
+    rng = np.random.default_rng(0)
+    a, b = (keras.ops.convert_to_tensor(rng.normal(size=(n, n)).astype("float32")) for _ in "ab")
+    inputs = [keras.Input((n,), batch_size=n), keras.Input((n,), batch_size=n)]
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: keras.ops.matmul(*t))(inputs))
+    model.compile(jit_compile="auto")
+    for _ in range(spec["warmup"] + 1):
+        model.predict_on_batch([a, b])
+    times = []
+    for _ in range(max(spec["repeats"], 5)):
+        start = time.perf_counter()
+        model.predict_on_batch([a, b])
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {**spec, "backend": keras.backend.backend(), "median_s": median,
+            "gmac_per_s": n**3 / median / 1e9}
+
+
 def jobs(args):
-    rows = []
+    rows = [{"model": "GEMM", "resolution": GEMM_SIZE, "gemm": True}]
     hiri = lambda m, r, **kw: {"model": m, "resolution": r, **kw}  # noqa: E731
     if args.quick:
         rows += [hiri("S", 224), hiri("S", 224, pinned=True), hiri("S", 448), hiri("S", 448, folded=True)]
@@ -204,7 +244,7 @@ def run_backend(backend, args, progress):
             "warmup": args.warmup,
             "repeats": args.repeats,
             "compile": args.compile or DEFAULT_COMPILE[backend],
-            "depthwise": args.depthwise,
+            "kernels": dict(args.kernel),
         }
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         with tempfile.TemporaryDirectory() as tmp:
@@ -237,7 +277,7 @@ def label(r):
 
 def find(results, model, resolution, **flags):
     for r in results:
-        if r.get("pair") or "error" in r:
+        if r.get("pair") or r.get("gemm") or "error" in r:
             continue
         if (r["model"], r["resolution"]) == (model, resolution) and all(
             bool(r.get(k)) == v for k, v in flags.items()
@@ -278,13 +318,18 @@ DEFINITIONS = {
 
 def markdown(all_results, batch):
     backends = list(all_results)
+    peak = {b: next((r["gmac_per_s"] for r in all_results[b] if r.get("gemm") and "error" not in r),
+                    None) for b in backends}
     head = "| model | input | GMACs | " + " | ".join(
-        f"{b} img/s | {b} ms/batch | {b} peak MiB" for b in backends
+        f"{b} img/s | {b} ms/batch | {b} GMAC/s (% of GEMM peak) | {b} peak MiB" for b in backends
     )
-    lines = [head + " |", "|---|---|---|" + "---|" * (3 * len(backends))]
+    lines = [head + " |", "|---|---|---|" + "---|" * (4 * len(backends))]
+    lines.append(f"| dense float32 GEMM {GEMM_SIZE}³ (the machine's limit) | - | - | " + " | ".join(
+        f"- | - | {peak[b]:.1f} (100 %) | -" if peak[b] else "- | - | failed | -" for b in backends
+    ) + " |")
     keys = []
     for r in next(iter(all_results.values())):
-        if r.get("pair"):
+        if r.get("pair") or r.get("gemm"):
             continue
         keys.append((r["model"], r["resolution"], bool(r.get("pinned")), bool(r.get("folded")), label(r)))
     for model, res, pinned, folded, name in keys:
@@ -292,10 +337,13 @@ def markdown(all_results, batch):
         for b in backends:
             r = find(all_results[b], model, res, pinned=pinned, folded=folded)
             if r is None:
-                cells += ["failed", "-", "-"]
+                cells += ["failed", "-", "-", "-"]
             else:
                 gmacs = f"{r['gmacs']:.2f}"
-                cells += [f"{r['images_per_s']:.2f}", f"{1000 * r['median_s']:.0f}", f"{r['peak_mib']:.0f}"]
+                rate = r["gmacs"] * r["images_per_s"]
+                share = f" ({100 * rate / peak[b]:.0f} %)" if peak[b] else ""
+                cells += [f"{r['images_per_s']:.2f}", f"{1000 * r['median_s']:.0f}",
+                          f"{rate:.1f}{share}", f"{r['peak_mib']:.0f}"]
         lines.append(f"| {name} | {res} | {gmacs} | " + " | ".join(cells) + " |")
     lines += ["", "| ratio | definition | target | " + " | ".join(backends) + " |",
               "|---|---|---|" + "---|" * len(backends)]
@@ -310,15 +358,35 @@ def markdown(all_results, batch):
                 ok = value >= target if op == ">=" else value <= target
                 cells.append(f"{value:.2f} {'(met)' if ok else '(missed)'}")
         lines.append(f"| {key} | {DEFINITIONS[key]} | {op} {target} | " + " | ".join(cells) + " |")
-    first = {b: all_results[b][0] for b in backends if all_results[b]}
+    s448 = {b: find(all_results[b], "S", 448, pinned=False, folded=False) for b in backends}
+    if s448.get("tensorflow"):
+        lines += ["", "| across backends | definition | target | value |", "|---|---|---|---|"]
+        for b in backends:
+            if b != "tensorflow" and s448.get(b):
+                value = s448[b]["images_per_s"] / s448["tensorflow"]["images_per_s"]
+                verdict = "met" if value >= 0.8 else "missed"
+                lines.append(f"| T_{b} | thr(S@448, {b}) / thr(S@448, tensorflow) | >= 0.8 | "
+                             f"{value:.2f} ({verdict}) |")
+    first = {b: next(r for r in all_results[b] if not r.get("gemm")) for b in backends
+             if any(not r.get("gemm") for r in all_results[b])}
     compile_modes = ", ".join(f"{b}: {r['compile']}" for b, r in first.items())
-    depthwise = ", ".join(f"{b}: {r.get('depthwise', 'auto')}" for b, r in first.items())
+    chosen = ", ".join(f"{k}={v}" for k, v in next(iter(first.values())).get("kernels", {}).items())
     lines += [
         "",
         f"batch {batch}, median of {next(iter(first.values()))['repeats']} timed batches after warm-up; "
-        f"compile mode: {compile_modes}; depthwise implementation: {depthwise}",
+        f"compile mode: {compile_modes}; kernel switches: {chosen or 'all auto'}",
     ]
     return "\n".join(lines)
+
+
+def _kernel_setting(text):
+    from keras_hiri.kernels import SWITCHES  # imports Keras: only when --kernel is given
+
+    name, _, implementation = text.partition("=")
+    if name not in SWITCHES or implementation not in SWITCHES[name]:
+        allowed = "; ".join(f"{k}={'|'.join(v)}" for k, v in SWITCHES.items())
+        raise argparse.ArgumentTypeError(f"{text!r} is not a kernel setting ({allowed})")
+    return name, implementation
 
 
 def main(argv=None):
@@ -337,8 +405,9 @@ def main(argv=None):
         + ", ".join(f"{b} {m}" for b, m in DEFAULT_COMPILE.items()) + ")",
     )
     parser.add_argument(
-        "--depthwise", choices=["auto", "native", "unrolled"], default="auto",
-        help="keras_hiri.set_depthwise_implementation for the HIRI-ViT rows",
+        "--kernel", action="append", default=[], type=_kernel_setting, metavar="NAME=IMPL",
+        help="a keras_hiri.kernels switch for every row, e.g. --kernel conv=ops "
+        "(repeatable; default: every switch 'auto')",
     )
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
     parser.add_argument("--json", help="also write every result to this JSON file")
@@ -348,7 +417,8 @@ def main(argv=None):
         return
     if args.worker:
         spec = json.loads(args.worker)
-        print(json.dumps(measure_pair(spec) if spec.get("pair") else measure(spec)))
+        worker = measure_gemm if spec.get("gemm") else (measure_pair if spec.get("pair") else measure)
+        print(json.dumps(worker(spec)))
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")

@@ -28,6 +28,8 @@ def _row(model, resolution, seconds, **flags):
 
 
 RESULTS = [
+    {"model": "GEMM", "resolution": 2048, "gemm": True, "gmac_per_s": 40.0, "median_s": 0.2,
+     "compile": "auto", "repeats": 5},
     _row("S", 224, 0.1),
     _row("S", 224, 0.3, pinned=True),
     _row("S", 448, 0.36),
@@ -48,19 +50,29 @@ def test_ratios_come_from_the_right_rows():
 
 def test_table_marks_targets_met_and_missed():
     throughput = _load("benchmarks", "throughput")
-    table = throughput.markdown({"jax": RESULTS, "torch": RESULTS[:3]}, batch=8)
+    table = throughput.markdown({"jax": RESULTS, "torch": RESULTS[:4]}, batch=8)
     assert "| HIRI-ViT-S folded | 448 |" in table
     assert "2.00 (met)" in table  # P1 on jax
     assert "3.60 (missed)" in table  # P2 plain
     lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| P")}
     assert lines["P1"].rstrip(" |").endswith("-")  # torch has no ConvNeXt row
-    assert "| ConvNeXtTiny | 224 | 1.00 | 11.11 | 720 | 100 | failed |" in table
+    # 1 GMAC x 11.11 img/s against the 40 GMAC/s GEMM peak: 28 %.
+    assert "| ConvNeXtTiny | 224 | 1.00 | 11.11 | 720 | 11.1 (28 %) | 100 | failed |" in table
+    assert "40.0 (100 %)" in table
+
+
+def test_torch_against_tensorflow_ratio():
+    throughput = _load("benchmarks", "throughput")
+    slow = [dict(r, images_per_s=r["images_per_s"] / 2) if "images_per_s" in r else r for r in RESULTS]
+    table = throughput.markdown({"tensorflow": RESULTS, "torch": slow}, batch=8)
+    assert "| T_torch | thr(S@448, torch) / thr(S@448, tensorflow) | >= 0.8 | 0.50 (missed) |" in table
 
 
 def test_job_list_has_every_row_the_ratios_need():
     throughput = _load("benchmarks", "throughput")
     parser_args = type("Args", (), {"quick": True})()
     rows = throughput.jobs(parser_args)
+    assert rows[0]["gemm"]  # the machine's limit, measured first in the same run
     assert {"model": "S", "resolution": 448, "pair": True} in rows
     assert {"model": "ConvNeXtTiny", "resolution": 224} in rows
     full = throughput.jobs(
