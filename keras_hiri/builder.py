@@ -21,6 +21,7 @@ from keras_hiri.stem import STEMS
 TOTAL_STRIDE = 64
 MIN_SIZE = 64
 DEFAULT_SIZE = 448
+DATA_FORMATS = ("channels_last", "channels_first")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = (None, "avg", "max")
@@ -39,7 +40,8 @@ class GridResize(keras.layers.Layer):
         self.size = tuple(int(s) for s in size)
 
     def call(self, x):
-        return keras.ops.image.resize(x, self.size, interpolation="bilinear")
+        return keras.ops.image.resize(x, self.size, interpolation="bilinear",
+                                      data_format="channels_last")
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self.size, input_shape[-1])
@@ -123,20 +125,33 @@ class HiriViTModel(keras.Model):
         ]
 
     @property
+    def data_format(self):
+        """``"channels_first"`` when the model takes NCHW input, else ``"channels_last"``."""
+        if self._layer_or_none(naming.TO_CHANNELS_LAST) is not None:
+            return "channels_first"
+        return "channels_last"
+
+    @property
     def pyramid_outputs(self):
         """``{"P2": ..., "P6": ...}``: symbolic stage outputs, ``Pn`` at stride
-        ``2**n`` (the keras-hub convention). Use
-        ``keras.Model(model.inputs, model.pyramid_outputs)`` as a feature
+        ``2**n`` (the keras-hub convention), in the model's :attr:`data_format`.
+        Use ``keras.Model(model.inputs, model.pyramid_outputs)`` as a feature
         extractor. With ``pin_late_grids`` the late strides are not ``2**n``
         (see :attr:`feature_info` for the real ones)."""
-        return {f"P{stage + 1}": layer.output for stage, layer in self.stage_norms()}
+        levels = {f"P{stage + 1}": layer.output for stage, layer in self.stage_norms()}
+        if self.data_format == "channels_first":
+            levels = {
+                key: keras.layers.Permute((3, 1, 2), name=f"{key}_channels_first")(level)
+                for key, level in levels.items()
+            }
+        return levels
 
     @property
     def feature_info(self):
         """One dict per stage: ``name``, ``key``, ``channels``, ``reduction``
         (the level's real stride where the input size is static, so pinned
         grids report 4, 8, 8, 16, 32 at 224)."""
-        size = tuple(self.inputs[0].shape[1:3])
+        size = _to_hwc(self.inputs[0].shape[1:], self.data_format)[:2]
         info = []
         for stage, layer in self.stage_norms():
             grid = tuple(layer.output.shape[1:3])
@@ -160,13 +175,14 @@ def _reduction(size, grid, stage):
     return size[0] / grid[0]
 
 
-def _validate_input_shape(input_shape, channels_required, pin_late_grids):
+def _validate_input_shape(input_shape, channels_required, pin_late_grids, data_format):
     if len(input_shape) != 3:
+        order = "(height, width, channels)" if data_format == "channels_last" else "(channels, height, width)"
         raise ValueError(
-            "input_shape must be (height, width, channels), channels last. "
+            f"input_shape must be {order} for data_format={data_format!r}. "
             f"Received: input_shape={input_shape}"
         )
-    h, w, c = input_shape
+    h, w, c = _to_hwc(input_shape, data_format)
     if channels_required is not None and c != channels_required:
         raise ValueError(
             f"input_shape must have {channels_required} channels (RGB) when "
@@ -191,13 +207,16 @@ def _validate_input_shape(input_shape, channels_required, pin_late_grids):
 
 def _validate_arguments(
     *, include_top, weights, input_tensor, input_shape, pooling, classes,
-    classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids,
+    classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids, data_format,
 ):
-    """Checks every argument (reads no file); returns the full input shape."""
-    if keras.config.image_data_format() != "channels_last":
+    """Checks every argument (reads no file); returns the full input shape and
+    the data format."""
+    if data_format is None:
+        data_format = keras.config.image_data_format()
+    if data_format not in DATA_FORMATS:
         raise ValueError(
-            "HIRI-ViT supports only channels_last. Set "
-            "keras.config.set_image_data_format('channels_last')."
+            f"data_format must be one of {DATA_FORMATS} (or None for "
+            f"keras.config.image_data_format()). Received: data_format={data_format!r}"
         )
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
@@ -221,13 +240,19 @@ def _validate_arguments(
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
     if input_shape is None:
-        input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3) if include_top else (None, None, 3)
+        side = DEFAULT_SIZE if include_top else None
+        input_shape = (side, side, 3) if data_format == "channels_last" else (3, side, side)
     input_shape = tuple(input_shape)
     # As keras.applications: a backbone (no top, no weights) takes any channel
     # count and then skips the RGB normalisation.
     needs_rgb = 3 if weights is not None or (include_preprocessing and include_top) else None
-    _validate_input_shape(input_shape, needs_rgb, pin_late_grids)
-    return input_shape
+    _validate_input_shape(input_shape, needs_rgb, pin_late_grids, data_format)
+    return input_shape, data_format
+
+
+def _to_hwc(shape, data_format):
+    """``(height, width, channels)`` of an input shape given in ``data_format``."""
+    return tuple(shape) if data_format == "channels_last" else (*shape[1:], shape[0])
 
 
 def _variant_config(variant, block_types, stem, downsample):
@@ -263,15 +288,17 @@ def HiriViT(
     stem=None,
     downsample=None,
     reset_head=False,
+    data_format=None,
 ):
     config = _variant_config(variant, block_types, stem, downsample)
-    input_shape = _validate_arguments(
+    input_shape, data_format = _validate_arguments(
         include_top=include_top, weights=weights, input_tensor=input_tensor,
         input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,
         include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
-        pin_late_grids=pin_late_grids,
+        pin_late_grids=pin_late_grids, data_format=data_format,
     )
+    hwc = _to_hwc(input_shape, data_format)
     # The checkpoint is found, read and matched against the arguments before
     # any layer exists (nothing half-built or half-loaded on a bad file).
     checkpoint = weights_lib.resolve_checkpoint(
@@ -289,13 +316,17 @@ def HiriViT(
         inputs = inputs[0] if len(inputs) == 1 else inputs
         x = input_tensor
 
-    if include_preprocessing and input_shape[-1] == 3:
+    if data_format == "channels_first":
+        # Every layer computes channels-last; the layout changes once here
+        # (and back once for a 4-D backbone output and the pyramid levels).
+        x = keras.layers.Permute((2, 3, 1), name=naming.TO_CHANNELS_LAST)(x)
+    if include_preprocessing and hwc[-1] == 3:
         x = keras.layers.Normalization(
             mean=[255.0 * m for m in IMAGENET_MEAN],
             variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
             name=naming.PREPROCESSING,
         )(x)
-    specs = config.stage_specs(input_shape[:2], pin_late_grids)
+    specs = config.stage_specs(hwc[:2], pin_late_grids)
     x = _backbone(x, config, specs, drop_path_rate)
 
     if include_top:
@@ -311,13 +342,18 @@ def HiriViT(
                 classifier_activation, dtype="float32", name=naming.CLASSIFIER_ACTIVATION
             )(x)
     elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name=naming.POOLING["avg"])(x)
+        x = keras.layers.GlobalAveragePooling2D(data_format="channels_last",
+                                               name=naming.POOLING["avg"])(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name=naming.POOLING["max"])(x)
+        x = keras.layers.GlobalMaxPooling2D(data_format="channels_last",
+                                           name=naming.POOLING["max"])(x)
+    elif data_format == "channels_first":
+        x = keras.layers.Permute((3, 1, 2), name=naming.TO_CHANNELS_FIRST)(x)
 
     architecture = {
         "variant": variants_lib.variant_name(config), "config": config.to_dict(),
         "include_top": bool(include_top), "classes": int(classes) if include_top else None,
+        "data_format": data_format,
     }
     model = HiriViTModel(inputs=inputs, outputs=x, name=name, architecture=architecture)
     if checkpoint is not None:
@@ -325,7 +361,8 @@ def HiriViT(
 
         def build_source(source_classes):
             return HiriViT(
-                config, input_shape=input_shape, include_top=source_classes is not None,
+                config, input_shape=input_shape, data_format=data_format,
+                include_top=source_classes is not None,
                 classes=source_classes or 1, classifier_activation=None,
                 include_preprocessing=include_preprocessing, pin_late_grids=pin_late_grids,
             )
@@ -354,7 +391,8 @@ def _backbone(x, config, specs, drop_path_rate):
     return x
 
 
-_ARGS_DOC = """        input_shape: ``(height, width, 3)``. Any size with both sides >= 64
+_ARGS_DOC = """        input_shape: ``(height, width, 3)`` (``(3, height, width)`` for
+            channels_first). Any size with both sides >= 64
             works, square or not, and ``None`` sides are allowed (dynamic).
             Default: ``(448, 448, 3)`` with the top, ``(None, None, 3)`` without.
             **Stride rule:** every stride-2 step maps a side ``n`` to
@@ -387,6 +425,11 @@ _ARGS_DOC = """        input_shape: ``(height, width, 3)``. Any size with both s
             differ (or that has no classifier), load the backbone and leave the
             classifier randomly initialised (transfer learning). Without it such
             a mismatch is a ``ValueError``.
+        data_format: ``"channels_last"`` or ``"channels_first"`` (the layout of
+            ``input_shape``, the input, a 4-D backbone output and the pyramid
+            levels); ``None`` reads ``keras.config.image_data_format()``. The
+            layers compute channels-last either way (the layout changes once at
+            the input), so the weights of both formats are the same.
 """
 
 _RETURNS_DOC = """
@@ -435,13 +478,14 @@ def _make_variant(letter):
         stem=None,
         downsample=None,
         reset_head=False,
+        data_format=None,
     ):
         return HiriViT(
             letter, input_shape, include_top, weights, input_tensor, pooling,
             classes, classifier_activation, name,
             include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
             pin_late_grids=pin_late_grids, block_types=block_types, stem=stem,
-            downsample=downsample, reset_head=reset_head,
+            downsample=downsample, reset_head=reset_head, data_format=data_format,
         )
 
     builder.__name__ = builder.__qualname__ = f"HiriViT{letter}"

@@ -96,6 +96,7 @@ def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None, dtype=None
         use_bias=use_bias,
         kernel_initializer=conv_initializer(),
         bias_initializer="zeros",
+        data_format="channels_last",
         name=name,
         dtype=dtype,
     )
@@ -181,6 +182,7 @@ def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None, dtype=Non
         use_bias=use_bias,
         depthwise_initializer=conv_initializer(),
         bias_initializer="zeros",
+        data_format="channels_last",
         name=name,
         dtype=dtype,
     )
@@ -226,11 +228,13 @@ def avg_pool_2x2_ceil(x):
     """
     h, w = x.shape[1], x.shape[2]
     if h is not None and w is not None and h % 2 == 0 and w % 2 == 0:
-        return ops.average_pool(x, 2, 2, padding="valid")
+        return ops.average_pool(x, 2, 2, padding="valid", data_format="channels_last")
     padding = ((0, 0), (0, 1), (0, 1), (0, 0))
-    summed = ops.average_pool(ops.pad(x, padding), 2, 2, padding="valid")
+    summed = ops.average_pool(ops.pad(x, padding), 2, 2, padding="valid",
+                                data_format="channels_last")
     ones = ops.ones_like(x[..., :1])
-    count = ops.average_pool(ops.pad(ones, padding), 2, 2, padding="valid")
+    count = ops.average_pool(ops.pad(ones, padding), 2, 2, padding="valid",
+                               data_format="channels_last")
     return summed / count
 
 

@@ -292,6 +292,12 @@ def _validate(student, alpha, ema_momentum, mixup_alpha, cutmix_alpha, switch_pr
             "student must be a HIRI-ViT built with include_top=True (it needs the "
             f"'{naming.HEAD_NORM}' and '{naming.CLASSIFIER}' layers)."
         )
+    if student.data_format != "channels_last":
+        raise ValueError(
+            "EMADistillation mixes channels-last batches: build the student with "
+            "data_format='channels_last' (its weights load into a channels_first model "
+            f"afterwards). Received a student with data_format={student.data_format!r}"
+        )
     if any(s is None for s in student.input.shape[1:3]):
         raise ValueError(
             "EMADistillation needs a student with a static input size. "

@@ -7,6 +7,8 @@ the model's accessors, never by its own pattern. Stages count from 1.
 ==========================  =============================================
 name                        layer
 ==========================  =============================================
+``to_channels_last``        channels_first input -> the channels-last layout
+                            every layer computes in
 ``preprocessing``           ImageNet normalisation (in-model)
 ``stem``                    the stem
 ``stage{i}_downsample``     downsampling in front of stage ``i`` (i >= 2)
@@ -19,11 +21,14 @@ name                        layer
 ``predictions``             the classifier (``Dense``)
 ``predictions_activation``  its activation, when there is one
 ``avg_pool`` / ``max_pool`` ``pooling=`` of a backbone
+``to_channels_first``       a channels_first backbone's 4-D output
 ==========================  =============================================
 """
 
 import re
 
+TO_CHANNELS_LAST = "to_channels_last"
+TO_CHANNELS_FIRST = "to_channels_first"
 PREPROCESSING = "preprocessing"
 STEM = "stem"
 HEAD = "head"
@@ -54,7 +59,7 @@ def stage_norm(stage):
 def parse(name):
     """``(kind, stage, block)`` of a top-level layer name.
 
-    ``kind`` is one of ``"preprocessing"``, ``"stem"``, ``"downsample"``,
+    ``kind`` is one of ``"layout"``, ``"preprocessing"``, ``"stem"``, ``"downsample"``,
     ``"resize"``, ``"block"``, ``"norm"``, ``"head"`` (the head, its norm, the
     classifier and its activation), ``"pooling"`` or ``None`` (not ours);
     ``stage`` and ``block`` are ints or ``None``.
@@ -67,6 +72,8 @@ def parse(name):
         return "head", None, None
     if name in POOLING.values():
         return "pooling", None, None
+    if name in (TO_CHANNELS_LAST, TO_CHANNELS_FIRST):
+        return "layout", None, None
     if name in (PREPROCESSING, STEM):
         return name, None, None
     return None, None, None

@@ -149,7 +149,8 @@ def profile(model, input_shape=None):
 
     Args:
         model: a built HIRI-ViT (any Keras functional model of these layers).
-        input_shape: ``(H, W, C)``; needed only if the model's input has
+        input_shape: ``(H, W, C)`` (``(C, H, W)`` for a channels_first model);
+            needed only if the model's input has
             ``None`` sides.
 
     Returns:
@@ -174,6 +175,8 @@ def profile(model, input_shape=None):
         elif params or macs.get(part):
             rows.append((part, params, macs.get(part, 0)))
     non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
+    if getattr(model, "data_format", "channels_last") == "channels_first":
+        input_shape = (*input_shape[1:], input_shape[0])  # reported as (H, W, C)
     return Profile(model.name, tuple(input_shape), rows, non_trainable)
 
 

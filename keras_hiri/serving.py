@@ -59,10 +59,12 @@ def _validate(model, path, format, version, top_k, default_input):
     if default_input not in INPUTS:
         raise ValueError(f"default_input must be one of {INPUTS}. Received: {default_input!r}")
     shape = tuple(model.input.shape[1:])
-    if len(shape) != 3 or shape[-1] != 3 or None in shape:
+    channels = shape[0] if _channels_first(model) else shape[-1]
+    if len(shape) != 3 or channels != 3 or None in shape:
         raise ValueError(
-            "export needs a model with a static RGB input (H, W, 3); build it with "
-            f"input_shape=(H, W, 3). Received input shape {shape}"
+            "export needs a model with a static RGB input (H, W, 3), or (3, H, W) "
+            "channels_first; build it with input_shape=(H, W, 3). "
+            f"Received input shape {shape}"
         )
     kind = output_kind(model)
     if kind == "features":
@@ -138,15 +140,23 @@ def _export_onnx(model, target, top_k):
     return target
 
 
+def _channels_first(model):
+    return getattr(model, "data_format", "channels_last") == "channels_first"
+
+
 def _export_tf(model, target, kind, top_k, default_input):
     import tensorflow as tf
 
-    h, w, _ = model.input.shape[1:]
+    first = _channels_first(model)
+    shape = list(model.input.shape[1:])  # (H, W, 3), or (3, H, W) channels_first
+    h, w = shape[1:] if first else shape[:2]
+    layout = "3, H, W" if first else "H, W, 3"
 
     def decode(data):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), (h, w), method="bilinear")
-        return tf.clip_by_value(image, 0.0, 255.0)
+        image = tf.clip_by_value(image, 0.0, 255.0)
+        return tf.transpose(image, (2, 0, 1)) if first else image
 
     class Server(tf.Module):
         def __init__(self, keras_model):
@@ -160,15 +170,15 @@ def _export_tf(model, target, kind, top_k, default_input):
             top = tf.math.top_k(result, k=top_k)
             return {kind: result, "top_k_indices": top.indices, "top_k_scores": top.values}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
+        @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name="images")])
         def serve_images(self, images):
             # A signature's spec fixes the dtype but TensorFlow does not enforce
             # the rank/shape of a fed tensor, so check them explicitly.
             checks = [
-                tf.debugging.assert_rank(images, 4, message="images must be (batch, H, W, 3)"),
+                tf.debugging.assert_rank(images, 4, message=f"images must be (batch, {layout})"),
                 tf.debugging.assert_equal(
-                    tf.shape(images)[1:], tf.constant([h, w, 3]),
-                    message=f"images must be (batch, {h}, {w}, 3) float32 in [0, 255]",
+                    tf.shape(images)[1:], tf.constant(shape),
+                    message=f"images must be (batch, {', '.join(map(str, shape))}) float32 in [0, 255]",
                 ),
             ]
             with tf.control_dependencies(checks):
@@ -177,7 +187,7 @@ def _export_tf(model, target, kind, top_k, default_input):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
         def serve_bytes(self, image_bytes):
             images = tf.map_fn(
-                decode, image_bytes, fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32)
+                decode, image_bytes, fn_output_signature=tf.TensorSpec(shape, tf.float32)
             )
             return self.outputs(images)
 

@@ -94,3 +94,17 @@ def test_cost_plot_writes_a_png(tmp_path):
     plot_cost.plot(curves, str(out), batch=4)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 10_000
+
+
+def test_train_step_table_and_ratios():
+    train_step = _load("benchmarks", "train_step")
+    rows = lambda plain, distill, peer: [  # noqa: E731
+        {"model": "S", "step": "plain", "median_s": plain, "images_per_s": 8 / plain, "repeats": 3, "warmup": 2},
+        {"model": "S", "step": "distill", "median_s": distill, "images_per_s": 8 / distill, "repeats": 3,
+         "warmup": 2},
+        {"model": "ConvNeXtTiny", "step": "plain", "median_s": peer, "images_per_s": 8 / peer, "repeats": 3,
+         "warmup": 2},
+    ]
+    table = train_step.markdown({"jax": rows(2.0, 2.4, 1.0), "torch": rows(2.0, 3.0, 4.0)}, batch=8)
+    assert "| D | time(distill step, S@448) / time(plain step, S@448) | <= 1.4 | 1.20 (met) | 1.50 (missed) |" in table
+    assert "| R | train thr(S@448) / train thr(ConvNeXtTiny@224) | (reported) | 0.50 | 2.00 |" in table

@@ -7,7 +7,9 @@ import pytest
 import keras_hiri
 from keras_hiri import builder
 from tests.helpers import to_numpy
-from tests.tiny import TINY, TINY_CLASSES, TINY_INPUT_SHAPE, images, tiny_model
+from tests.tiny import (
+    TINY, TINY_CLASSES, TINY_INPUT_SHAPE, images, randomize_batchnorm_statistics, tiny_model,
+)
 
 
 @pytest.fixture
@@ -60,13 +62,50 @@ def test_bad_input_raises_before_building(no_build, kwargs, message):
         keras_hiri.HiriViT(variant, **kwargs)
 
 
-def test_channels_first_is_rejected(no_build):
+def test_channels_first_follows_the_keras_setting_and_bad_formats_are_refused(no_build):
+    with pytest.raises(ValueError, match="data_format must be one of"):
+        keras_hiri.HiriViTS(data_format="NCHW")
+    with pytest.raises(ValueError, match=r"\(channels, height, width\) for data_format='channels_first'"):
+        keras_hiri.HiriViTS(input_shape=(448, 448), data_format="channels_first")
+    with pytest.raises(ValueError, match="3 channels"):  # (448, 448, 3) read as C=448
+        keras_hiri.HiriViTS(input_shape=(448, 448, 3), data_format="channels_first")
+
+
+def test_channels_first_model_equals_channels_last_one(tmp_path):
     keras.config.set_image_data_format("channels_first")
     try:
-        with pytest.raises(ValueError, match="channels_last"):
-            keras_hiri.HiriViTS()
+        first = tiny_model(input_shape=(3, 64, 72), classifier_activation=None)
     finally:
         keras.config.set_image_data_format("channels_last")
+    assert first.data_format == "channels_first" and tuple(first.input.shape) == (None, 3, 64, 72)
+    last = tiny_model(input_shape=(64, 72, 3), classifier_activation=None)
+    randomize_batchnorm_statistics(last)
+    path = str(tmp_path / "last.weights.h5")
+    last.save_weights(path)
+    first.load_weights(path)  # channels_last weights, channels_first model
+    x = images(2, (64, 72, 3))
+    nchw = x.transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(to_numpy(first(nchw, training=False)),
+                               to_numpy(last(x, training=False)), atol=1e-5)
+    # Backbones: the 4-D output and every pyramid level come back channels_first.
+    kwargs = dict(include_top=False, weights=path, reset_head=False)
+    bb_last = tiny_model(input_shape=(64, 72, 3), **kwargs)
+    bb_first = tiny_model(input_shape=(3, 64, 72), data_format="channels_first", **kwargs)
+    np.testing.assert_allclose(to_numpy(bb_first(nchw)), to_numpy(bb_last(x)).transpose(0, 3, 1, 2),
+                               atol=1e-5)
+    levels_last = keras.Model(bb_last.inputs, bb_last.pyramid_outputs)(x)
+    levels_first = keras.Model(bb_first.inputs, bb_first.pyramid_outputs)(nchw)
+    for key in levels_last:
+        np.testing.assert_allclose(to_numpy(levels_first[key]),
+                                   to_numpy(levels_last[key]).transpose(0, 3, 1, 2), atol=1e-5)
+    assert [i["reduction"] for i in bb_first.feature_info] == [i["reduction"] for i in bb_last.feature_info]
+    # Folding and the config round trip keep the layout.
+    folded = keras_hiri.fold_batchnorm(first)
+    np.testing.assert_allclose(to_numpy(folded(nchw, training=False)),
+                               to_numpy(last(x, training=False)), atol=1e-4)
+    revived = keras_hiri.HiriViTModel.from_config(first.get_config())
+    assert revived.data_format == "channels_first"
+    assert keras_hiri.profile(first).gmacs == pytest.approx(keras_hiri.profile(last).gmacs)
 
 
 def test_weights_classes_mismatch_is_rejected_before_building(tiny_weights, no_build):

@@ -179,3 +179,9 @@ def test_bad_arguments(kwargs, message):
 def test_student_without_top_is_rejected():
     with pytest.raises(ValueError, match="include_top=True"):
         EMADistillation(tiny_model(include_top=False, input_shape=SHAPE))
+
+
+def test_channels_first_student_is_refused_with_the_way_out():
+    student = tiny_model(input_shape=(3, 64, 64), data_format="channels_first")
+    with pytest.raises(ValueError, match="data_format='channels_last'"):
+        EMADistillation(student)

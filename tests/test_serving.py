@@ -138,3 +138,31 @@ def test_pooled_backbone_serves_features_without_top_k(tmp_path):
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "['features']"
+
+
+_SERVE_NCHW = """
+import sys, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+x = np.load(sys.argv[2])["images"]
+nchw = loaded.signatures["serve_images"](images=tf.constant(x.transpose(0, 3, 1, 2)))
+pngs = tf.stack([tf.io.encode_png(tf.constant(im.astype(np.uint8))) for im in x])
+from_bytes = loaded.signatures["serve_bytes"](image_bytes=pngs)
+np.savez(sys.argv[3], images=nchw["probabilities"].numpy(), bytes=from_bytes["probabilities"].numpy())
+"""
+
+
+def test_channels_first_model_serves_nchw_images_and_decoded_bytes(tmp_path):
+    model = tiny_model(input_shape=(3, *images(1).shape[1:3]), data_format="channels_first")
+    x = images(2)  # NHWC
+    want = to_numpy(model(x.transpose(0, 3, 1, 2), training=False))
+    target = export(model, str(tmp_path / "served"))
+    np.savez(tmp_path / "in.npz", images=x)
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run(
+        [sys.executable, "-c", _SERVE_NCHW, target, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    assert np.abs(out["images"] - want).max() <= 1e-4
+    assert np.abs(out["bytes"] - want).max() <= 1e-4  # PNG of integer images: exact pixels

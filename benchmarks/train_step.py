@@ -1,0 +1,151 @@
+"""Training speed: one optimizer step (forward + backward + AdamW), batch 8.
+
+Side by side in one run, per backend, each model in a fresh process:
+
+* ``plain``: ``model.compile(AdamW, sparse categorical cross-entropy)`` and
+  ``train_on_batch`` (HIRI-ViT-S at 448, drop-path 0.1 as the recipe;
+  ``keras.applications.ConvNeXtTiny`` at 224, ``weights=None``);
+* ``distill``: ``keras_hiri.EMADistillation`` on the same HIRI-ViT-S (CutMix /
+  MixUp, the EMA teacher's class maps, the EMA fold: the paper's step).
+
+Printed ratios (targets from the issue):
+  D = time(distill step, S@448) / time(plain step, S@448)         target <= 1.4
+  R = train thr(S@448) / train thr(ConvNeXtTiny@224)              (reported)
+
+    python benchmarks/train_step.py                    # all backends
+    python benchmarks/train_step.py --backends torch --repeats 3
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BACKENDS = ("tensorflow", "jax", "torch")
+ROWS = [
+    ("S", 448, "plain"),
+    ("S", 448, "distill"),
+    ("ConvNeXtTiny", 224, "plain"),
+]
+
+
+def measure(spec):
+    import keras
+    import numpy as np
+
+    import keras_hiri
+
+    keras.utils.set_random_seed(0)
+    size, batch = spec["resolution"], spec["batch"]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    y = rng.integers(0, 1000, batch)
+    optimizer = keras.optimizers.AdamW(1e-4, weight_decay=0.05)
+    if spec["model"] == "ConvNeXtTiny":
+        model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(size, size, 3))
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    else:
+        model = keras_hiri.HiriViT(spec["model"], input_shape=(size, size, 3), drop_path_rate=0.1)
+        if spec["step"] == "distill":
+            model = keras_hiri.EMADistillation(model, alpha=0.5, seed=0)
+            model.compile(optimizer=optimizer)
+        else:
+            model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    start = time.perf_counter()
+    for _ in range(spec["warmup"]):
+        model.train_on_batch(x, y)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {**spec, "backend": keras.backend.backend(), "median_s": median,
+            "images_per_s": batch / median, "warmup_s": first}
+
+
+def run_backend(backend, args, progress):
+    results = []
+    for model, resolution, step in ROWS:
+        spec = {"model": model, "resolution": resolution, "step": step, "batch": args.batch,
+                "warmup": args.warmup, "repeats": args.repeats}
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                              env=env, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode or not lines:
+            print(f"\n[{backend}] {model} {step} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            results.append({**spec, "backend": backend, "error": proc.stderr[-300:]})
+        else:
+            results.append(json.loads(lines[-1]))
+        progress.add(1)
+    return results
+
+
+def _find(results, model, step):
+    return next((r for r in results if (r["model"], r["step"]) == (model, step) and "error" not in r),
+                None)
+
+
+def markdown(all_results, batch):
+    backends = list(all_results)
+    lines = ["| model | input | step | " + " | ".join(f"{b} img/s | {b} s/step" for b in backends) + " |",
+             "|---|---|---|" + "---|" * (2 * len(backends))]
+    for model, resolution, step in ROWS:
+        cells = []
+        for b in backends:
+            r = _find(all_results[b], model, step)
+            cells += ["failed", "-"] if r is None else [f"{r['images_per_s']:.2f}", f"{r['median_s']:.2f}"]
+        lines.append(f"| {model} | {resolution} | {step} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio | definition | target | " + " | ".join(backends) + " |",
+              "|---|---|---|" + "---|" * len(backends)]
+    d_cells, r_cells = [], []
+    for b in backends:
+        plain, distill = _find(all_results[b], "S", "plain"), _find(all_results[b], "S", "distill")
+        peer = _find(all_results[b], "ConvNeXtTiny", "plain")
+        if plain and distill:
+            d = distill["median_s"] / plain["median_s"]
+            d_cells.append(f"{d:.2f} ({'met' if d <= 1.4 else 'missed'})")
+        else:
+            d_cells.append("-")
+        r_cells.append(f"{plain['images_per_s'] / peer['images_per_s']:.2f}" if plain and peer else "-")
+    lines.append("| D | time(distill step, S@448) / time(plain step, S@448) | <= 1.4 | "
+                 + " | ".join(d_cells) + " |")
+    lines.append("| R | train thr(S@448) / train thr(ConvNeXtTiny@224) | (reported) | "
+                 + " | ".join(r_cells) + " |")
+    first = next(r for rs in all_results.values() for r in rs)
+    lines += ["", f"batch {batch}, AdamW, median of {first['repeats']} steps after "
+                  f"{first['warmup']} warm-up steps (Keras' default compile per backend)"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write every result to this JSON file")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))))
+        return
+    if min(args.batch, args.warmup, args.repeats) < 1:
+        parser.error("--batch, --warmup and --repeats must be >= 1")
+    from keras.utils import Progbar
+
+    progress = Progbar(len(ROWS) * len(args.backends), unit_name="model")
+    all_results = {b: run_backend(b, args, progress) for b in args.backends}
+    print(markdown(all_results, args.batch))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(all_results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
