@@ -6,7 +6,8 @@ into a fresh virtual environment and runs, from outside the source tree:
     KERAS_BACKEND=jax python scripts/smoke_installed.py
 
 Each check builds, loads registry weights, folds, trains (``EMADistillation.fit``
-on arrays, a ``keras.utils.PyDataset`` and, on torch, a ``DataLoader``),
+on arrays, a ``keras.utils.PyDataset``, a grain dataset and, on torch, a
+``DataLoader``),
 profiles, and checks that what needs TensorFlow says which extra to install.
 It prints one line per check and ``N passed, N failed``; the exit status is
 the number of failures.
@@ -127,6 +128,15 @@ def fit_on_a_torch_data_loader():
         batch_size=8,
     )
     _fit_moves_the_teacher(loader)
+
+
+@check
+def fit_on_a_grain_dataset():
+    import grain
+
+    x, y = _arrays()
+    dataset = grain.MapDataset.source(list(zip(x.astype("float32"), y))).batch(8)
+    _fit_moves_the_teacher(dataset)
 
 
 @check

@@ -2,6 +2,7 @@
 # Installs keras_hiri with all three backends and runs the test suite once per
 # backend (one pytest process each, as Keras selects its backend at import).
 # Before that, the built wheel is installed with only [jax] and only [torch]
+# (plus [grain], which needs no TensorFlow)
 # into fresh virtual environments without TensorFlow, and
 # scripts/smoke_installed.py runs there from outside the source tree.
 # Usage: bash scripts/test.sh [extra pytest args]
@@ -20,7 +21,7 @@ for backend in jax torch; do
   echo "=== installed wheel [$backend], no TensorFlow"
   venv="$report_dir/venv-$backend"
   python -m venv "$venv" && "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-    "$wheel[$backend]" || { status=1; echo "smoke $backend: 0 passed, 1 failed"; continue; }
+    "$wheel[$backend,grain]" || { status=1; echo "smoke $backend: 0 passed, 1 failed"; continue; }
   (cd "$report_dir" && KERAS_BACKEND=$backend "$venv/bin/python" "$repo/scripts/smoke_installed.py") \
     | tee "$report_dir/smoke-$backend.log" || status=1
 done

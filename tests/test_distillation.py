@@ -185,3 +185,16 @@ def test_channels_first_student_is_refused_with_the_way_out():
     student = tiny_model(input_shape=(3, 64, 64), data_format="channels_first")
     with pytest.raises(ValueError, match="data_format='channels_last'"):
         EMADistillation(student)
+
+
+def test_fit_on_a_grain_dataset():
+    grain = pytest.importorskip("grain")  # CI installs it ([dev]); needs no TensorFlow
+    trainer = _trainer(alpha=0.5)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1))
+    x, y = _data(8)
+    dataset = grain.MapDataset.source(list(zip(x, y))).batch(4)
+    before = to_numpy(trainer.teacher.weights[0]).copy()
+    history = trainer.fit(dataset, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert int(to_numpy(trainer.steps_seen)) == 2
+    assert not np.array_equal(to_numpy(trainer.teacher.weights[0]), before)
