@@ -7,9 +7,10 @@
 2. Exact GELU: the erf form against ``keras.ops.gelu(approximate=False)``
    (``keras_hiri.common.gelu`` picks per backend).
 3. PyTorch only: a stride-2 3x3 convolution through ``keras.ops.conv`` on a
-   channels-last tensor against raw ``torch.nn.functional.conv2d`` on the
-   same data in NCHW and in ``torch.channels_last`` memory format: the cost
-   of Keras' layout handling, which model code cannot change.
+   channels-last tensor, through ``keras_hiri.kernels.conv`` (the
+   ``"torch_nhwc"`` switch: torch's conv on the NCHW view of the same tensor),
+   and raw ``torch.nn.functional.conv2d`` on the data in NCHW and in
+   ``torch.channels_last`` memory format: the cost of Keras' layout copies.
 
 Shapes are those of HIRI-ViT-S at 448 (batch 8).
 
@@ -109,8 +110,17 @@ def torch_layout_table(rng, repeats):
     channels_last = nchw.contiguous(memory_format=torch.channels_last)
     wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
     run = compiled
+    from keras_hiri import kernels
+
+    previous = kernels.get_kernel("conv")
+    kernels.set_kernel("conv", "torch_nhwc")
+    try:
+        fast = median_ms(run(lambda x: kernels.conv(x, wk, (2, 2), "valid")), xk, repeats)
+    finally:
+        kernels.set_kernel("conv", previous)
     rows = [
         ("keras.ops.conv, NHWC tensor", median_ms(run(lambda x: ops.conv(x, wk, 2, "valid")), xk, repeats)),
+        ("kernels.conv 'torch_nhwc', NHWC", fast),
         ("torch conv2d, NCHW contiguous", median_ms(
             run(lambda x: torch.nn.functional.conv2d(x, wt, stride=2)), nchw, repeats)),
         ("torch conv2d, channels_last", median_ms(
