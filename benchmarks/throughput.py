@@ -254,18 +254,22 @@ def run_backend(backend, args, progress):
                     [sys.executable, __file__, "--prepare", json.dumps(spec)],
                     env=env, capture_output=True, text=True, check=False,
                 )
-            proc = subprocess.run(
-                [sys.executable, __file__, "--worker", json.dumps(spec)],
-                env=env, capture_output=True, text=True,
-            )
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode or not lines:
-            print(f"\n[{backend}] {label(spec)} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-            results.append({**spec, "backend": backend, "error": proc.stderr[-300:]})
-        else:
-            results.append(json.loads(lines[-1]))
+            results.append(run_worker(__file__, spec, backend, label(spec)))
         progress.add(1)
     return results
+
+
+def run_worker(script, spec, backend, title):
+    """Runs ``script --worker SPEC`` in a fresh process on ``backend``; returns
+    the JSON line it printed last, or the spec with an ``error`` (reported)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)],
+                          env=env, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        print(f"\n[{backend}] {title} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return {**spec, "backend": backend, "error": proc.stderr[-300:]}
+    return json.loads(lines[-1])
 
 
 def label(r):

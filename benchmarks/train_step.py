@@ -20,9 +20,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from throughput import run_worker  # noqa: E402  (one subprocess runner for the benchmarks)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROWS = [
@@ -73,15 +75,7 @@ def run_backend(backend, args, progress):
     for model, resolution, step in ROWS:
         spec = {"model": model, "resolution": resolution, "step": step, "batch": args.batch,
                 "warmup": args.warmup, "repeats": args.repeats}
-        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                              env=env, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode or not lines:
-            print(f"\n[{backend}] {model} {step} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-            results.append({**spec, "backend": backend, "error": proc.stderr[-300:]})
-        else:
-            results.append(json.loads(lines[-1]))
+        results.append(run_worker(__file__, spec, backend, f"{model} {step}"))
         progress.add(1)
     return results
 

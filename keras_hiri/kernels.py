@@ -144,23 +144,24 @@ def _torch_conv(x, weight, strides, padding, dilation_rate, kernel_size):
 
 def conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
     """``keras.ops.conv`` of an NHWC ``x`` with a ``(kh, kw, in, out)`` kernel."""
-    kernel_size = tuple(kernel.shape[:2])
-    if not _use_torch_conv(kernel_size, strides, padding, dilation_rate):
-        return ops.conv(x, kernel, strides=strides, padding=padding,
-                        dilation_rate=dilation_rate, data_format="channels_last")
-    kernel = ops.convert_to_tensor(kernel)
-    return _torch_conv(ops.convert_to_tensor(x), kernel.permute(3, 2, 0, 1), strides, padding,
-                       dilation_rate, kernel_size)
+    return _conv(x, kernel, strides, padding, dilation_rate, depthwise=False)
 
 
 def depthwise_conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
     """``keras.ops.depthwise_conv`` of an NHWC ``x``, ``(kh, kw, in, multiplier)`` kernel."""
+    return _conv(x, kernel, strides, padding, dilation_rate, depthwise=True)
+
+
+def _conv(x, kernel, strides, padding, dilation_rate, depthwise):
     kernel_size = tuple(kernel.shape[:2])
     if not _use_torch_conv(kernel_size, strides, padding, dilation_rate):
-        return ops.depthwise_conv(x, kernel, strides=strides, padding=padding,
-                                  dilation_rate=dilation_rate, data_format="channels_last")
+        op = ops.depthwise_conv if depthwise else ops.conv
+        return op(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate,
+                  data_format="channels_last")
     kernel = ops.convert_to_tensor(kernel)
-    kh, kw = kernel_size
-    weight = kernel.reshape(kh, kw, 1, -1).permute(3, 2, 0, 1)  # (in * multiplier, 1, kh, kw)
+    if depthwise:  # (in * multiplier, 1, kh, kw)
+        weight = kernel.reshape(*kernel_size, 1, -1).permute(3, 2, 0, 1)
+    else:  # (out, in, kh, kw)
+        weight = kernel.permute(3, 2, 0, 1)
     return _torch_conv(ops.convert_to_tensor(x), weight, strides, padding, dilation_rate,
                        kernel_size)
