@@ -27,9 +27,9 @@ switch         implementations     ``"auto"`` picks
                ``torch_nhwc``      the channels-last *view* of the NHWC tensor
                                    (no copies; ``keras.ops.conv`` copies the
                                    input to NCHW and back to channels-last
-                                   memory around every convolution), 1.7-4.7x
-                                   faster per conv; ``ops`` elsewhere (the only
-                                   implementation there)
+                                   memory around every convolution): S@448
+                                   1.85x faster (``docs/RESULTS.md``); ``ops``
+                                   elsewhere (the only implementation there)
 =============  ==================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims.
