@@ -426,13 +426,17 @@ def main(argv=None):
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")
+    run_and_report(args, len(jobs(args)), run_backend, markdown)
+
+
+def run_and_report(args, rows_per_backend, run_backend, table):
+    """Runs every backend's rows (a progress bar over all), prints ``table``
+    of the results, and writes them to ``args.json`` when given."""
     from keras.utils import Progbar
 
-    progress = Progbar(len(jobs(args)) * len(args.backends), unit_name="model")
-    all_results = {}
-    for backend in args.backends:
-        all_results[backend] = run_backend(backend, args, progress)
-    print(markdown(all_results, args.batch))
+    progress = Progbar(rows_per_backend * len(args.backends), unit_name="model")
+    all_results = {b: run_backend(b, args, progress) for b in args.backends}
+    print(table(all_results, args.batch))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_results, f, indent=1)

@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import run_worker  # noqa: E402  (one subprocess runner for the benchmarks)
+from throughput import run_and_report, run_worker  # noqa: E402  (shared by the benchmarks)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROWS = [
@@ -131,14 +131,7 @@ def main(argv=None):
         return
     if min(args.batch, args.warmup, args.repeats) < 1:
         parser.error("--batch, --warmup and --repeats must be >= 1")
-    from keras.utils import Progbar
-
-    progress = Progbar(len(ROWS) * len(args.backends), unit_name="model")
-    all_results = {b: run_backend(b, args, progress) for b in args.backends}
-    print(markdown(all_results, args.batch))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(all_results, f, indent=1)
+    run_and_report(args, len(ROWS), run_backend, markdown)
 
 
 if __name__ == "__main__":
