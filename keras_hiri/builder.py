@@ -61,15 +61,15 @@ class HiriViTModel(keras.Model):
 
     def __init__(self, *args, architecture=None, **kwargs):
         super().__init__(*args, **kwargs)
-        # JSON text: what the builder built (variant, config, top, classes).
+        # JSON text: what the builder built (variant, config, top, classes, layout).
         # Saved with the model's config and into every ``.weights.h5`` file
         # this model writes, so a checkpoint describes itself.
         self.architecture_json = None if architecture is None else json.dumps(architecture)
 
     @property
     def architecture(self):
-        """``{"variant", "config", "include_top", "classes"}`` of the builder's
-        arguments (``None`` for a model not built by :func:`HiriViT`)."""
+        """``{"variant", "config", "include_top", "classes", "data_format"}`` of
+        the builder's arguments (``None`` for a model not built by :func:`HiriViT`)."""
         return None if self.architecture_json is None else json.loads(self.architecture_json)
 
     def get_config(self):

@@ -144,10 +144,14 @@ def verify_readable(path):
         with _open_weights_h5(path) as f:
             f.visititems(read)
     except (OSError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(
-            f"weights file {path!r} is corrupt or truncated and cannot be read "
-            f"({type(e).__name__}: {e}). Nothing was loaded."
-        ) from None
+        raise _corrupt(path, e) from None
+
+
+def _corrupt(path, error):
+    return ValueError(
+        f"weights file {path!r} is corrupt or truncated and cannot be read "
+        f"({type(error).__name__}: {error}). Nothing was loaded."
+    )
 
 
 def resolve_checkpoint(weights, config, *, include_top, classes, reset_head):
@@ -243,10 +247,7 @@ def checkpoint_metadata(path):
                 text = f.attrs.get(METADATA_KEY)
             found = None if text is None else json.loads(text)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(
-            f"weights file {path!r} is corrupt or truncated and cannot be read "
-            f"({type(e).__name__}: {e}). Nothing was loaded."
-        ) from None
+        raise _corrupt(path, e) from None
     if not found or "config" not in found:
         raise ValueError(
             f"weights file {path!r} carries no keras_hiri metadata (variant, classes): "
