@@ -43,6 +43,14 @@ from keras_hiri import common, mixing, naming
 _DRAWS_PER_STEP = 16
 
 
+def _zero_computed_from(tensor):
+    """An int32 zero that a graph can only compute after ``tensor`` exists:
+    ``min(number of NaNs in its first value, 0)``, which no graph optimizer
+    folds to a constant."""
+    first = ops.reshape(tensor, (-1,))[:1]
+    return ops.minimum(ops.sum(ops.cast(ops.isnan(ops.cast(first, "float32")), "int32")), 0)
+
+
 class _FoldLastStudentState(keras.callbacks.Callback):
     """Folds the student's final weights into the teacher when ``fit`` ends."""
 
@@ -164,16 +172,18 @@ class EMADistillation(keras.Model):
         return ops.cast(y, "float32")
 
     # --------------------------------------------------------------- teacher
-    def update_teacher(self):
+    def update_teacher(self, steps_seen=None):
         """Folds the student's current state into the EMA teacher, once per
-        optimizer step (a no-op if that state is already folded in)."""
-        pending = self.states_folded < self.steps_seen
+        optimizer step (a no-op if that state is already folded in).
+        ``steps_seen`` defaults to the counter's value."""
+        steps_seen = self.steps_seen if steps_seen is None else steps_seen
+        pending = self.states_folded < steps_seen
         m = ops.where(pending, self.ema_momentum, 1.0)
         for t, s in self._pairs:
             new = m * ops.cast(t, "float32") + (1.0 - m) * ops.cast(ops.stop_gradient(s), "float32")
             t.assign(ops.cast(new, t.dtype))
         # A new value, not the same array: JAX refuses to donate one buffer twice.
-        self.states_folded.assign(ops.add(self.steps_seen, 0))
+        self.states_folded.assign(ops.add(steps_seen, 0))
 
     # ------------------------------------------------------------- training
     def call(self, x, training=False):
@@ -202,14 +212,22 @@ class EMADistillation(keras.Model):
             base = ops.convert_to_tensor((self.base_seed + i * 7919) % 2**31, "int32")
             generator.state.assign(ops.cast(ops.stack([base, step]), generator.state.dtype))
 
-    def end_step(self):
+    def end_step(self, logits):
         """One training step's bookkeeping: folds the student's state into the
         teacher, then counts this step. Called by :meth:`compute_loss` before
         the teacher runs, so the state folded is the weights of the previous
         optimizer step with the BatchNorm statistics of this step's forward
-        pass (what the student holds while the loss runs)."""
-        self.update_teacher()
-        self.steps_seen.assign(self.steps_seen + 1)
+        pass (what the student holds while the loss runs).
+
+        Both updates are computed from this step's ``logits``: in a TensorFlow
+        graph a variable update that does not depend on the batch runs even
+        when reading the batch fails, and Keras' TensorFlow trainer ends each
+        epoch of a dataset of unknown length with such a failed read (it
+        counts ``optimizer.iterations`` once more per epoch; docs/DESIGN.md).
+        """
+        steps_seen = self.steps_seen + _zero_computed_from(logits)
+        self.update_teacher(steps_seen)
+        self.steps_seen.assign(steps_seen + 1)
 
     def distillation_target(self, x, y, mix):
         """``y_bar = alpha * y_mix + (1 - alpha) * y_hat`` for one batch."""
@@ -226,7 +244,7 @@ class EMADistillation(keras.Model):
                 self.one_hot(y), y_pred, from_logits=not self.student_outputs_probs
             )
         else:
-            self.end_step()
+            self.end_step(y_pred["logits"])
             target = self.distillation_target(x, y, y_pred)
             per_sample = keras.losses.categorical_crossentropy(
                 target, ops.cast(y_pred["logits"], "float32"), from_logits=True
