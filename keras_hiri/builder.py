@@ -289,6 +289,7 @@ def HiriViT(
     downsample=None,
     reset_head=False,
     data_format=None,
+    dtype=None,
 ):
     config = _variant_config(variant, block_types, stem, downsample)
     input_shape, data_format = _validate_arguments(
@@ -319,20 +320,20 @@ def HiriViT(
     if data_format == "channels_first":
         # Every layer computes channels-last; the layout changes once here
         # (and back once for a 4-D backbone output and the pyramid levels).
-        x = keras.layers.Permute((2, 3, 1), name=naming.TO_CHANNELS_LAST)(x)
+        x = keras.layers.Permute((2, 3, 1), name=naming.TO_CHANNELS_LAST, dtype=dtype)(x)
     if include_preprocessing and hwc[-1] == 3:
         x = keras.layers.Normalization(
             mean=[255.0 * m for m in IMAGENET_MEAN],
             variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
-            name=naming.PREPROCESSING,
+            name=naming.PREPROCESSING, dtype=dtype,
         )(x)
     specs = config.stage_specs(hwc[:2], pin_late_grids)
-    x = _backbone(x, config, specs, drop_path_rate)
+    x = _backbone(x, config, specs, drop_path_rate, dtype)
 
     if include_top:
         last = specs[-1]
         x = ClassAttentionHead(last.width, config.heads(last.stage - 1), last.mlp_ratio,
-                               name=naming.HEAD)(x)
+                               name=naming.HEAD, dtype=dtype)(x)
         # The classifier always computes in float32 (under a mixed-precision
         # policy the rest of the network runs in float16 / bfloat16).
         x = common.layer_norm(naming.HEAD_NORM, dtype="float32")(x)
@@ -343,12 +344,12 @@ def HiriViT(
             )(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(data_format="channels_last",
-                                               name=naming.POOLING["avg"])(x)
+                                               name=naming.POOLING["avg"], dtype=dtype)(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(data_format="channels_last",
-                                           name=naming.POOLING["max"])(x)
+                                           name=naming.POOLING["max"], dtype=dtype)(x)
     elif data_format == "channels_first":
-        x = keras.layers.Permute((3, 1, 2), name=naming.TO_CHANNELS_FIRST)(x)
+        x = keras.layers.Permute((3, 1, 2), name=naming.TO_CHANNELS_FIRST, dtype=dtype)(x)
 
     architecture = {
         "variant": variants_lib.variant_name(config), "config": config.to_dict(),
@@ -371,23 +372,25 @@ def HiriViT(
     return model
 
 
-def _backbone(x, config, specs, drop_path_rate):
-    """Stem, then per stage: downsampling (and pinned-grid resize), blocks, norm."""
+def _backbone(x, config, specs, drop_path_rate, dtype=None):
+    """Stem, then per stage: downsampling (and pinned-grid resize), blocks, norm,
+    every layer with the dtype policy ``dtype`` (``None``: Keras' global one)."""
     stem_kwargs = {"norm": specs[0].norm} if config.stem == "vit" else {}
-    x = STEMS[config.stem](specs[0].width, name=naming.STEM, **stem_kwargs)(x)
+    x = STEMS[config.stem](specs[0].width, name=naming.STEM, dtype=dtype, **stem_kwargs)(x)
     rates = iter(np.linspace(0.0, drop_path_rate, sum(s.depth for s in specs)).tolist())
     for spec in specs:
         if spec.downsample is not None:
-            x = DOWNSAMPLERS[spec.downsample](spec, name=naming.downsample(spec.stage))(x)
+            x = DOWNSAMPLERS[spec.downsample](spec, name=naming.downsample(spec.stage),
+                                              dtype=dtype)(x)
         if spec.resize_to is not None:
-            x = GridResize(spec.resize_to, name=naming.resize(spec.stage))(x)
+            x = GridResize(spec.resize_to, name=naming.resize(spec.stage), dtype=dtype)(x)
         heads = {"num_heads": spec.heads} if spec.heads is not None else {}
         for j in range(1, spec.depth + 1):
             x = BLOCKS[spec.block](
                 spec.width, mlp_ratio=spec.mlp_ratio, drop_path=next(rates),
-                name=naming.block(spec.stage, j), **heads,
+                name=naming.block(spec.stage, j), dtype=dtype, **heads,
             )(x)
-        x = common.make_norm(spec.norm, naming.stage_norm(spec.stage))(x)
+        x = common.make_norm(spec.norm, naming.stage_norm(spec.stage), dtype=dtype)(x)
     return x
 
 
@@ -430,6 +433,10 @@ _ARGS_DOC = """        input_shape: ``(height, width, 3)`` (``(3, height, width)
             levels); ``None`` reads ``keras.config.image_data_format()``. The
             layers compute channels-last either way (the layout changes once at
             the input), so the weights of both formats are the same.
+        dtype: the dtype policy of every layer (``"float32"``,
+            ``"mixed_bfloat16"``, a ``keras.DTypePolicy``...); ``None`` uses
+            ``keras.config.dtype_policy()``. The classifier (its LayerNorm,
+            Dense and activation) always computes in float32.
 """
 
 _RETURNS_DOC = """
@@ -479,6 +486,7 @@ def _make_variant(letter):
         downsample=None,
         reset_head=False,
         data_format=None,
+        dtype=None,
     ):
         return HiriViT(
             letter, input_shape, include_top, weights, input_tensor, pooling,
@@ -486,6 +494,7 @@ def _make_variant(letter):
             include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
             pin_late_grids=pin_late_grids, block_types=block_types, stem=stem,
             downsample=downsample, reset_head=reset_head, data_format=data_format,
+            dtype=dtype,
         )
 
     builder.__name__ = builder.__qualname__ = f"HiriViT{letter}"

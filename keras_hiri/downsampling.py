@@ -122,7 +122,7 @@ class PlainDownsample(common.ConvNorm, _Downsample):
 
 # Builds the downsampling a :class:`keras_hiri.variants.StageSpec` names.
 DOWNSAMPLERS = {
-    "irds_a": lambda spec, name: IRDSa(spec.width, spec.strides, name=name),
-    "irds_b": lambda spec, name: IRDSb(spec.width, spec.strides, norm=spec.norm, name=name),
-    "plain": lambda spec, name: PlainDownsample(spec.width, spec.strides, norm=spec.norm, name=name),
+    "irds_a": lambda spec, **kw: IRDSa(spec.width, spec.strides, **kw),
+    "irds_b": lambda spec, **kw: IRDSb(spec.width, spec.strides, norm=spec.norm, **kw),
+    "plain": lambda spec, **kw: PlainDownsample(spec.width, spec.strides, norm=spec.norm, **kw),
 }

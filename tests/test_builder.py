@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri import builder
+from keras_hiri import builder, naming
 from tests.helpers import to_numpy
 from tests.tiny import (
     TINY, TINY_CLASSES, TINY_INPUT_SHAPE, images, randomize_batchnorm_statistics, tiny_model,
@@ -290,3 +290,20 @@ def test_model_accessors():
     assert [stage for stage, _ in model.stage_norms()] == [1, 2, 3, 4, 5]
     backbone = tiny_model(include_top=False)
     assert backbone.classifier is None and backbone.head_norm is None
+
+
+def test_dtype_reaches_every_layer_and_the_classifier_stays_float32():
+    model = tiny_model(input_shape=(64, 64, 3), dtype="mixed_bfloat16")
+    float32 = {naming.HEAD_NORM, naming.CLASSIFIER, naming.CLASSIFIER_ACTIVATION}
+    layers = [layer for layer in keras_hiri.common.model_layers(model)
+              if not isinstance(layer, keras.layers.InputLayer)]
+    assert len(layers) > 50  # sub-layers built in build() are included
+    for layer in layers:
+        expected = "float32" if layer.name in float32 else "mixed_bfloat16"
+        assert layer.dtype_policy.name == expected, layer.name
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is untouched
+    out = model(images(1, (64, 64, 3)))
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    backbone = tiny_model(input_shape=(64, 64, 3), include_top=False, dtype="bfloat16")
+    levels = backbone.pyramid_outputs.values()
+    assert {keras.backend.standardize_dtype(level.dtype) for level in levels} == {"bfloat16"}
