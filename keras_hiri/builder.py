@@ -331,17 +331,7 @@ def HiriViT(
     x = _backbone(x, config, specs, drop_path_rate, dtype)
 
     if include_top:
-        last = specs[-1]
-        x = ClassAttentionHead(last.width, config.heads(last.stage - 1), last.mlp_ratio,
-                               name=naming.HEAD, dtype=dtype)(x)
-        # The classifier always computes in float32 (under a mixed-precision
-        # policy the rest of the network runs in float16 / bfloat16).
-        x = common.layer_norm(naming.HEAD_NORM, dtype="float32")(x)
-        x = common.dense(classes, name=naming.CLASSIFIER, dtype="float32")(x)
-        if classifier_activation is not None:
-            x = keras.layers.Activation(
-                classifier_activation, dtype="float32", name=naming.CLASSIFIER_ACTIVATION
-            )(x)
+        x = classification_top(x, config, classes, classifier_activation, dtype)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(data_format="channels_last",
                                                name=naming.POOLING["avg"], dtype=dtype)(x)
@@ -370,6 +360,23 @@ def HiriViT(
 
         weights_lib.load_into(model, path, stored_classes, build_source)
     return model
+
+
+def classification_top(x, config, classes, classifier_activation, dtype=None):
+    """The top on a stage-5 map ``x``: class-attention head, LayerNorm,
+    classifier (and its activation unless ``None``). The head takes the
+    dtype policy ``dtype``; the classifier always computes in float32 (under a
+    mixed-precision policy the rest of the network runs in float16 / bfloat16)."""
+    last = config.stage_specs()[-1]
+    x = ClassAttentionHead(last.width, config.heads(last.stage - 1), last.mlp_ratio,
+                           name=naming.HEAD, dtype=dtype)(x)
+    x = common.layer_norm(naming.HEAD_NORM, dtype="float32")(x)
+    x = common.dense(classes, name=naming.CLASSIFIER, dtype="float32")(x)
+    if classifier_activation is not None:
+        x = keras.layers.Activation(
+            classifier_activation, dtype="float32", name=naming.CLASSIFIER_ACTIVATION
+        )(x)
+    return x
 
 
 def _backbone(x, config, specs, drop_path_rate, dtype=None):
