@@ -24,9 +24,23 @@ from keras_hiri.variants import PAPER, VARIANTS, HiriViTConfig
 
 __version__ = "0.1.0"
 
+# keras-hub classes (extra [hub]): imported on first use, since keras-hub
+# imports TensorFlow on every backend.
+_HUB_NAMES = ("HiriViTBackbone", "HiriViTImageClassifier")
+
+
+def __getattr__(name):
+    if name in _HUB_NAMES:
+        from keras_hiri import hub
+
+        return getattr(hub, name)
+    raise AttributeError(f"module 'keras_hiri' has no attribute {name!r}")
+
+
 __all__ = [
     "CFFN", "CFFNBlock", "ClassAttentionHead", "ConvStem", "DropPath", "EMADistillation",
-    "HRBlock", "HRStem", "HiriViT", "HiriViTB", "HiriViTConfig", "HiriViTL", "HiriViTModel",
+    "HRBlock", "HRStem", "HiriViT", "HiriViTB", "HiriViTBackbone", "HiriViTConfig",
+    "HiriViTImageClassifier", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "IRDSb", "KeyedImageDataset", "MultiHeadSelfAttention", "PAPER",
     "PlainDownsample", "Recipe", "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions",
     "export", "fold_batchnorm", "kernels", "preprocess_input", "profile",

@@ -1,0 +1,263 @@
+"""HIRI-ViT in keras-hub: a ``FeaturePyramidBackbone``, an ``ImageClassifier``
+task with the paper's class-attention head, and presets of the weights registry.
+
+Needs the optional extra ``pip install "keras-hiri[hub]"`` (keras-hub). This
+module is imported on first use (``keras_hiri.HiriViTBackbone``,
+``import keras_hiri.hub``), never by ``import keras_hiri``: keras-hub imports
+TensorFlow on every backend. Import it before loading a HIRI-ViT preset or
+``.keras`` file through keras-hub's own classes, so that the classes are
+registered::
+
+    import keras_hiri.hub
+    backbone = keras_hub.models.Backbone.from_preset(keras_hiri.hub.preset_dir(
+        "tiny_skimage_patches_64"))
+    detector = keras_hub.models.RetinaNetObjectDetector(
+        backbone=keras_hub.models.RetinaNetBackbone(
+            image_encoder=backbone, min_level=3, max_level=7, use_p5=False),
+        num_classes=3)
+"""
+
+import json
+import os
+import shutil
+
+import keras
+
+from keras_hiri import builder, weights as weights_lib
+from keras_hiri import variants as variants_lib
+
+try:
+    import keras_hub
+except ModuleNotFoundError as error:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "keras_hiri.hub needs keras-hub, which is not installed. Install the "
+        'extra: pip install "keras-hiri[hub]"'
+    ) from error
+
+PRESETS_CACHE = os.path.join(os.path.expanduser("~"), ".keras", "keras_hiri", "presets")
+
+
+def _hiri_config(variant):
+    """A :class:`~keras_hiri.HiriViTConfig` from a name, a config or its dict."""
+    if isinstance(variant, dict):
+        variant = variants_lib.HiriViTConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in variant.items()}
+        )
+    return variants_lib.get_config(variant)
+
+
+def _serializable_variant(config):
+    """The variant's name, or its config dict for a variant without one."""
+    return variants_lib.variant_name(config) or config.to_dict()
+
+
+@keras.saving.register_keras_serializable(package="keras_hiri")
+class HiriViTBackbone(keras_hub.models.FeaturePyramidBackbone):
+    """HIRI-ViT without its top, as a keras-hub ``FeaturePyramidBackbone``.
+
+    The layers (and their names, so every registry checkpoint loads) are those
+    of :func:`keras_hiri.HiriViT` with ``include_top=False``; ``pyramid_outputs``
+    holds ``"P2"``-``"P6"``, level ``Pn`` at stride ``2**n``, as keras-hub's
+    detection and segmentation tasks expect.
+
+    Args:
+        variant: ``"S"``, ``"B"``, ``"L"``, ``"tiny"`` or a
+            :class:`~keras_hiri.HiriViTConfig` (or its ``to_dict()``).
+        image_shape: input shape, ``(height, width, 3)`` by default with
+            ``None`` sides (any size; see :func:`keras_hiri.HiriViT`).
+        include_preprocessing: normalise ``[0, 255]`` RGB inside the model.
+        drop_path_rate: stochastic-depth rate, linear over all blocks.
+        pin_late_grids: see :func:`keras_hiri.HiriViT`. Allowed only where the
+            levels keep their ``2**n`` strides (a 448 input); otherwise two
+            levels share a stride and keras-hub's names would lie, so a
+            ``ValueError`` says so.
+        data_format: ``"channels_last"`` / ``"channels_first"`` / ``None``.
+        dtype: dtype policy of every layer (keras-hub convention).
+    """
+
+    def __init__(
+        self,
+        variant="tiny",
+        image_shape=(None, None, 3),
+        include_preprocessing=True,
+        drop_path_rate=0.0,
+        pin_late_grids=False,
+        data_format=None,
+        dtype=None,
+        **kwargs,
+    ):
+        config = _hiri_config(variant)
+        encoder = builder.HiriViT(
+            config, input_shape=image_shape, include_top=False,
+            include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
+            pin_late_grids=pin_late_grids, data_format=data_format, dtype=dtype,
+        )
+        _check_level_strides(encoder, image_shape, pin_late_grids)
+        pyramid = encoder.pyramid_outputs
+        super().__init__(inputs=encoder.input, outputs=encoder.output, dtype=dtype, **kwargs)
+        self.pyramid_outputs = pyramid
+
+        self.variant = _serializable_variant(config)
+        self.image_shape = tuple(image_shape)
+        self.include_preprocessing = include_preprocessing
+        self.drop_path_rate = drop_path_rate
+        self.pin_late_grids = pin_late_grids
+        self.data_format = encoder.data_format
+
+    @property
+    def hiri_config(self):
+        """The :class:`~keras_hiri.HiriViTConfig` of this backbone."""
+        return _hiri_config(self.variant)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            variant=self.variant, image_shape=self.image_shape,
+            include_preprocessing=self.include_preprocessing,
+            drop_path_rate=self.drop_path_rate, pin_late_grids=self.pin_late_grids,
+            data_format=self.data_format,
+        )
+        return config
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """keras-hub's ``from_preset``; ``preset`` may also name a checkpoint of
+        keras_hiri's weights registry (see :func:`preset_dir`)."""
+        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
+
+
+def _check_level_strides(encoder, image_shape, pin_late_grids):
+    if not pin_late_grids:
+        return
+    strides = [info["reduction"] for info in encoder.feature_info]
+    nominal = [2 ** (i + 2) for i in range(len(strides))]
+    if strides != nominal:
+        raise ValueError(
+            f"pin_late_grids=True at image_shape={tuple(image_shape)} puts the levels "
+            f"at strides {tuple(strides)}, but keras-hub names a level Pn only at "
+            f"stride 2**n ({tuple(nominal)}), so its FPN and detection heads would "
+            "misalign them. Use pin_late_grids=False (the default) for a keras-hub "
+            "backbone, or a 448x448 input, where the pinned grids are the plain ones."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_hiri")
+class HiriViTImageClassifier(keras_hub.models.ImageClassifier):
+    """A HIRI-ViT classifier as a keras-hub ``ImageClassifier`` task: the
+    backbone, then the paper's class-attention head, its LayerNorm and the
+    classifier (float32), exactly the top of :func:`keras_hiri.HiriViT`, so a
+    registry checkpoint's classifier loads into it.
+
+    Args:
+        backbone: a :class:`HiriViTBackbone`.
+        num_classes: classifier width.
+        preprocessor: optional keras-hub preprocessor (the backbone already
+            normalises ``[0, 255]`` RGB itself).
+        activation: activation of the predictions (``None``: logits, the
+            keras-hub default; ``"softmax"`` as ``keras_hiri.HiriViT``).
+        head_dtype: dtype policy of the class-attention head (default: the
+            backbone's).
+    """
+
+    backbone_cls = HiriViTBackbone
+    preprocessor_cls = None
+
+    def __init__(self, backbone, num_classes, preprocessor=None, activation=None,
+                 head_dtype=None, **kwargs):
+        if not isinstance(backbone, HiriViTBackbone):
+            raise ValueError(
+                "HiriViTImageClassifier needs a keras_hiri.HiriViTBackbone. Received: "
+                f"{type(backbone).__name__} (use keras_hub.models.ImageClassifier for "
+                "other backbones)"
+            )
+        head_dtype = head_dtype or backbone.dtype_policy
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        inputs = backbone.input
+        x = backbone(inputs)
+        if backbone.data_format == "channels_first":
+            x = keras.layers.Permute((2, 3, 1), name="head_channels_last", dtype=head_dtype)(x)
+        outputs = builder.classification_top(
+            x, backbone.hiri_config, num_classes, activation, dtype=head_dtype
+        )
+        keras_hub.models.Task.__init__(self, inputs=inputs, outputs=outputs, **kwargs)
+        self.num_classes = num_classes
+        self.activation = activation
+        self.pooling = "class_attention"
+        self.dropout = 0.0
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """keras-hub's ``from_preset``; ``preset`` may also name a checkpoint of
+        keras_hiri's weights registry (see :func:`preset_dir`)."""
+        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
+
+    def get_config(self):
+        config = keras_hub.models.Task.get_config(self)
+        config.update(num_classes=self.num_classes,
+                      activation=keras.activations.serialize(self.activation)
+                      if callable(self.activation) else self.activation)
+        return config
+
+
+# ------------------------------------------------------------------ presets
+def presets():
+    """``{name: description}`` of the registry checkpoints, each a preset."""
+    return {
+        name: (f"HIRI-ViT-{entry['variant']} trained on {entry['dataset']} at "
+               f"{entry['resolution']}x{entry['resolution']}, {entry['classes']} classes")
+        for name, entry in weights_lib.registry().items()
+    }
+
+
+def preset_dir(name, cache_dir=None):
+    """A local keras-hub preset directory of registry checkpoint ``name``.
+
+    Written once (from the hash-checked checkpoint) under ``cache_dir``
+    (default ``~/.keras/keras_hiri/presets``): an :class:`HiriViTImageClassifier`
+    task with its backbone, so that ``keras_hub.models.Backbone.from_preset``,
+    ``keras_hub.models.ImageClassifier.from_preset`` and the classes here load
+    it. Nothing is downloaded.
+    """
+    registry = weights_lib.registry()
+    if name not in registry:
+        raise ValueError(
+            f"Unknown HIRI-ViT preset {name!r}. Available: {sorted(registry)}"
+        )
+    entry = registry[name]
+    path = weights_lib.fetch(name)  # hash-checked
+    digest = weights_lib.sha256(path)
+    target = os.path.join(cache_dir or PRESETS_CACHE, name)
+    stamp = os.path.join(target, "keras_hiri.json")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f).get("sha256") == digest:
+                return target
+    source = builder.HiriViT(
+        entry["variant"], input_shape=(None, None, 3), classes=entry["classes"],
+        classifier_activation=None, weights=name,
+    )
+    backbone = HiriViTBackbone(entry["variant"])
+    classifier = HiriViTImageClassifier(backbone, num_classes=entry["classes"])
+    by_name = {layer.name: layer for layer in source.layers}
+    task_layers = {layer.name: layer for layer in classifier.layers}
+    for layer in [*backbone.layers, *task_layers.values()]:
+        if layer.weights and layer.name in by_name:
+            layer.set_weights(by_name[layer.name].get_weights())
+    tmp = target + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    classifier.save_to_preset(tmp)
+    with open(os.path.join(tmp, "keras_hiri.json"), "w") as f:
+        json.dump({"registry_name": name, "sha256": digest,
+                   "class_names": entry.get("class_names")}, f, indent=1)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def _local_preset(preset):
+    """A registry name becomes its local preset directory; anything else
+    (a directory, a handle) is passed through to keras-hub."""
+    if isinstance(preset, str) and preset in weights_lib.registry():
+        return preset_dir(preset)
+    return preset

@@ -1,0 +1,113 @@
+import importlib
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_hiri
+from tests.helpers import to_numpy
+from tests.tiny import images
+
+keras_hub = pytest.importorskip("keras_hub")  # CI installs it ([dev])
+hub = importlib.import_module("keras_hiri.hub")
+
+PRESET = "tiny_skimage_patches_64"
+SHAPE = (64, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def preset_path(tmp_path_factory):
+    return hub.preset_dir(PRESET, cache_dir=str(tmp_path_factory.mktemp("presets")))
+
+
+def test_registry_preset_loads_through_keras_hubs_base_classes(preset_path):
+    x = images(2, SHAPE)
+    reference = keras_hiri.HiriViT("tiny", input_shape=SHAPE, classes=10,
+                                   classifier_activation=None, weights=PRESET)
+    classifier = keras_hub.models.ImageClassifier.from_preset(preset_path)
+    assert isinstance(classifier, hub.HiriViTImageClassifier)
+    np.testing.assert_allclose(to_numpy(classifier(x)), to_numpy(reference(x)), atol=1e-5)
+
+    backbone = keras_hub.models.Backbone.from_preset(preset_path)
+    assert isinstance(backbone, hub.HiriViTBackbone)
+    assert sorted(backbone.pyramid_outputs) == ["P2", "P3", "P4", "P5", "P6"]
+    levels = keras.Model(backbone.inputs, backbone.pyramid_outputs)(x)
+    encoder = keras_hiri.HiriViT("tiny", input_shape=SHAPE, include_top=False, weights=PRESET)
+    np.testing.assert_allclose(to_numpy(levels["P6"]), to_numpy(encoder(x)), atol=1e-5)
+    for key, level in levels.items():
+        stride = 2 ** int(key[1:])
+        assert tuple(level.shape[1:3]) == (SHAPE[0] // stride, SHAPE[1] // stride)
+
+
+def test_registry_name_is_a_preset_and_the_cache_is_hash_checked(preset_path):
+    assert PRESET in hub.presets()
+    cache = os.path.dirname(preset_path)
+    assert hub.preset_dir(PRESET, cache_dir=cache) == preset_path  # reused, not rewritten
+    with pytest.raises(ValueError, match="Unknown HIRI-ViT preset 'nope'.*tiny_skimage"):
+        hub.preset_dir("nope")
+    backbone = hub.HiriViTBackbone.from_preset(preset_path, load_weights=False)
+    assert backbone.variant == "TINY"
+
+
+def test_backbone_save_to_preset_round_trip_and_dtype(tmp_path):
+    backbone = hub.HiriViTBackbone("tiny", image_shape=SHAPE, dtype="mixed_bfloat16")
+    policies = {layer.dtype_policy.name for layer in keras_hiri.common.model_layers(backbone)
+                if not isinstance(layer, keras.layers.InputLayer)}
+    assert policies == {"mixed_bfloat16"}
+    backbone = hub.HiriViTBackbone("tiny", image_shape=SHAPE)
+    backbone.save_to_preset(str(tmp_path / "bb"))
+    restored = keras_hub.models.Backbone.from_preset(str(tmp_path / "bb"))
+    x = images(1, SHAPE)
+    np.testing.assert_array_equal(to_numpy(restored(x)), to_numpy(backbone(x)))
+    assert restored.get_config() == backbone.get_config()
+
+
+def test_pinned_grids_with_non_power_of_two_strides_are_refused():
+    with pytest.raises(ValueError, match=r"strides \(4, 8, 8, 16, 32\).*pin_late_grids=False"):
+        hub.HiriViTBackbone("tiny", image_shape=(224, 224, 3), pin_late_grids=True)
+    pinned = hub.HiriViTBackbone("tiny", image_shape=(448, 448, 3), pin_late_grids=True)
+    assert sorted(pinned.pyramid_outputs) == ["P2", "P3", "P4", "P5", "P6"]
+
+
+def test_retinanet_detector_fits_predicts_and_round_trips(tmp_path, preset_path):
+    backbone = keras_hub.models.Backbone.from_preset(preset_path)
+    detector = keras_hub.models.RetinaNetObjectDetector(
+        backbone=keras_hub.models.RetinaNetBackbone(
+            image_encoder=backbone, min_level=3, max_level=7, use_p5=False),
+        num_classes=3,
+    )
+    detector.compile(optimizer=keras.optimizers.SGD(0.01))
+    x = images(2, SHAPE)
+    boxes = {"boxes": np.array([[[8, 8, 40, 40]], [[20, 10, 60, 50]]], "float32"),
+             "labels": np.array([[1], [2]], "int32")}
+    before = to_numpy(backbone.get_layer("stem").weights[0]).copy()
+    history = detector.fit(x, boxes, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert not np.array_equal(to_numpy(backbone.get_layer("stem").weights[0]), before)
+    predicted = detector.predict(x, verbose=0)
+    assert predicted["boxes"].shape[0] == 2 and "confidence" in predicted
+    detector.save_to_preset(str(tmp_path / "det"))
+    restored = keras_hub.models.ObjectDetector.from_preset(str(tmp_path / "det"))
+    out, expected = restored(x), detector(x)
+    for key in expected:
+        np.testing.assert_allclose(to_numpy(out[key]), to_numpy(expected[key]), atol=1e-5)
+
+
+def test_classifier_task_fits_and_refuses_other_backbones(preset_path):
+    classifier = hub.HiriViTImageClassifier.from_preset(PRESET)  # a registry name
+    classifier.compile(optimizer=keras.optimizers.SGD(0.01))
+    x, y = images(4, SHAPE), np.array([0, 1, 2, 3])
+    history = classifier.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    with pytest.raises(ValueError, match="needs a keras_hiri.HiriViTBackbone"):
+        hub.HiriViTImageClassifier(keras_hiri.HiriViT("tiny", include_top=False), 3)
+
+
+def test_lazy_attributes_and_missing_extra_names_it(monkeypatch):
+    assert keras_hiri.HiriViTBackbone is hub.HiriViTBackbone
+    monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "keras_hiri.hub")
+    with pytest.raises(ImportError, match=r'pip install "keras-hiri\[hub\]"'):
+        importlib.import_module("keras_hiri.hub")
