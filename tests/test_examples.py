@@ -46,6 +46,10 @@ def test_predict_logs_no_errors():
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                          timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
+    # The full tensorflow wheel (keras-hub's tensorflow-text pulls it in) probes
+    # for a GPU at import and logs "failed call to cuInit" where there is none:
+    # that line is about the machine, not the model.
     errors = [line for line in run.stderr.splitlines()
-              if line.startswith("E0000") or "empty op name" in line]
+              if (line.startswith("E0000") or "empty op name" in line)
+              and "cuInit" not in line]
     assert not errors, errors
