@@ -20,6 +20,7 @@ registered::
 import json
 import os
 import shutil
+import tempfile
 
 import keras
 
@@ -34,6 +35,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised without the
         'extra: pip install "keras-hiri[hub]"'
     ) from error
 
+STAMP = "keras_hiri.json"  # registry name and checkpoint sha256 of a cached preset
 PRESETS_CACHE = os.path.join(os.path.expanduser("~"), ".keras", "keras_hiri", "presets")
 
 
@@ -228,11 +230,8 @@ def preset_dir(name, cache_dir=None):
     path = weights_lib.fetch(name)  # hash-checked
     digest = weights_lib.sha256(path)
     target = os.path.join(cache_dir or PRESETS_CACHE, name)
-    stamp = os.path.join(target, "keras_hiri.json")
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            if json.load(f).get("sha256") == digest:
-                return target
+    if _stamped(target, digest):
+        return target
     source = builder.HiriViT(
         entry["variant"], input_shape=(None, None, 3), classes=entry["classes"],
         classifier_activation=None, weights=name,
@@ -240,19 +239,41 @@ def preset_dir(name, cache_dir=None):
     backbone = HiriViTBackbone(entry["variant"])
     classifier = HiriViTImageClassifier(backbone, num_classes=entry["classes"])
     by_name = {layer.name: layer for layer in source.layers}
-    task_layers = {layer.name: layer for layer in classifier.layers}
-    for layer in [*backbone.layers, *task_layers.values()]:
-        if layer.weights and layer.name in by_name:
-            layer.set_weights(by_name[layer.name].get_weights())
-    tmp = target + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    classifier.save_to_preset(tmp)
-    with open(os.path.join(tmp, "keras_hiri.json"), "w") as f:
-        json.dump({"registry_name": name, "sha256": digest,
-                   "class_names": entry.get("class_names")}, f, indent=1)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    targets = [layer for layer in [*backbone.layers, *classifier.layers]
+               if layer.weights and layer is not backbone]
+    missing = [layer.name for layer in targets if layer.name not in by_name]
+    if missing:  # the layer names are the checkpoint's contract
+        raise RuntimeError(f"preset {name!r}: no weights for layers {missing}")
+    for layer in targets:
+        layer.set_weights(by_name[layer.name].get_weights())
+    # Written aside, then renamed into place: a reader (another process
+    # included) sees no directory or a complete one.
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=os.path.dirname(target))
+    try:
+        classifier.save_to_preset(tmp)
+        with open(os.path.join(tmp, STAMP), "w") as f:
+            json.dump({"registry_name": name, "sha256": digest,
+                       "class_names": entry.get("class_names")}, f, indent=1)
+        if os.path.exists(target) and not _stamped(target, digest):
+            shutil.rmtree(target, ignore_errors=True)  # stale: another checkpoint
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not _stamped(target, digest):  # not a concurrent writer's copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _stamped(directory, digest):
+    """Whether ``directory`` is a complete preset of the checkpoint ``digest``."""
+    try:
+        with open(os.path.join(directory, STAMP)) as f:
+            return json.load(f).get("sha256") == digest
+    except (OSError, ValueError):
+        return False
 
 
 def _local_preset(preset):
