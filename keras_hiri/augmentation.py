@@ -20,6 +20,7 @@ CutMix/MixUp and label smoothing happen inside the trainer's step
 import keras
 
 from keras_hiri import extras
+from keras_hiri.pipeline import check_augmentations
 from keras_hiri.recipe import DEFAULTS
 
 tf = extras.require_tensorflow("keras_hiri.augmentation (the tf.data pipeline)")
@@ -71,14 +72,17 @@ def eval_transform(image, size, crop_pct=DEFAULTS["crop_pct"]):
 
 
 class TrainAugment:
-    """Batch-level augmentation: flip, RandAugment, Random Erasing (Keras core).
+    """Batch-level augmentation: flip, RandAugment, Random Erasing (Keras core),
+    then any ``augmentations`` (see :func:`train_pipeline`).
 
     Call it on a batch of ``[0, 255]`` float images inside ``tf.data``.
     """
 
     def __init__(
-        self, randaugment=True, erasing_prob=DEFAULTS["erasing_prob"], flip=True, seed=None
+        self, randaugment=True, erasing_prob=DEFAULTS["erasing_prob"], flip=True, seed=None,
+        augmentations=(),
     ):
+        self.augmentations = check_augmentations(augmentations)
         layers = [keras.layers.RandomFlip("horizontal", seed=seed)] if flip else []
         if randaugment:
             layers.append(
@@ -96,7 +100,10 @@ class TrainAugment:
         self.pipeline = keras.layers.Pipeline(layers)
 
     def __call__(self, images):
-        return self.pipeline(images, training=True)
+        images = self.pipeline(images, training=True)
+        for layer in self.augmentations:
+            images = layer(images, training=True)
+        return images
 
 
 def train_pipeline(
@@ -108,6 +115,7 @@ def train_pipeline(
     erasing_prob=DEFAULTS["erasing_prob"],
     shuffle_buffer=1024,
     seed=None,
+    augmentations=(),
 ):
     """``(image, label)`` dataset -> batched, augmented training dataset.
 
@@ -118,6 +126,10 @@ def train_pipeline(
     Args:
         dataset: unbatched ``tf.data.Dataset`` of ``(uint8 image, int label)``.
         image_size: ``(H, W)`` of the model input.
+        augmentations: extra image-augmentation layers (Keras core or
+            keras-cv, e.g. ``keras_cv.layers.GridMask()``), applied in order to
+            each batch of ``[0, 255]`` float images after the recipe's
+            flip / RandAugment / Random Erasing, inside ``tf.data``.
     """
     image_size = tuple(image_size)
     ds = dataset.shuffle(shuffle_buffer, seed=seed) if shuffle_buffer else dataset
@@ -126,7 +138,8 @@ def train_pipeline(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     ds = ds.batch(batch_size, drop_remainder=True)
-    augment = TrainAugment(randaugment=randaugment, erasing_prob=erasing_prob, seed=seed)
+    augment = TrainAugment(randaugment=randaugment, erasing_prob=erasing_prob, seed=seed,
+                           augmentations=augmentations)
     ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -108,6 +108,40 @@ def crop_and_resize(images, boxes, flips, size):
     return x
 
 
+def is_keyable(layer):
+    """Whether ``layer`` has Keras core's image-augmentation API (a seed
+    ``generator``, ``get_random_transformation``, ``transform_images``), which
+    lets :class:`KeyedImageDataset` key its draws."""
+    return all(hasattr(layer, name) for name in
+               ("generator", "get_random_transformation", "transform_images"))
+
+
+def check_augmentations(augmentations, keyed=False):
+    """``augmentations`` (a layer or a sequence of layers) as a tuple, checked:
+    each must be a ``keras.layers.Layer`` (Keras core and keras-cv layers are);
+    with ``keyed``, each must also have Keras core's augmentation API."""
+    if augmentations is None:
+        return ()
+    if isinstance(augmentations, keras.layers.Layer):
+        augmentations = (augmentations,)
+    augmentations = tuple(augmentations)
+    for layer in augmentations:
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                "augmentations must be Keras layers (Keras core or keras-cv image "
+                f"augmentation layers). Received: {layer!r}"
+            )
+        if keyed and not is_keyable(layer):
+            raise ValueError(
+                f"KeyedImageDataset keys every random draw (so a resumed run repeats "
+                f"the uninterrupted one) and takes only layers with Keras core's "
+                f"augmentation API, e.g. keras.layers.RandomContrast. Received: "
+                f"{type(layer).__module__}.{type(layer).__name__}. Pass it to "
+                f"keras_hiri.augmentation.train_pipeline (tf.data) instead."
+            )
+    return augmentations
+
+
 class KeyedImageDataset(keras.utils.PyDataset):
     """Batches of ``(float32 image in [0, 255], int label)`` from arrays.
 
@@ -120,6 +154,11 @@ class KeyedImageDataset(keras.utils.PyDataset):
             ``True``; the central ``crop_pct`` view in order otherwise.
         randaugment: apply ``keras.layers.RandAugment`` (training).
         erasing_prob: ``keras.layers.RandomErasing`` factor; 0 disables it.
+        augmentations: extra Keras core image-augmentation layers (e.g.
+            ``keras.layers.RandomContrast(0.2)``), applied in order after the
+            recipe's, keyed like them (training only). Layers without Keras
+            core's augmentation API (keras-cv's) go to
+            :func:`keras_hiri.augmentation.train_pipeline`.
         flip: random horizontal flips (training).
         seed: the run's seed; every draw is a function of it. ``None``
             picks one at random (Python's ``random``).
@@ -130,9 +169,10 @@ class KeyedImageDataset(keras.utils.PyDataset):
     def __init__(
         self, images, labels, image_size, batch_size, train=True, *,
         randaugment=True, erasing_prob=DEFAULTS["erasing_prob"], flip=True,
-        crop_pct=DEFAULTS["crop_pct"], seed=0, **kwargs,
+        crop_pct=DEFAULTS["crop_pct"], seed=0, augmentations=(), **kwargs,
     ):
         super().__init__(**kwargs)
+        augmentations = check_augmentations(augmentations, keyed=True)
         images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
         if images.ndim != 4 or len(images) != len(labels):
             raise ValueError(
@@ -162,6 +202,8 @@ class KeyedImageDataset(keras.utils.PyDataset):
             self.augmenters.append(keras.layers.RandomErasing(
                 factor=erasing_prob, value_range=(0, 255), seed=self.seed,
             ))
+        if train:
+            self.augmenters.extend(augmentations)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)

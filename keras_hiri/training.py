@@ -76,6 +76,7 @@ def train(
     steps_per_epoch=None,
     verbose=1,
     extra_callbacks=(),
+    augmentations=(),
 ):
     """Runs (or resumes) the recipe.
 
@@ -85,6 +86,10 @@ def train(
             of ``(image, label)`` (then give ``num_classes`` and
             ``steps_per_epoch``).
         val_data: the same kind, or ``None``.
+        augmentations: extra image-augmentation layers after the recipe's
+            (see :class:`~keras_hiri.KeyedImageDataset` for arrays: Keras core
+            layers, keyed; :func:`keras_hiri.augmentation.train_pipeline` for
+            a ``tf.data`` set: Keras core or keras-cv layers).
 
     Returns:
         The ``keras.callbacks.History`` and the trained model (the trainer).
@@ -103,6 +108,7 @@ def train(
         train_ds = augmentation.train_pipeline(
             train_data, image_size, recipe.batch_size,
             randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, seed=recipe.seed,
+            augmentations=augmentations,
         ).repeat()
         fit_steps = steps_per_epoch
         val_ds = None
@@ -118,7 +124,7 @@ def train(
             )
         train_ds = KeyedImageDataset(
             images, labels, image_size, recipe.batch_size, randaugment=recipe.randaugment,
-            erasing_prob=recipe.erasing_prob, seed=recipe.seed,
+            erasing_prob=recipe.erasing_prob, seed=recipe.seed, augmentations=augmentations,
         )
         keyed.append(train_ds)
         fit_steps = None

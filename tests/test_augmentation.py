@@ -39,3 +39,21 @@ def test_eval_pipeline_batches():
     x, y = _images(5), np.arange(5)
     ds = augmentation.eval_pipeline(tf.data.Dataset.from_tensor_slices((x, y)), (24, 24), 2)
     assert [b[0].shape[0] for b in ds] == [2, 2, 1]
+
+
+def test_train_pipeline_applies_a_keras_cv_layer():
+    keras_cv = pytest.importorskip("keras_cv")  # the [kerascv] extra; CI installs it
+    x = np.full((8, 32, 32, 3), 200, "uint8")
+    cutout = keras_cv.layers.RandomCutout(0.5, 0.5, fill_mode="constant", fill_value=0.0, seed=1)
+    ds = augmentation.train_pipeline(
+        tf.data.Dataset.from_tensor_slices((x, np.arange(8))), (32, 32), 4, seed=0,
+        randaugment=False, erasing_prob=0.0, augmentations=[cutout],
+    )
+    images, _ = next(iter(ds))
+    images = images.numpy()
+    # Without the cutout every pixel stays 200 (crop, resize and flip of a flat image).
+    assert images.min() == 0.0 and (images == 200.0).mean() > 0.5
+    with pytest.raises(ValueError, match="must be Keras layers"):
+        augmentation.train_pipeline(
+            tf.data.Dataset.from_tensor_slices((x, np.arange(8))), (32, 32), 4,
+            augmentations=[lambda images: images])

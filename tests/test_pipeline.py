@@ -83,3 +83,36 @@ def test_index_out_of_range_ends_iteration():
     x, y = _arrays()
     with pytest.raises(IndexError):
         pipeline.KeyedImageDataset(x, y, (32, 32), 4)[3]
+
+
+def test_extra_keras_layers_are_applied_after_the_recipe_and_keyed():
+    import keras
+
+    x, y = _arrays()
+
+    def dataset(augmentations=()):
+        return pipeline.KeyedImageDataset(x, y, (32, 32), 4, seed=1, randaugment=False,
+                                          erasing_prob=0.0, augmentations=augmentations)
+
+    plain = dataset()[0][0]
+    # Random Erasing as an extra layer erases (fills) a box of every image.
+    extra = dataset(keras.layers.RandomErasing(factor=1.0, value_range=(0, 255)))
+    assert len(extra.augmenters) == 1
+    first, again = extra[0][0], extra[0][0]
+    np.testing.assert_array_equal(first, again)  # keyed: the same batch twice
+    assert not np.array_equal(first, plain)
+    np.testing.assert_array_equal(
+        first, dataset([keras.layers.RandomErasing(factor=1.0, value_range=(0, 255))])[0][0])
+    evaluation = pipeline.KeyedImageDataset(
+        x, y, (32, 32), 4, train=False, augmentations=keras.layers.RandomErasing(factor=1.0))
+    assert evaluation.augmenters == []  # evaluation is never augmented
+
+
+def test_augmentations_that_cannot_be_keyed_or_are_not_layers_are_refused():
+    import keras
+
+    x, y = _arrays()
+    with pytest.raises(ValueError, match="must be Keras layers.*Received: 'flip'"):
+        pipeline.KeyedImageDataset(x, y, (32, 32), 4, augmentations=["flip"])
+    with pytest.raises(ValueError, match="Keras core's augmentation API.*Dense.*train_pipeline"):
+        pipeline.KeyedImageDataset(x, y, (32, 32), 4, augmentations=keras.layers.Dense(3))
