@@ -1,12 +1,14 @@
-"""Does keras.layers.CutMix inside tf.data give labels that match the pasted area?
+"""Do Keras' and keras-cv's CutMix inside tf.data give labels that match the pasted area?
 
     KERAS_BACKEND=jax python benchmarks/keras_cutmix_check.py
 
-Mixes a black and a white image 20 times with Keras' CutMix (in a tf.data map,
-as a training pipeline would) and with keras_hiri.mixing (as the trainer runs
+Mixes a black and a white image 20 times with Keras core's CutMix and, when
+keras-cv is installed (extra ``[kerascv]``), keras-cv's (each in a tf.data map,
+as a training pipeline would), and with keras_hiri.mixing (as the trainer runs
 it), and prints for each the largest gap between sample 0's label weight on its
 own class and the share of its own (black) pixels. keras_hiri uses its own
-functions because of this gap.
+functions because of this gap. It also prints whether keras-cv has a
+RandomErasing layer (the paper's recipe uses Random Erasing).
 """
 
 import keras
@@ -47,6 +49,21 @@ def main():
     print(f"backend {keras.backend.backend()}, keras {keras.__version__}")
     print(f"keras.layers.CutMix: max |label weight - own-pixel share| = {gap(ds.as_numpy_iterator()):.3f}")
     print(f"keras_hiri.mixing:   max |label weight - own-pixel share| = {gap(ours()):.3f}")
+    try:
+        import keras_cv
+    except ImportError:
+        print("keras-cv: not installed (pip install -e '.[kerascv]')")
+        return
+    cv_cutmix = keras_cv.layers.CutMix(seed=1)
+
+    def cv_mix(x, y):
+        out = cv_cutmix({"images": x, "labels": y}, training=True)
+        return out["images"], out["labels"]
+
+    cv_ds = tf.data.Dataset.from_tensors((IMAGES, LABELS)).repeat(20).map(cv_mix)
+    print(f"keras_cv.layers.CutMix ({keras_cv.__version__}): max |label weight - own-pixel share| = "
+          f"{gap(cv_ds.as_numpy_iterator()):.3f}")
+    print(f"keras_cv.layers.RandomErasing exists: {hasattr(keras_cv.layers, 'RandomErasing')}")
 
 
 if __name__ == "__main__":
