@@ -2,9 +2,9 @@
 builders with data already on disk, and a small real-photo set that ships
 offline (for demos, tests and the distillation benchmark).
 
-Nothing here downloads anything: tfds is used with ``download=False`` (ImageNet
-needs its tar files in ``manual_dir``), and the photo set is cut from the
-photographs that scikit-image installs with itself.
+Nothing here downloads anything: a tfds dataset must be prepared already or be
+built from manual files (ImageNet's tars in ``manual_dir``), and the photo set
+is cut from the photographs that scikit-image installs with itself.
 """
 
 import os
@@ -56,34 +56,79 @@ def image_folder(directory, load_size=None, shuffle=True, seed=None):
     return ds, classes
 
 
-def tfds_dataset(name, split, data_dir=None, manual_dir=None):
-    """An installed tensorflow-datasets builder's split as ``(image, label)``.
+def tfds_dataset(name, split, data_dir=None, manual_dir=None, missing_ok=False):
+    """A tensorflow-datasets split as ``(image, label)``; never downloads.
 
-    Never downloads: the data must already be prepared in ``data_dir`` or, for
-    ImageNet (``imagenet2012``), its tar files must sit in ``manual_dir``.
+    Args:
+        name: a tfds dataset name, prepared already in ``data_dir`` or built
+            from manual files (ImageNet, ``imagenet2012``: its ILSVRC tar files
+            in ``manual_dir``, which is only read), or the root of a local image
+            folder (``root/<split>/<class>/<image>``, read by
+            ``tfds.folder_dataset.ImageFolder``; ``"validation"`` also finds
+            ``val/``).
+        split: ``"train"``, ``"validation"``...
+        missing_ok: return ``None`` instead of raising when the split does not exist.
 
     Returns:
-        ``(dataset, num_classes)``.
+        ``(dataset, num_classes, num_examples)``.
+
+    Raises:
+        ImportError: tensorflow-datasets (or what it needs offline) is missing;
+            the message names the extra.
+        ValueError: the dataset is not prepared and has no manual files here.
     """
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise ValueError(
-            "tensorflow-datasets is not installed; `pip install tensorflow-datasets` "
-            "or train from a directory of class folders."
-        ) from e
+    tfds = extras.require("tensorflow_datasets", "Training from tfds", "train")
+    # etils (tfds' resource loader) needs it on Python 3.11, and nothing installs it.
+    extras.require("importlib_resources", "tensorflow-datasets", "train")
+    if os.path.isdir(name):
+        builder = tfds.folder_dataset.ImageFolder(name)
+        splits = builder.info.splits
+        if split not in splits and split == "validation" and "val" in splits:
+            split = "val"
+        if split not in splits:
+            if missing_ok:
+                return None
+            raise ValueError(
+                f"image folder {name!r} has no {split!r} split (sub-folder). "
+                f"Found: {sorted(splits)}"
+            )
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=True)
+        return (ds, builder.info.features["label"].num_classes,
+                builder.info.splits[split].num_examples)
     builder = tfds.builder(name, data_dir=data_dir)
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    try:
-        builder.download_and_prepare(download_config=config, download_dir=manual_dir)
-    except Exception as e:  # no network here: a missing dataset must say so
+    if not builder.is_prepared():
+        if not getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+            raise ValueError(
+                f"tfds dataset {name!r} is not prepared in {builder.data_dir!r}, and "
+                "keras_hiri never downloads. Prepare it once with tensorflow-datasets "
+                "where there is network and pass its data_dir, or pass a local image "
+                "folder root instead of a name."
+            )
+        if not manual_dir:
+            raise ValueError(
+                f"tfds dataset {name!r} is built from manual files (e.g. ImageNet's "
+                "ILSVRC tars), and none were given: pass manual_dir (--manual-dir)."
+            )
+        # Downloads/extractions go under data_dir, never into manual_dir.
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        try:
+            builder.download_and_prepare(download_config=config)
+        except ImportError:
+            raise
+        except Exception as e:
+            raise ValueError(
+                f"tfds could not build {name!r} from the manual files in {manual_dir!r} "
+                f"({type(e).__name__}: {e})."
+            ) from e
+    if split not in builder.info.splits:
+        if missing_ok:
+            return None
         raise ValueError(
-            f"tfds dataset {name!r} is not prepared in {builder.data_dir!r} and cannot be "
-            f"downloaded here ({type(e).__name__}: {e}). Prepare it once where the data is, "
-            "or put the manual files in manual_dir."
-        ) from e
+            f"tfds dataset {name!r} has no split {split!r}. Found: {sorted(builder.info.splits)}"
+        )
     ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=True)
-    return ds, builder.info.features["label"].num_classes
+    return (ds, builder.info.features["label"].num_classes,
+            builder.info.splits[split].num_examples)
 
 
 # ------------------------------------------------------------------ photo set

@@ -39,7 +39,104 @@ def test_image_folder_errors(tmp_path):
         data.image_folder(str(tmp_path))
 
 
-def test_tfds_never_downloads(tmp_path):
+def _jpeg(image):
+    import tensorflow as tf
+
+    return tf.io.encode_jpeg(image).numpy()
+
+
+def _tar(path, members):
+    """Writes a tar of ``{name: bytes}``."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+
+def _fake_ilsvrc(manual_dir, per_class=4):
+    """ILSVRC2012 train and val tars of real photo crops (JPEG), two synsets."""
+    import io
+    import tarfile
+
+    x, _, _ = data.photo_patches("train", patch_size=32, per_class=per_class)
+    synsets = ("n01440764", "n01443537")  # ImageNet classes 0 and 1
+    inner = {}
+    for k, synset in enumerate(synsets):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for i in range(per_class):
+                payload = _jpeg(x[k * per_class + i])
+                info = tarfile.TarInfo(f"{synset}_{i}.JPEG")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+        inner[f"{synset}.tar"] = buffer.getvalue()
+    _tar(manual_dir / "ILSVRC2012_img_train.tar", inner)
+    _tar(manual_dir / "ILSVRC2012_img_val.tar", {
+        f"ILSVRC2012_val_{i + 1:08d}.JPEG": _jpeg(x[i]) for i in range(3)})
+
+
+def test_imagenet_builds_offline_from_manual_tars_without_writing_there(tmp_path):
     pytest.importorskip("tensorflow_datasets")
-    with pytest.raises(ValueError, match="not prepared|cannot be downloaded"):
-        data.tfds_dataset("imagenet2012", "train", data_dir=str(tmp_path), manual_dir=str(tmp_path))
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    _fake_ilsvrc(manual)
+    before = sorted(p.name for p in manual.iterdir())
+    ds, classes, examples = data.tfds_dataset(
+        "imagenet2012", "train", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+    assert classes == 1000 and examples == 8
+    labels = sorted(int(label) for _, label in ds.as_numpy_iterator())
+    assert labels == [0] * 4 + [1] * 4
+    image = next(iter(ds))[0].numpy()
+    assert image.shape == (32, 32, 3) and image.std() > 10  # a decoded photograph
+    val, _, val_examples = data.tfds_dataset(
+        "imagenet2012", "validation", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+    assert val_examples == 3
+    assert sorted(p.name for p in manual.iterdir()) == before  # the manual dir is only read
+
+
+def test_tfds_image_folder_root_and_cli_steps_default(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    x, y, names = data.photo_patches("train", patch_size=32, per_class=2)
+    data.write_image_folder(str(tmp_path / "train"), x, y, names)
+    xv, yv, _ = data.photo_patches("validation", patch_size=32, per_class=1)
+    data.write_image_folder(str(tmp_path / "val"), xv, yv, names)
+    ds, classes, examples = data.tfds_dataset(str(tmp_path), "train")
+    assert (classes, examples) == (10, 20)
+    assert next(iter(ds))[0].shape == (32, 32, 3)
+    assert data.tfds_dataset(str(tmp_path), "validation")[2] == 10  # found as val/
+    assert data.tfds_dataset(str(tmp_path), "test", missing_ok=True) is None
+    with pytest.raises(ValueError, match="no 'test' split.*'train'"):
+        data.tfds_dataset(str(tmp_path), "test")
+
+    from keras_hiri.cli import train as train_cli
+
+    args = train_cli.parse(["--tfds", str(tmp_path), "--output-dir", str(tmp_path / "out"),
+                            "--batch-size", "4", "--image-size", "32"])
+    train_ds, val_ds, num_classes = train_cli.load(args)
+    assert num_classes == 10 and val_ds is not None
+    assert args.steps_per_epoch == 5  # 20 images // batch 4
+
+
+def test_tfds_never_downloads_and_says_why(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("download_and_prepare was called")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    with pytest.raises(ValueError, match="'mnist' is not prepared.*never downloads"):
+        data.tfds_dataset("mnist", "train", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="manual files.*manual_dir"):
+        data.tfds_dataset("imagenet2012", "train", data_dir=str(tmp_path))
+
+
+def test_missing_tfds_is_reported_as_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"tensorflow_datasets.*keras-hiri\[train\]"):
+        data.tfds_dataset("imagenet2012", "train")

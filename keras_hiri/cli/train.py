@@ -20,6 +20,8 @@ CLI_HELP = """    # the offline photo-patch set (real skimage photographs, see k
         --image-size 224 --batch-size 128 --output-dir runs/s224
     # ImageNet through tensorflow-datasets (tar files already in --manual-dir)
     python examples/train.py --tfds imagenet2012 --manual-dir /data/imagenet --variant S ...
+    # an image folder through tensorflow-datasets (ROOT/train/CLASS/*.jpg, ROOT/val/...)
+    python examples/train.py --tfds /data/folder --variant tiny --image-size 64 ...
 
 Re-running the same command after a crash resumes from the last finished epoch
 (keras.callbacks.BackupAndRestore in OUTPUT_DIR/backup). Defaults are the
@@ -44,14 +46,16 @@ def parse(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--photo-patches", action="store_true", help="offline skimage photo patches")
     src.add_argument("--data-dir", help="directory of class folders")
-    src.add_argument("--tfds", help="tensorflow-datasets name (no download)")
+    src.add_argument("--tfds", help="tensorflow-datasets name, or the root of an image folder "
+                     "(ROOT/train/CLASS/*.jpg, ROOT/val/...) read by tfds; never downloads")
     p.add_argument("--val-dir")
     p.add_argument("--tfds-data-dir")
-    p.add_argument("--manual-dir")
+    p.add_argument("--manual-dir", help="ImageNet's ILSVRC tar files (only read)")
     p.add_argument("--variant", default="S", help="S, B, L or 'tiny' (a small CPU network)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--steps-per-epoch", type=int, help="streaming sources only")
+    p.add_argument("--steps-per-epoch", type=int,
+                   help="streaming sources only; default for --tfds: split size // batch size")
     p.add_argument("--data-parallel", action="store_true")
     p.add_argument("--patches-per-class", type=int, default=64)
     for field in dataclasses.fields(Recipe):
@@ -79,9 +83,13 @@ def load(args):
         train_ds, names = data.image_folder(args.data_dir, load_size=size, seed=0)
         val_ds = data.image_folder(args.val_dir, load_size=size, shuffle=False)[0] if args.val_dir else None
         return train_ds, val_ds, len(names)
-    train_ds, classes = data.tfds_dataset(args.tfds, "train", args.tfds_data_dir, args.manual_dir)
-    val_ds, _ = data.tfds_dataset(args.tfds, "validation", args.tfds_data_dir, args.manual_dir)
-    return train_ds, val_ds, classes
+    train_ds, classes, examples = data.tfds_dataset(args.tfds, "train", args.tfds_data_dir,
+                                                    args.manual_dir)
+    if args.steps_per_epoch is None:
+        args.steps_per_epoch = max(1, examples // args.batch_size)
+    val = data.tfds_dataset(args.tfds, "validation", args.tfds_data_dir, args.manual_dir,
+                            missing_ok=True)
+    return train_ds, val[0] if val else None, classes
 
 
 def strategy_scope(enabled):
