@@ -185,6 +185,55 @@ def photo_patches(split, patch_size=64, per_class=64, val_fraction=0.25, seed=0)
     return images, np.array(labels, dtype=np.int64), list(PHOTOS)
 
 
+# Real textures that ship inside scikit-image (512 x 512 grayscale photographs).
+TEXTURES = ("brick", "grass", "gravel")
+
+
+def texture_mosaics(split, n=64, size=64, regions=(2, 6), val_fraction=0.25, seed=0):
+    """The offline texture-mosaic segmentation set (as the classic Brodatz
+    mosaic benchmarks): which texture is each pixel?
+
+    Each image is a random Voronoi partition into ``regions`` cells, each cell
+    filled with a random crop of one real texture from ``skimage.data``
+    (``TEXTURES``; class ``i`` = ``TEXTURES[i]``), so every mask is exact.
+    Train crops come from the left ``1 - val_fraction`` of each texture,
+    validation crops from the right part (no shared pixels). Each texture is
+    standardised to one mean and contrast, so only texture tells them apart.
+
+    Returns:
+        ``(images uint8 (n, size, size, 3), masks int32 (n, size, size), class_names)``.
+    """
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation'. Received: {split!r}")
+    textures = []
+    for name in TEXTURES:
+        texture = _photo(name)[..., 0].astype(np.float32)
+        texture = (texture - texture.mean()) / texture.std() * 40.0 + 128.0
+        cut = int(round(texture.shape[1] * (1 - val_fraction)))
+        textures.append(texture[:, :cut] if split == "train" else texture[:, cut:])
+    if size > min(t.shape[1] for t in textures):
+        raise ValueError(f"size must be at most {min(t.shape[1] for t in textures)} for "
+                         f"the {split} split. Received: {size}")
+    rng = np.random.default_rng((seed, 0 if split == "train" else 1))
+    rows, cols = np.mgrid[0:size, 0:size]
+    images = np.empty((n, size, size), np.float32)
+    masks = np.empty((n, size, size), np.int32)
+    for i in range(n):
+        cells = rng.integers(regions[0], regions[1] + 1)
+        centres = rng.uniform(0, size, (cells, 2))
+        classes = rng.integers(0, len(TEXTURES), cells)
+        classes[:2] = rng.choice(len(TEXTURES), 2, replace=False)  # at least two textures
+        distance = (rows[..., None] - centres[:, 0]) ** 2 + (cols[..., None] - centres[:, 1]) ** 2
+        masks[i] = classes[np.argmin(distance, axis=-1)]
+        for label, texture in enumerate(textures):
+            top = rng.integers(0, texture.shape[0] - size + 1)
+            left = rng.integers(0, texture.shape[1] - size + 1)
+            crop = texture[top:top + size, left:left + size]
+            images[i][masks[i] == label] = crop[masks[i] == label]
+    images = np.clip(np.round(images), 0, 255).astype(np.uint8)
+    return np.repeat(images[..., None], 3, axis=-1), masks, list(TEXTURES)
+
+
 def write_image_folder(directory, images, labels, class_names):
     """Writes ``images`` as PNG files into ``directory/<class>/``."""
     for name in class_names:

@@ -140,3 +140,20 @@ def test_missing_tfds_is_reported_as_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if not installed
     with pytest.raises(ImportError, match=r"tensorflow_datasets.*keras-hiri\[train\]"):
         data.tfds_dataset("imagenet2012", "train")
+
+
+def test_texture_mosaics_have_exact_masks_and_disjoint_splits():
+    x, masks, names = data.texture_mosaics("train", n=6, size=48)
+    assert names == ["brick", "grass", "gravel"]
+    assert x.shape == (6, 48, 48, 3) and x.dtype == np.uint8 and masks.shape == (6, 48, 48)
+    assert all(len(np.unique(m)) >= 2 for m in masks)  # every mosaic mixes textures
+    again, masks_again, _ = data.texture_mosaics("train", n=6, size=48)
+    np.testing.assert_array_equal(x, again)
+    np.testing.assert_array_equal(masks, masks_again)
+    val, _, _ = data.texture_mosaics("validation", n=6, size=48)
+    assert not np.array_equal(x, val)
+    # Each texture is standardised: the classes cannot be told apart by brightness.
+    means = [x[..., 0][masks == k].mean() for k in range(3)]
+    assert max(means) - min(means) < 25
+    with pytest.raises(ValueError, match="size must be at most 128"):
+        data.texture_mosaics("validation", size=200)

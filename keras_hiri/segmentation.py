@@ -1,0 +1,111 @@
+"""Semantic segmentation on HIRI-ViT: a Semantic FPN head over the pyramid.
+
+The paper (Sec. 5.3) evaluates HIRI-ViT as the backbone of Semantic FPN and
+UPerNet on ADE20K; keras-hub offers neither head. ``HiriViTSegmenter`` builds
+Semantic FPN (Kirillov et al., "Panoptic Feature Pyramid Networks", 2019) on
+the levels P2-P5 of any model with ``pyramid_outputs`` (a
+:class:`~keras_hiri.HiriViTModel` or a keras-hub ``HiriViTBackbone``):
+
+* an FPN: a 1x1 lateral convolution per level, a top-down pathway (nearest
+  2x upsampling and addition) and a 3x3 convolution per level;
+* the semantic branch: from each level, ``3x3 conv - BatchNorm - ReLU - 2x
+  bilinear upsampling`` stages until stride 4 (one stage without upsampling for
+  P2), summed;
+* a 1x1 classifier and a bilinear resize to the input size: per-pixel logits.
+
+Plain Keras (every backend, no keras-hub needed); its layers compute
+channels-last and carry the names ``fpn_*`` / ``seg_*``.
+"""
+
+import keras
+
+LEVELS = ("P2", "P3", "P4", "P5")
+
+
+def _conv(filters, kernel, name, dtype=None):
+    return keras.layers.Conv2D(filters, kernel, padding="same", name=name, dtype=dtype,
+                               data_format="channels_last")
+
+
+def _upsample(name, interpolation, dtype=None):
+    return keras.layers.UpSampling2D(2, interpolation=interpolation, name=name, dtype=dtype,
+                                     data_format="channels_last")
+
+
+def semantic_fpn(levels, num_classes, image_size, fpn_channels=128, head_channels=64, dtype=None):
+    """Semantic FPN logits ``(B, H, W, num_classes)`` from ``{"P2": ..., "P5": ...}``
+    (channels-last symbolic tensors at strides 4-32), resized to ``image_size``."""
+    missing = [key for key in LEVELS if key not in levels]
+    if missing:
+        raise ValueError(f"Semantic FPN needs the levels {LEVELS}; missing {missing}.")
+    laterals = {key: _conv(fpn_channels, 1, f"fpn_lateral_{key}", dtype)(levels[key])
+                for key in LEVELS}
+    merged = {"P5": laterals["P5"]}
+    for upper, lower in zip(LEVELS[::-1], LEVELS[::-1][1:]):
+        up = _upsample(f"fpn_up_{upper}", "nearest", dtype)(merged[upper])
+        # Odd grids (ceil strides) leave the upsampled map one row/column larger.
+        up = keras.layers.Cropping2D(
+            ((0, up.shape[1] - laterals[lower].shape[1]) if up.shape[1] else (0, 0),
+             (0, up.shape[2] - laterals[lower].shape[2]) if up.shape[2] else (0, 0)),
+            data_format="channels_last", name=f"fpn_crop_{upper}", dtype=dtype,
+        )(up)
+        merged[lower] = keras.layers.Add(name=f"fpn_add_{lower}", dtype=dtype)(
+            [laterals[lower], up])
+    branches = []
+    for stage, key in enumerate(LEVELS):
+        x = _conv(fpn_channels, 3, f"fpn_out_{key}", dtype)(merged[key])
+        for step in range(max(stage, 1)):
+            prefix = f"seg_{key}_{step}"
+            x = _conv(head_channels, 3, f"{prefix}_conv", dtype)(x)
+            x = keras.layers.BatchNormalization(name=f"{prefix}_bn", dtype=dtype)(x)
+            x = keras.layers.ReLU(name=f"{prefix}_relu", dtype=dtype)(x)
+            if stage > 0:
+                x = _upsample(f"{prefix}_up", "bilinear", dtype)(x)
+        if branches and x.shape[1] and branches[0].shape[1]:
+            x = keras.layers.Cropping2D(
+                ((0, x.shape[1] - branches[0].shape[1]), (0, x.shape[2] - branches[0].shape[2])),
+                data_format="channels_last", name=f"seg_crop_{key}", dtype=dtype,
+            )(x)
+        branches.append(x)
+    x = keras.layers.Add(name="seg_sum", dtype=dtype)(branches)
+    x = _conv(num_classes, 1, "seg_classifier", dtype)(x)
+    return keras.layers.Resizing(*image_size, interpolation="bilinear", name="seg_logits",
+                                 dtype="float32", data_format="channels_last")(x)
+
+
+def HiriViTSegmenter(backbone, num_classes, fpn_channels=128, head_channels=64, name=None):
+    """A Semantic FPN segmenter on ``backbone`` (a channels-last model with
+    ``pyramid_outputs`` and a static input size).
+
+    Args:
+        backbone: e.g. ``keras_hiri.HiriViT("tiny", include_top=False,
+            input_shape=(128, 128, 3))`` or a ``keras_hiri.HiriViTBackbone``.
+        num_classes: number of classes (per-pixel logits, no softmax).
+        fpn_channels: width of the FPN.
+        head_channels: width of the semantic branch.
+
+    Returns:
+        A ``keras.Model`` from images to ``(B, H, W, num_classes)`` logits;
+        train it with ``SparseCategoricalCrossentropy(from_logits=True)`` on
+        integer masks and score it with ``keras.metrics.MeanIoU``.
+    """
+    levels = getattr(backbone, "pyramid_outputs", None)
+    if not levels:
+        raise ValueError(
+            "HiriViTSegmenter needs a backbone with pyramid_outputs (keras_hiri.HiriViT or "
+            f"keras_hiri.HiriViTBackbone). Received: {type(backbone).__name__}"
+        )
+    if getattr(backbone, "data_format", "channels_last") != "channels_last":
+        raise ValueError("HiriViTSegmenter needs a channels_last backbone "
+                         "(data_format='channels_last').")
+    image_size = tuple(backbone.inputs[0].shape[1:3])
+    if None in image_size:
+        raise ValueError(
+            "HiriViTSegmenter needs a static input size (the logits are resized to "
+            f"it). Received input shape {tuple(backbone.inputs[0].shape[1:])}"
+        )
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
+    logits = semantic_fpn(levels, num_classes, image_size, fpn_channels, head_channels,
+                          dtype=backbone.dtype_policy)
+    return keras.Model(backbone.inputs, logits, name=name or "hiri_vit_semantic_fpn")
