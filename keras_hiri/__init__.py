@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 # keras-hub classes (extra [hub]): imported on first use, since keras-hub
 # imports TensorFlow on every backend.
-_HUB_NAMES = ("HiriViTBackbone", "HiriViTImageClassifier")
+_HUB_NAMES = ("HiriViTBackbone", "HiriViTImageClassifier", "HiriViTImageSegmenter")
 
 
 def __getattr__(name):
@@ -40,7 +40,7 @@ def __getattr__(name):
 __all__ = [
     "CFFN", "CFFNBlock", "ClassAttentionHead", "ConvStem", "DropPath", "EMADistillation",
     "HRBlock", "HRStem", "HiriViT", "HiriViTB", "HiriViTBackbone", "HiriViTConfig",
-    "HiriViTImageClassifier", "HiriViTL", "HiriViTModel",
+    "HiriViTImageClassifier", "HiriViTImageSegmenter", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "IRDSb", "KeyedImageDataset", "MultiHeadSelfAttention", "PAPER",
     "PlainDownsample", "Recipe", "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions",
     "export", "fold_batchnorm", "kernels", "preprocess_input", "profile",

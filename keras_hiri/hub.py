@@ -24,7 +24,7 @@ import tempfile
 
 import keras
 
-from keras_hiri import builder, weights as weights_lib
+from keras_hiri import builder, segmentation, weights as weights_lib
 from keras_hiri import variants as variants_lib
 
 try:
@@ -199,6 +199,63 @@ class HiriViTImageClassifier(keras_hub.models.ImageClassifier):
         config.update(num_classes=self.num_classes,
                       activation=keras.activations.serialize(self.activation)
                       if callable(self.activation) else self.activation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_hiri")
+class HiriViTImageSegmenter(keras_hub.models.ImageSegmenter):
+    """Semantic FPN on a :class:`HiriViTBackbone` as a keras-hub
+    ``ImageSegmenter`` task (the head of :mod:`keras_hiri.segmentation`):
+    per-pixel logits ``(B, H, W, num_classes)`` at the input size.
+
+    Args:
+        backbone: a channels-last :class:`HiriViTBackbone` with a static
+            ``image_shape``.
+        num_classes: number of classes.
+        fpn_channels: width of the FPN.
+        head_channels: width of the semantic branch.
+        preprocessor: optional keras-hub preprocessor.
+    """
+
+    backbone_cls = HiriViTBackbone
+    preprocessor_cls = None
+
+    def __init__(self, backbone, num_classes, fpn_channels=128, head_channels=64,
+                 preprocessor=None, **kwargs):
+        if not isinstance(backbone, HiriViTBackbone):
+            raise ValueError(
+                "HiriViTImageSegmenter needs a keras_hiri.HiriViTBackbone. Received: "
+                f"{type(backbone).__name__}"
+            )
+        image_size = tuple(backbone.image_shape[:2])
+        if backbone.data_format != "channels_last" or None in image_size:
+            raise ValueError(
+                "HiriViTImageSegmenter needs a channels_last backbone with a static "
+                f"image_shape. Received: image_shape={backbone.image_shape}, "
+                f"data_format={backbone.data_format!r}"
+            )
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        inputs = keras.Input(backbone.image_shape, name="images")
+        levels = keras.Model(backbone.inputs, backbone.pyramid_outputs,
+                             name="pyramid")(inputs)
+        logits = segmentation.semantic_fpn(levels, num_classes, image_size, fpn_channels,
+                                           head_channels, dtype=backbone.dtype_policy)
+        keras_hub.models.Task.__init__(self, inputs=inputs, outputs=logits, **kwargs)
+        self.num_classes = num_classes
+        self.fpn_channels = fpn_channels
+        self.head_channels = head_channels
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """keras-hub's ``from_preset``; ``preset`` may also name a checkpoint of
+        keras_hiri's weights registry (its backbone; the head starts random)."""
+        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
+
+    def get_config(self):
+        config = keras_hub.models.Task.get_config(self)
+        config.update(num_classes=self.num_classes, fpn_channels=self.fpn_channels,
+                      head_channels=self.head_channels)
         return config
 
 

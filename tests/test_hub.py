@@ -111,3 +111,20 @@ def test_lazy_attributes_and_missing_extra_names_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "keras_hiri.hub")
     with pytest.raises(ImportError, match=r'pip install "keras-hiri\[hub\]"'):
         importlib.import_module("keras_hiri.hub")
+
+
+def test_segmenter_task_fits_and_round_trips_through_a_preset(tmp_path):
+    backbone = hub.HiriViTBackbone("tiny", image_shape=SHAPE)
+    segmenter = hub.HiriViTImageSegmenter(backbone, num_classes=3, fpn_channels=32,
+                                          head_channels=16)
+    segmenter.compile(optimizer=keras.optimizers.SGD(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, masks = images(2, SHAPE), np.zeros((2, 64, 64, 1), "int32")  # keras-hub: (B, H, W, 1)
+    history = segmenter.fit(x, masks, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    segmenter.save_to_preset(str(tmp_path / "seg"))
+    restored = keras_hub.models.ImageSegmenter.from_preset(str(tmp_path / "seg"))
+    assert isinstance(restored, hub.HiriViTImageSegmenter)
+    np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(segmenter(x)), atol=1e-5)
+    with pytest.raises(ValueError, match="static image_shape"):
+        hub.HiriViTImageSegmenter(hub.HiriViTBackbone("tiny"), 3)
