@@ -162,6 +162,12 @@ class HiriViTModel(keras.Model):
         return info
 
 
+def is_channels_first(model):
+    """Whether ``model`` takes NCHW images (a :class:`HiriViTModel` or keras-hub
+    backbone built with ``data_format="channels_first"``; any other model: no)."""
+    return getattr(model, "data_format", "channels_last") == "channels_first"
+
+
 def _reduction(size, grid, stage):
     """The stride ``s`` of a level: ``grid == ceil(size / s)`` (the stride rule),
     ``2**(stage + 1)`` unless pinned grids changed it; a resized level that no

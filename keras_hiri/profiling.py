@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_hiri import common, naming
 from keras_hiri.blocks import MultiHeadSelfAttention
+from keras_hiri.builder import is_channels_first
 
 
 @dataclasses.dataclass
@@ -175,7 +176,7 @@ def profile(model, input_shape=None):
         elif params or macs.get(part):
             rows.append((part, params, macs.get(part, 0)))
     non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
-    if getattr(model, "data_format", "channels_last") == "channels_first":
+    if is_channels_first(model):
         input_shape = (*input_shape[1:], input_shape[0])  # reported as (H, W, C)
     return Profile(model.name, tuple(input_shape), rows, non_trainable)
 

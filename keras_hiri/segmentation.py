@@ -19,6 +19,8 @@ channels-last and carry the names ``fpn_*`` / ``seg_*``.
 
 import keras
 
+from keras_hiri.builder import is_channels_first
+
 LEVELS = ("P2", "P3", "P4", "P5")
 
 
@@ -95,7 +97,7 @@ def HiriViTSegmenter(backbone, num_classes, fpn_channels=128, head_channels=64, 
             "HiriViTSegmenter needs a backbone with pyramid_outputs (keras_hiri.HiriViT or "
             f"keras_hiri.HiriViTBackbone). Received: {type(backbone).__name__}"
         )
-    if getattr(backbone, "data_format", "channels_last") != "channels_last":
+    if is_channels_first(backbone):
         raise ValueError("HiriViTSegmenter needs a channels_last backbone "
                          "(data_format='channels_last').")
     image_size = tuple(backbone.inputs[0].shape[1:3])

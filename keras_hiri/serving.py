@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 
+from keras_hiri.builder import is_channels_first
+
 FORMATS = ("tf_saved_model", "onnx")
 ONNX_OPSET = 17
 INPUTS = ("images", "bytes")
@@ -59,7 +61,7 @@ def _validate(model, path, format, version, top_k, default_input):
     if default_input not in INPUTS:
         raise ValueError(f"default_input must be one of {INPUTS}. Received: {default_input!r}")
     shape = tuple(model.input.shape[1:])
-    channels = shape[0] if _channels_first(model) else shape[-1]
+    channels = shape[0] if is_channels_first(model) else shape[-1]
     if len(shape) != 3 or channels != 3 or None in shape:
         raise ValueError(
             "export needs a model with a static RGB input (H, W, 3), or (3, H, W) "
@@ -140,14 +142,10 @@ def _export_onnx(model, target, top_k):
     return target
 
 
-def _channels_first(model):
-    return getattr(model, "data_format", "channels_last") == "channels_first"
-
-
 def _export_tf(model, target, kind, top_k, default_input):
     import tensorflow as tf
 
-    first = _channels_first(model)
+    first = is_channels_first(model)
     shape = list(model.input.shape[1:])  # (H, W, 3), or (3, H, W) channels_first
     h, w = shape[1:] if first else shape[:2]
     layout = "3, H, W" if first else "H, W, 3"
