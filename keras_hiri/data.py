@@ -82,19 +82,24 @@ def tfds_dataset(name, split, data_dir=None, manual_dir=None, missing_ok=False):
     extras.require("importlib_resources", "tensorflow-datasets", "train")
     if os.path.isdir(name):
         builder = tfds.folder_dataset.ImageFolder(name)
-        splits = builder.info.splits
-        if split not in splits and split == "validation" and "val" in splits:
-            split = "val"
-        if split not in splits:
-            if missing_ok:
-                return None
-            raise ValueError(
-                f"image folder {name!r} has no {split!r} split (sub-folder). "
-                f"Found: {sorted(splits)}"
-            )
-        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=True)
-        return (ds, builder.info.features["label"].num_classes,
-                builder.info.splits[split].num_examples)
+        what = f"image folder {name!r}"
+        if split == "validation" and split not in builder.info.splits:
+            split = "val" if "val" in builder.info.splits else split
+    else:
+        builder = _prepared_builder(tfds, name, data_dir, manual_dir)
+        what = f"tfds dataset {name!r}"
+    splits = builder.info.splits
+    if split not in splits:
+        if missing_ok:
+            return None
+        raise ValueError(f"{what} has no {split!r} split. Found: {sorted(splits)}")
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=True)
+    return ds, builder.info.features["label"].num_classes, splits[split].num_examples
+
+
+def _prepared_builder(tfds, name, data_dir, manual_dir):
+    """The tfds builder ``name``, prepared from manual files if need be; never
+    downloads."""
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
         if not getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
@@ -120,15 +125,7 @@ def tfds_dataset(name, split, data_dir=None, manual_dir=None, missing_ok=False):
                 f"tfds could not build {name!r} from the manual files in {manual_dir!r} "
                 f"({type(e).__name__}: {e})."
             ) from e
-    if split not in builder.info.splits:
-        if missing_ok:
-            return None
-        raise ValueError(
-            f"tfds dataset {name!r} has no split {split!r}. Found: {sorted(builder.info.splits)}"
-        )
-    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=True)
-    return (ds, builder.info.features["label"].num_classes,
-            builder.info.splits[split].num_examples)
+    return builder
 
 
 # ------------------------------------------------------------------ photo set
@@ -211,9 +208,10 @@ def texture_mosaics(split, n=64, size=64, regions=(2, 6), val_fraction=0.25, see
         texture = (texture - texture.mean()) / texture.std() * 40.0 + 128.0
         cut = int(round(texture.shape[1] * (1 - val_fraction)))
         textures.append(texture[:, :cut] if split == "train" else texture[:, cut:])
-    if size > min(t.shape[1] for t in textures):
-        raise ValueError(f"size must be at most {min(t.shape[1] for t in textures)} for "
-                         f"the {split} split. Received: {size}")
+    largest = min(t.shape[1] for t in textures)
+    if size > largest:
+        raise ValueError(f"size must be at most {largest} for the {split} split. "
+                         f"Received: {size}")
     rng = np.random.default_rng((seed, 0 if split == "train" else 1))
     rows, cols = np.mgrid[0:size, 0:size]
     images = np.empty((n, size, size), np.float32)
