@@ -53,8 +53,19 @@ def _serializable_variant(config):
     return variants_lib.variant_name(config) or config.to_dict()
 
 
+class _RegistryPresets:
+    """``from_preset`` of keras-hub, where ``preset`` may also name a checkpoint
+    of keras_hiri's weights registry (see :func:`preset_dir`; a task without
+    that checkpoint's head gets its backbone and a random head)."""
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """keras-hub's ``from_preset``; ``preset`` may also be a registry name."""
+        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="keras_hiri")
-class HiriViTBackbone(keras_hub.models.FeaturePyramidBackbone):
+class HiriViTBackbone(_RegistryPresets, keras_hub.models.FeaturePyramidBackbone):
     """HIRI-ViT without its top, as a keras-hub ``FeaturePyramidBackbone``.
 
     The layers (and their names, so every registry checkpoint loads) are those
@@ -121,12 +132,6 @@ class HiriViTBackbone(keras_hub.models.FeaturePyramidBackbone):
         )
         return config
 
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """keras-hub's ``from_preset``; ``preset`` may also name a checkpoint of
-        keras_hiri's weights registry (see :func:`preset_dir`)."""
-        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
-
 
 def _check_level_strides(encoder, image_shape, pin_late_grids):
     if not pin_late_grids:
@@ -144,7 +149,7 @@ def _check_level_strides(encoder, image_shape, pin_late_grids):
 
 
 @keras.saving.register_keras_serializable(package="keras_hiri")
-class HiriViTImageClassifier(keras_hub.models.ImageClassifier):
+class HiriViTImageClassifier(_RegistryPresets, keras_hub.models.ImageClassifier):
     """A HIRI-ViT classifier as a keras-hub ``ImageClassifier`` task: the
     backbone, then the paper's class-attention head, its LayerNorm and the
     classifier (float32), exactly the top of :func:`keras_hiri.HiriViT`, so a
@@ -188,12 +193,6 @@ class HiriViTImageClassifier(keras_hub.models.ImageClassifier):
         self.pooling = "class_attention"
         self.dropout = 0.0
 
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """keras-hub's ``from_preset``; ``preset`` may also name a checkpoint of
-        keras_hiri's weights registry (see :func:`preset_dir`)."""
-        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
-
     def get_config(self):
         config = keras_hub.models.Task.get_config(self)
         config.update(num_classes=self.num_classes,
@@ -203,7 +202,7 @@ class HiriViTImageClassifier(keras_hub.models.ImageClassifier):
 
 
 @keras.saving.register_keras_serializable(package="keras_hiri")
-class HiriViTImageSegmenter(keras_hub.models.ImageSegmenter):
+class HiriViTImageSegmenter(_RegistryPresets, keras_hub.models.ImageSegmenter):
     """Semantic FPN on a :class:`HiriViTBackbone` as a keras-hub
     ``ImageSegmenter`` task (the head of :mod:`keras_hiri.segmentation`):
     per-pixel logits ``(B, H, W, num_classes)`` at the input size.
@@ -227,13 +226,7 @@ class HiriViTImageSegmenter(keras_hub.models.ImageSegmenter):
                 "HiriViTImageSegmenter needs a keras_hiri.HiriViTBackbone. Received: "
                 f"{type(backbone).__name__}"
             )
-        image_size = tuple(backbone.image_shape[:2])
-        if backbone.data_format != "channels_last" or None in image_size:
-            raise ValueError(
-                "HiriViTImageSegmenter needs a channels_last backbone with a static "
-                f"image_shape. Received: image_shape={backbone.image_shape}, "
-                f"data_format={backbone.data_format!r}"
-            )
+        image_size = segmentation.check_backbone(backbone, num_classes)
         self.backbone = backbone
         self.preprocessor = preprocessor
         inputs = keras.Input(backbone.image_shape, name="images")
@@ -245,12 +238,6 @@ class HiriViTImageSegmenter(keras_hub.models.ImageSegmenter):
         self.num_classes = num_classes
         self.fpn_channels = fpn_channels
         self.head_channels = head_channels
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """keras-hub's ``from_preset``; ``preset`` may also name a checkpoint of
-        keras_hiri's weights registry (its backbone; the head starts random)."""
-        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
 
     def get_config(self):
         config = keras_hub.models.Task.get_config(self)
@@ -284,14 +271,14 @@ def preset_dir(name, cache_dir=None):
             f"Unknown HIRI-ViT preset {name!r}. Available: {sorted(registry)}"
         )
     entry = registry[name]
-    path = weights_lib.fetch(name)  # hash-checked
-    digest = weights_lib.sha256(path)
+    path = weights_lib.fetch(name)  # hash-checked against the registry's sha256
+    digest = entry["sha256"]
     target = os.path.join(cache_dir or PRESETS_CACHE, name)
     if _stamped(target, digest):
         return target
     source = builder.HiriViT(
         entry["variant"], input_shape=(None, None, 3), classes=entry["classes"],
-        classifier_activation=None, weights=name,
+        classifier_activation=None, weights=path,
     )
     backbone = HiriViTBackbone(entry["variant"])
     classifier = HiriViTImageClassifier(backbone, num_classes=entry["classes"])

@@ -75,6 +75,30 @@ def semantic_fpn(levels, num_classes, image_size, fpn_channels=128, head_channel
                                  dtype="float32", data_format="channels_last")(x)
 
 
+def check_backbone(backbone, num_classes):
+    """The static ``(height, width)`` input size of ``backbone``, after checking
+    that a Semantic FPN with ``num_classes`` can sit on it: ``pyramid_outputs``,
+    channels-last, a static size. ``ValueError`` naming what is wrong otherwise."""
+    if not getattr(backbone, "pyramid_outputs", None):
+        raise ValueError(
+            "A Semantic FPN needs a backbone with pyramid_outputs (keras_hiri.HiriViT or "
+            f"keras_hiri.HiriViTBackbone). Received: {type(backbone).__name__}"
+        )
+    if is_channels_first(backbone):
+        raise ValueError("A Semantic FPN needs a channels_last backbone "
+                         "(data_format='channels_last').")
+    shape = tuple(backbone.inputs[0].shape[1:])
+    if None in shape[:2]:
+        raise ValueError(
+            "A Semantic FPN needs a static input size (the logits are resized to it): a "
+            "backbone built with a static image_shape (input_shape for keras_hiri.HiriViT). "
+            f"Received input shape {shape}"
+        )
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
+    return shape[:2]
+
+
 def HiriViTSegmenter(backbone, num_classes, fpn_channels=128, head_channels=64, name=None):
     """A Semantic FPN segmenter on ``backbone`` (a channels-last model with
     ``pyramid_outputs`` and a static input size).
@@ -91,23 +115,7 @@ def HiriViTSegmenter(backbone, num_classes, fpn_channels=128, head_channels=64, 
         train it with ``SparseCategoricalCrossentropy(from_logits=True)`` on
         integer masks and score it with ``keras.metrics.MeanIoU``.
     """
-    levels = getattr(backbone, "pyramid_outputs", None)
-    if not levels:
-        raise ValueError(
-            "HiriViTSegmenter needs a backbone with pyramid_outputs (keras_hiri.HiriViT or "
-            f"keras_hiri.HiriViTBackbone). Received: {type(backbone).__name__}"
-        )
-    if is_channels_first(backbone):
-        raise ValueError("HiriViTSegmenter needs a channels_last backbone "
-                         "(data_format='channels_last').")
-    image_size = tuple(backbone.inputs[0].shape[1:3])
-    if None in image_size:
-        raise ValueError(
-            "HiriViTSegmenter needs a static input size (the logits are resized to "
-            f"it). Received input shape {tuple(backbone.inputs[0].shape[1:])}"
-        )
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
-    logits = semantic_fpn(levels, num_classes, image_size, fpn_channels, head_channels,
-                          dtype=backbone.dtype_policy)
+    image_size = check_backbone(backbone, num_classes)
+    logits = semantic_fpn(backbone.pyramid_outputs, num_classes, image_size, fpn_channels,
+                          head_channels, dtype=backbone.dtype_policy)
     return keras.Model(backbone.inputs, logits, name=name or "hiri_vit_semantic_fpn")
