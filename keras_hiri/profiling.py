@@ -106,6 +106,16 @@ def _attention_macs(q_in, kv_in):
     return 2 * q_in.shape[1] * kv_in.shape[1] * q_in.shape[2]
 
 
+def _counted_layers(layer):
+    """``layer`` and its sub-layers, through nested models too (a keras-hub
+    backbone inside a task model)."""
+    for child in common.walk(layer):
+        yield child
+        if isinstance(child, keras.Model):
+            for nested in child.layers:
+                yield from _counted_layers(nested)
+
+
 @contextlib.contextmanager
 def _hooks(model, totals):
     """Wraps the counted methods of every sub-layer; restores them on exit."""
@@ -129,7 +139,7 @@ def _hooks(model, totals):
         def add(n, part=part):
             totals[part] += int(n)
 
-        for layer in common.walk(top):
+        for layer in _counted_layers(top):
             if isinstance(layer, keras.layers.DepthwiseConv2D):
                 patch(layer, "call", lambda a, o, L=layer, add=add: add(_depthwise_macs(L, o)))
             elif isinstance(layer, keras.layers.Conv2D):

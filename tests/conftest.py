@@ -10,6 +10,11 @@ if os.environ.get("KERAS_BACKEND") == "jax":
 import keras  # noqa: E402
 import pytest
 
+if keras.backend.backend() == "tensorflow" and os.environ.get("KERAS_HIRI_TEST_GRAPPLER") != "1":
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -24,3 +29,29 @@ def _seed():
     # Free each test's models: what stays alive makes later tests of this
     # process slower (a JAX run without it slowed down test by test).
     keras.backend.clear_session()
+
+
+# Tests that do not touch a Keras backend (numpy, pycocotools, argument
+# parsing, file formats) are marked ``backend_independent`` and run in one of
+# the three per-backend pytest processes only: running them three times tests
+# nothing more and costs CI time. Set KERAS_HIRI_ALL_TESTS=1 to run them on
+# every backend.
+INDEPENDENT_TESTS_BACKEND = "torch"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "backend_independent: does not depend on the Keras backend; runs only in the "
+        f"{INDEPENDENT_TESTS_BACKEND} process (KERAS_HIRI_ALL_TESTS=1: everywhere)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == INDEPENDENT_TESTS_BACKEND or os.environ.get(
+            "KERAS_HIRI_ALL_TESTS"):
+        return
+    dropped = [item for item in items if item.get_closest_marker("backend_independent")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker("backend_independent")]

@@ -10,6 +10,9 @@ import os
 
 import pytest
 
+# Nothing here depends on the Keras backend (see tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -3,18 +3,21 @@ import pytest
 from keras_hiri import cli
 
 
+@pytest.mark.backend_independent
 def test_profile_verb(capsys):
     assert cli.main(["profile", "--variant", "S", "--resolution", "448"]) == 0
     out = capsys.readouterr().out
     assert "hiri_vit_s @ 448x448" in out and "stage5" in out
 
 
+@pytest.mark.backend_independent
 def test_unknown_verb_exits_with_usage():
     with pytest.raises(SystemExit) as info:
         cli.main(["fly"])
     assert info.value.code == 2
 
 
+@pytest.mark.backend_independent
 def test_unknown_variant_is_a_clear_error(capsys):
     assert cli.main(["profile", "--variant", "XXL"]) == 2
     assert "Unknown HIRI-ViT variant" in capsys.readouterr().err
@@ -54,12 +57,14 @@ def test_predict_unknown_weights(tmp_path, capsys):
     assert "neither None, a known name" in capsys.readouterr().err
 
 
+@pytest.mark.backend_independent
 def test_export_verb_rejects_missing_model(tmp_path):
     with pytest.raises(SystemExit) as info:
         cli.main(["export", str(tmp_path / "none.keras"), str(tmp_path / "out")])
     assert info.value.code == 2
 
 
+@pytest.mark.backend_independent
 def test_train_verb_help(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["train", "--help"])
@@ -68,6 +73,7 @@ def test_train_verb_help(capsys):
     assert "--no-distillation" in out and "--ema-momentum" in out and "BackupAndRestore" in out
 
 
+@pytest.mark.backend_independent
 def test_train_verb_needs_a_data_source():
     with pytest.raises(SystemExit) as info:
         cli.main(["train", "--output-dir", "x"])

@@ -3,6 +3,9 @@ import pytest
 
 from keras_hiri import data
 
+# Nothing here depends on the Keras backend (see tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 pytest.importorskip("skimage")
 
 
@@ -157,3 +160,34 @@ def test_texture_mosaics_have_exact_masks_and_disjoint_splits():
     assert max(means) - min(means) < 25
     with pytest.raises(ValueError, match="size must be at most 128"):
         data.texture_mosaics("validation", size=200)
+
+
+def test_pasted_objects_have_exact_disjoint_boxes_and_held_out_faces():
+    x, boxes, labels, names = data.pasted_objects("train", n=12, size=96)
+    xv, _, labels_v, _ = data.pasted_objects("validation", n=4, size=96)
+    assert names == ["cat", "cup", "rocket", "face"]
+    assert x.shape == (12, 96, 96, 3) and x.dtype == np.uint8 and boxes.shape == (12, 3, 4)
+    used = labels >= 0
+    assert used[:, 0].all() and set(labels[used].tolist()) <= {0, 1, 2, 3}
+    assert (boxes[~used] == -1).all()
+    for image_boxes, image_used in zip(boxes, used):
+        kept = image_boxes[image_used]
+        assert (kept[:, :2] >= 0).all() and (kept[:, 2:] <= 96).all()
+        assert (kept[:, 2:] > kept[:, :2]).all()
+        for i in range(len(kept)):  # no two boxes overlap
+            for j in range(i):
+                a, b = kept[i], kept[j]
+                assert a[0] >= b[2] or a[2] <= b[0] or a[1] >= b[3] or a[3] <= b[1]
+    # Boxed regions hold an object (not flat); the two splits' faces are
+    # different people.
+    x0, y0, x1, y1 = boxes[0, 0].astype(int)
+    assert x[0, y0:y1, x0:x1].std() > 5
+    train_faces, val_faces = data._object_crops("train")[3], data._object_crops("validation")[3]
+    assert len(train_faces) == 75 and len(val_faces) == 25
+    assert not any(np.array_equal(a, b) for a in train_faces for b in val_faces)
+    np.testing.assert_array_equal(x, data.pasted_objects("train", n=12, size=96)[0])
+    assert not np.array_equal(x[:4], xv)
+    with pytest.raises(ValueError, match="split"):
+        data.pasted_objects("test")
+    with pytest.raises(ValueError, match=r"objects must be \(min, max\)"):
+        data.pasted_objects("train", objects=(0, 2))

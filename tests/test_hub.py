@@ -71,30 +71,6 @@ def test_pinned_grids_with_non_power_of_two_strides_are_refused():
     assert sorted(pinned.pyramid_outputs) == ["P2", "P3", "P4", "P5", "P6"]
 
 
-def test_retinanet_detector_fits_predicts_and_round_trips(tmp_path, preset_path):
-    backbone = keras_hub.models.Backbone.from_preset(preset_path)
-    detector = keras_hub.models.RetinaNetObjectDetector(
-        backbone=keras_hub.models.RetinaNetBackbone(
-            image_encoder=backbone, min_level=3, max_level=7, use_p5=False),
-        num_classes=3,
-    )
-    detector.compile(optimizer=keras.optimizers.SGD(0.01))
-    x = images(2, SHAPE)
-    boxes = {"boxes": np.array([[[8, 8, 40, 40]], [[20, 10, 60, 50]]], "float32"),
-             "labels": np.array([[1], [2]], "int32")}
-    before = to_numpy(backbone.get_layer("stem").weights[0]).copy()
-    history = detector.fit(x, boxes, batch_size=2, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
-    assert not np.array_equal(to_numpy(backbone.get_layer("stem").weights[0]), before)
-    predicted = detector.predict(x, verbose=0)
-    assert predicted["boxes"].shape[0] == 2 and "confidence" in predicted
-    detector.save_to_preset(str(tmp_path / "det"))
-    restored = keras_hub.models.ObjectDetector.from_preset(str(tmp_path / "det"))
-    out, expected = restored(x), detector(x)
-    for key in expected:
-        np.testing.assert_allclose(to_numpy(out[key]), to_numpy(expected[key]), atol=1e-5)
-
-
 def test_classifier_task_fits_and_refuses_other_backbones(preset_path):
     classifier = hub.HiriViTImageClassifier.from_preset(PRESET)  # a registry name
     classifier.compile(optimizer=keras.optimizers.SGD(0.01))

@@ -5,6 +5,7 @@ import keras_hiri
 from keras_hiri import imagenet
 
 
+@pytest.mark.backend_independent
 def test_decode_predictions_offline():
     preds = np.zeros((2, 1000), "float32")
     preds[0, 281], preds[0, 285] = 0.9, 0.1
@@ -16,6 +17,7 @@ def test_decode_predictions_offline():
     assert len(imagenet.class_index()) == 1000
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("shape", [(1000,), (2, 10)])
 def test_decode_predictions_rejects_bad_shapes(shape):
     with pytest.raises(ValueError, match=r"\(samples, 1000\)"):
@@ -85,6 +87,7 @@ def test_preprocess_input_channels_first():
     np.testing.assert_allclose(out[0, :, 0, 0], TORCH_WANT, rtol=1e-5)
 
 
+@pytest.mark.backend_independent
 def test_preprocess_input_inside_tf_data():
     tf = pytest.importorskip("tensorflow")
     ds = tf.data.Dataset.from_tensor_slices(_pixels()).batch(2)

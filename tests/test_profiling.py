@@ -7,6 +7,7 @@ from keras_hiri import PAPER
 from keras_hiri.cli.profile import main as profiling_main
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("letter", ["S", "B", "L"])
 def test_params_and_gmacs_match_paper(letter):
     """Counted from the built model: params within 2 %, GMACs @448 within 10 %."""
@@ -18,6 +19,7 @@ def test_params_and_gmacs_match_paper(letter):
     assert result.params == model.count_params() - result.non_trainable_params
 
 
+@pytest.mark.backend_independent
 def test_pinned_224_matches_paper_and_plain_schedule_does_not():
     pinned = keras_hiri.profile(keras_hiri.HiriViTS(input_shape=(224, 224, 3), pin_late_grids=True))
     plain = keras_hiri.profile(keras_hiri.HiriViTS(input_shape=(224, 224, 3)))
@@ -59,6 +61,7 @@ def test_profile_table_and_dynamic_input():
     assert "stage4" in table and "total" in table
 
 
+@pytest.mark.backend_independent
 def test_profiling_cli(capsys):
     profiling_main(["--variant", "S", "--resolution", "224", "--pin-late-grids"])
     out = capsys.readouterr().out

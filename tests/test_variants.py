@@ -4,6 +4,9 @@ import keras_hiri
 from keras_hiri import variants
 from keras_hiri.variants import HiriViTConfig, get_config
 
+# Nothing here depends on the Keras backend (see tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 
 def test_table_one_rows():
     s, b, l = (variants.VARIANTS[k] for k in "SBL")

@@ -7,10 +7,12 @@ import keras_hiri
 from tests.tiny import TINY, tiny_model
 
 
+@pytest.mark.backend_independent
 def test_none_resolves_to_none():
     assert weights.resolve(None) is None
 
 
+@pytest.mark.backend_independent
 def test_imagenet_says_no_checkpoint_exists_and_what_to_pass():
     with pytest.raises(ValueError) as info:
         weights.resolve("imagenet")
@@ -19,6 +21,7 @@ def test_imagenet_says_no_checkpoint_exists_and_what_to_pass():
     assert "weights=None" in message and ".weights.h5" in message
 
 
+@pytest.mark.backend_independent
 def test_unknown_name_lists_what_is_allowed():
     with pytest.raises(ValueError, match="neither None, a known name"):
         weights.resolve("imagenet21k")
@@ -104,6 +107,7 @@ def test_registry_shipped_and_downloaded_files_load(registry_dir):
     assert os.path.exists(tmp / "keras_home" / "models" / "keras_hiri" / "remote.weights.h5")
 
 
+@pytest.mark.backend_independent
 def test_hash_mismatch_is_reported_and_the_download_removed(registry_dir):
     _, tmp = registry_dir
     with pytest.raises(ValueError, match="corrupted or truncated"):
@@ -113,6 +117,7 @@ def test_hash_mismatch_is_reported_and_the_download_removed(registry_dir):
     assert not os.path.exists(tmp / "keras_home" / "models" / "keras_hiri" / "bad.weights.h5")
 
 
+@pytest.mark.backend_independent
 def test_truncated_cached_download_is_replaced(registry_dir):
     _, tmp = registry_dir
     cache = tmp / "keras_home" / "models" / "keras_hiri"
@@ -169,6 +174,7 @@ def test_shipped_checkpoint_is_real_and_classifies_held_out_patches():
     assert accuracy > 0.4  # chance is 0.1; the benchmark measured 0.653 on 320 patches
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_corrupt_weights_file_is_a_value_error_naming_it(tmp_path, damage):
     good = str(tmp_path / "good.weights.h5")
@@ -181,6 +187,7 @@ def test_corrupt_weights_file_is_a_value_error_naming_it(tmp_path, damage):
         tiny_model(weights=bad)
 
 
+@pytest.mark.backend_independent
 def test_registry_ships_inside_the_package():
     """The manifest and its checkpoint are package data (they install with the wheel)."""
     package = os.path.dirname(keras_hiri.__file__)

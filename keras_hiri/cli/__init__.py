@@ -5,6 +5,7 @@
     keras-hiri train --photo-patches --variant tiny --image-size 64 --output-dir runs/p
     keras-hiri export model.keras served/hiri --version 1
     keras-hiri convert model.pth --variant S --output hiri_vit_s.weights.h5
+    keras-hiri detect --backbone hiri --variant S --json hiri.json
 
 Bad input (a missing file, a file that is not an image, an unknown variant or
 weights name) prints ``keras-hiri: error: ...`` and exits with status 2.
@@ -21,6 +22,7 @@ VERBS = {
     "train": "train with the paper's recipe (EMA distillation), resumable; --help for options",
     "export": "write a .keras model as a TF Serving SavedModel (OUTPUT/<version>/)",
     "convert": "convert a PyTorch state_dict (timm-style names) into .weights.h5, verified",
+    "detect": "train RetinaNet on HIRI-ViT on an offline detection set, scored by COCOeval",
 }
 
 
