@@ -49,6 +49,7 @@ def _square_tiny():
     return model
 
 
+@pytest.mark.backend_independent
 def test_convert_script_from_torch_file(tmp_path):
     """A state_dict saved with torch.save from the project's own model converts
     back into a model with the same outputs."""
@@ -105,6 +106,7 @@ def test_mismatches_load_nothing(source, break_it, message):
         np.testing.assert_array_equal(to_numpy(w), b)
 
 
+@pytest.mark.backend_independent
 def test_convert_script_from_safetensors(tmp_path):
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
     source = _square_tiny()

@@ -13,6 +13,7 @@ built offline from photographs that scikit-image ships.
 import argparse
 import json
 import time
+import warnings
 
 from keras_hiri.cli import VERBS
 
@@ -70,6 +71,9 @@ def run(args):
         keras.optimizers.schedules.CosineDecay(args.learning_rate, steps), weight_decay=0.05,
         clipnorm=10.0))
     start = time.time()
+    # keras-hub's task fit passes shuffle=True along with our (shuffled) tf.data
+    # pipeline, and Keras warns that it is ignored: true, and beside the point.
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     detector.fit(detection.train_dataset(x, boxes, labels, args.batch_size, args.seed),
                  epochs=args.epochs, verbose=2)
     seconds = time.time() - start
