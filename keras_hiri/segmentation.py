@@ -119,3 +119,29 @@ def HiriViTSegmenter(backbone, num_classes, fpn_channels=128, head_channels=64, 
     logits = semantic_fpn(backbone.pyramid_outputs, num_classes, image_size, fpn_channels,
                           head_channels, dtype=backbone.dtype_policy)
     return keras.Model(backbone.inputs, logits, name=name or "hiri_vit_semantic_fpn")
+
+
+def segformer_encoder(backbone):
+    """``backbone``'s levels at strides 4-32 as keras-hub's SegFormer reads them.
+
+    ``keras_hub.models.SegFormerBackbone(image_encoder=...)`` expects the level
+    names of its MiT encoder (``"P1"`` for stride 4 up to ``"P4"`` for stride
+    32, not the ``2**n`` names ``"P2"``-``"P5"`` that RetinaNet and DeepLabV3
+    read) and a ``hidden_dims`` list of their widths. This returns a
+    ``keras.Model`` over ``backbone``'s layers (shared, not copied) with those
+    names and that attribute::
+
+        encoder = segmentation.segformer_encoder(keras_hiri.HiriViTBackbone("S", image_shape=(256, 256, 3)))
+        segmenter = keras_hub.models.SegFormerImageSegmenter(
+            keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=256),
+            num_classes=150)
+
+    The adapter is not a registered class: save such a segmenter's weights
+    (``save_weights``), not a ``.keras`` file.
+    """
+    check_backbone(backbone, 1)
+    levels = {f"P{int(key[1:]) - 1}": backbone.pyramid_outputs[key] for key in LEVELS}
+    encoder = keras.Model(backbone.inputs[0], levels, name=f"{backbone.name}_segformer_levels")
+    encoder.pyramid_outputs = levels
+    encoder.hidden_dims = [int(level.shape[-1]) for level in levels.values()]
+    return encoder

@@ -52,3 +52,45 @@ def test_keras_hub_backbone_works_too():
     hub = pytest.importorskip("keras_hub") and keras_hiri.HiriViTBackbone
     model = HiriViTSegmenter(hub("tiny", image_shape=SHAPE), 3)
     assert to_numpy(model(images(1, SHAPE))).shape == (1, 64, 64, 3)
+
+
+def _fits_one_step(segmenter, x, masks):
+    segmenter.compile(optimizer=keras.optimizers.SGD(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [to_numpy(w).copy() for w in segmenter.trainable_weights]
+    history = segmenter.fit(x, masks, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    moved = [not np.array_equal(to_numpy(w), b) for w, b in zip(segmenter.trainable_weights, before)]
+    assert all(moved[:3]) and sum(moved) > len(moved) // 2  # the backbone's first layers too
+
+
+def test_keras_hub_segformer_and_deeplabv3_heads_on_hiri_vit():
+    """The wiring of keras-hub's own segmentation heads (README): SegFormer through
+    segmentation.segformer_encoder, DeepLabV3 directly on pyramid_outputs."""
+    keras_hub = pytest.importorskip("keras_hub")
+    from keras_hiri.segmentation import segformer_encoder
+
+    x = images(2, SHAPE)
+    masks = np.zeros((2, 64, 64, 1), "int32")  # keras-hub's segmenters take (B, H, W, 1)
+    masks[:, 32:] = 1
+    backbone = tiny_model(include_top=False, input_shape=SHAPE)
+    encoder = segformer_encoder(backbone)
+    assert encoder.hidden_dims == [int(backbone.pyramid_outputs[k].shape[-1])
+                                   for k in ("P2", "P3", "P4", "P5")]
+    segformer = keras_hub.models.SegFormerImageSegmenter(
+        keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=32),
+        num_classes=2)
+    assert to_numpy(segformer(x)).shape == (2, 64, 64, 2)
+    _fits_one_step(segformer, x, masks)
+
+    deeplab = keras_hub.models.DeepLabV3ImageSegmenter(
+        keras_hub.models.DeepLabV3Backbone(
+            image_encoder=tiny_model(include_top=False, input_shape=SHAPE),
+            spatial_pyramid_pooling_key="P5", low_level_feature_key="P2",
+            upsampling_size=8, dilation_rates=[1, 2, 3], projection_filters=16),
+        num_classes=2)
+    assert to_numpy(deeplab(x)).shape == (2, 64, 64, 2)
+    _fits_one_step(deeplab, x, masks)
+    with pytest.raises(ValueError, match="channels_last"):
+        segformer_encoder(tiny_model(include_top=False, input_shape=(3, 64, 64),
+                                     data_format="channels_first"))
