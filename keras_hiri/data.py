@@ -238,7 +238,7 @@ def texture_mosaics(split, n=64, size=64, regions=(2, 6), val_fraction=0.25, see
 OBJECTS = {
     "cat": ("chelsea", (0, 30, 300, 390)),
     "cup": ("coffee", (15, 75, 390, 480)),
-    "rocket": ("rocket", (125, 288, 410, 348)),
+    "rocket": ("rocket", (120, 245, 415, 395)),  # with some sky: aspect 2, as anchors
     "face": ("lfw_subset", None),
 }
 # Real photographs the objects are pasted on (none of them holds an object).
@@ -271,7 +271,7 @@ def _object_crops(split):
     return crops
 
 
-def pasted_objects(split, n=64, size=128, objects=(1, 3), scale=(20, 56), val_fraction=0.25,
+def pasted_objects(split, n=64, size=128, objects=(1, 3), scale=(24, 64), val_fraction=0.25,
                    seed=0):
     """The offline pasted-object detection set: where is each cat, cup, rocket
     and face, and which is it?

@@ -138,7 +138,8 @@ def coco_scores(boxes, labels, detections, class_names, image_size):
     computed by pycocotools' ``COCOeval``, the evaluator of the paper's COCO
     figures. Returns ``{"mAP", "AP50", "AP75", "AP_small", "AP_medium",
     "AP_large"}`` (``-1`` where a size range holds no object, as COCOeval) and
-    ``"summary"``, COCOeval's printed table."""
+    ``"per_class_AP"`` (class name → AP at IoU .50:.95) and ``"summary"``,
+    COCOeval's printed table."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -176,7 +177,8 @@ def coco_scores(boxes, labels, detections, class_names, image_size):
     with contextlib.redirect_stdout(printed):  # pycocotools prints as it goes
         truth.createIndex()
         if not results:  # loadRes refuses an empty list; no detection scores 0
-            return dict({key: 0.0 for key in COCO_STATS}, summary="no detections")
+            return dict({key: 0.0 for key in COCO_STATS}, summary="no detections",
+                        per_class_AP={name: 0.0 for name in class_names})
         evaluation = COCOeval(truth, truth.loadRes(results), "bbox")
         evaluation.evaluate()
         evaluation.accumulate()
@@ -184,6 +186,14 @@ def coco_scores(boxes, labels, detections, class_names, image_size):
     summary = "\n".join(line for line in printed.getvalue().splitlines()
                         if line.lstrip().startswith("Average"))
     scores = {key: float(evaluation.stats[i]) for key, i in COCO_STATS.items()}
+    # Per class: the mean precision over IoU thresholds and recall points
+    # (area "all", 100 detections), as COCOeval's mAP; -1 for a class without objects.
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]
+    scores["per_class_AP"] = {
+        name: float(precision[:, :, k][precision[:, :, k] > -1].mean())
+        if (precision[:, :, k] > -1).any() else -1.0
+        for k, name in enumerate(class_names)
+    }
     scores["summary"] = summary
     return scores
 

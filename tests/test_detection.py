@@ -30,6 +30,7 @@ def test_coco_scores_are_cocoeval_figures():
     perfect = detection.coco_scores(TRUTH_BOXES, TRUTH_LABELS, _exact(), NAMES, 128)
     assert perfect["mAP"] == pytest.approx(1.0) and perfect["AP75"] == pytest.approx(1.0)
     assert "IoU=0.50:0.95" in perfect["summary"]
+    assert perfect["per_class_AP"] == pytest.approx({"a": 1.0, "b": 1.0})
     # Each box shifted by a fifth of its width: IoU 0.67 -> found at 0.5, not at 0.75.
     shifted = [(boxes + np.array([1, 0, 1, 0]) * (boxes[:, 2:3] - boxes[:, 0:1]) / 5, s, l)
                for boxes, s, l in _exact()]

@@ -82,6 +82,8 @@ def run(args):
           f"{args.image_size}x{args.image_size}, {args.epochs} epochs of {len(x)} images "
           f"({seconds:.0f} s); backbone {cost.params_m:.2f} M params, {cost.gmacs:.3f} GMACs")
     print(scores["summary"])
+    print("AP per class: " + ", ".join(f"{name} {ap:.3f}" for name, ap in
+                                       scores["per_class_AP"].items()))
     result = {
         "backend": keras.backend.backend(), "backbone": label, "args": vars(args),
         "backbone_params_m": cost.params_m, "backbone_gmacs": cost.gmacs,
