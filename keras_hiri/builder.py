@@ -27,6 +27,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = (None, "avg", "max")
 
 
+def imagenet_normalization(name=None, dtype=None):
+    """The in-model preprocessing: ``[0, 255]`` RGB to ImageNet-standardised
+    (the mean and standard deviation the paper's training used)."""
+    return keras.layers.Normalization(
+        mean=[255.0 * m for m in IMAGENET_MEAN],
+        variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
+        name=name, dtype=dtype,
+    )
+
+
 @common.register
 class GridResize(keras.layers.Layer):
     """Bilinear resize of a ``(B, H, W, C)`` map to a fixed grid.
@@ -328,11 +338,7 @@ def HiriViT(
         # (and back once for a 4-D backbone output and the pyramid levels).
         x = keras.layers.Permute((2, 3, 1), name=naming.TO_CHANNELS_LAST, dtype=dtype)(x)
     if include_preprocessing and hwc[-1] == 3:
-        x = keras.layers.Normalization(
-            mean=[255.0 * m for m in IMAGENET_MEAN],
-            variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
-            name=naming.PREPROCESSING, dtype=dtype,
-        )(x)
+        x = imagenet_normalization(naming.PREPROCESSING, dtype)(x)
     specs = config.stage_specs(hwc[:2], pin_late_grids)
     x = _backbone(x, config, specs, drop_path_rate, dtype)
 

@@ -20,6 +20,8 @@ import io
 import keras
 import numpy as np
 
+from keras_hiri import builder, variants
+
 BOX_FORMAT = "xyxy"
 # pycocotools' COCOeval.stats: the figures this module reports, by index.
 COCO_STATS = {"mAP": 0, "AP50": 1, "AP75": 2, "AP_small": 3, "AP_medium": 4, "AP_large": 5}
@@ -37,8 +39,9 @@ def _keras_hub():
 
 def hiri_encoder(variant, image_size, weights=None, drop_path_rate=0.0):
     """A HIRI-ViT :class:`~keras_hiri.hub.HiriViTBackbone` for square
-    ``image_size`` inputs (``[0, 255]`` RGB), from ``weights`` (a registry name,
-    a ``.weights.h5`` path or ``None`` for random initialisation)."""
+    ``image_size`` inputs (``[0, 255]`` RGB), from ``weights`` (a registry name
+    or a keras-hub preset directory of a ``HiriViTBackbone``, or ``None`` for
+    random initialisation)."""
     _keras_hub()
     from keras_hiri import hub
 
@@ -47,8 +50,6 @@ def hiri_encoder(variant, image_size, weights=None, drop_path_rate=0.0):
         return hub.HiriViTBackbone(variant, image_shape=shape, drop_path_rate=drop_path_rate)
     encoder = hub.HiriViTBackbone.from_preset(weights, image_shape=shape,
                                               drop_path_rate=drop_path_rate)
-    from keras_hiri import variants
-
     if encoder.hiri_config != variants.get_config(variant):
         raise ValueError(f"weights {weights!r} are for variant {encoder.variant!r}, "
                          f"not {variant!r}")
@@ -68,9 +69,7 @@ def resnet_encoder(image_size, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2)):
         image_shape=(image_size, image_size, 3),
     )
     inputs = keras.Input((image_size, image_size, 3), name="images")
-    # The ImageNet mean and standard deviation, as HIRI-ViT's preprocessing.
-    x = keras.layers.Normalization(mean=[123.675, 116.28, 103.53],
-                                   variance=[58.395**2, 57.12**2, 57.375**2])(inputs)
+    x = builder.imagenet_normalization()(inputs)  # HIRI-ViT's own preprocessing
     levels = keras.Model(resnet.inputs, resnet.pyramid_outputs, name="resnet")(x)
     encoder = keras.Model(inputs, levels, name="resnet_encoder")
     encoder.pyramid_outputs = levels

@@ -25,7 +25,8 @@ def parse(argv=None):
                    help="HIRI-ViT, or keras-hub's ResNet-18 (basic blocks) as the baseline")
     p.add_argument("--variant", default="S", help="HIRI-ViT variant (--backbone hiri)")
     p.add_argument("--weights", default=None,
-                   help="HIRI-ViT backbone weights: registry name or .weights.h5 (default: random)")
+                   help="HIRI-ViT backbone weights: registry name or HiriViTBackbone preset directory "
+                        "(default: random)")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--train-images", type=int, default=640)
     p.add_argument("--val-images", type=int, default=160)
