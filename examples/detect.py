@@ -4,6 +4,7 @@ RetinaNet on a ResNet, same data, same steps, scored by COCO's own evaluator.
     python examples/detect.py                 # HIRI-ViT-S and ResNet-18, the defaults of
                                               # `keras-hiri detect`, on the current backend
     python examples/detect.py --epochs 1      # any `keras-hiri detect` option, for both
+                                              # (--results-dir DIR: where the JSON goes)
 
 Each detector is trained in its own process by ``keras-hiri detect`` (keras-hub's
 ``RetinaNetObjectDetector``, FPN P3-P7, both backbones from random
@@ -13,6 +14,7 @@ with both rows and the HIRI-ViT / ResNet ratios, and writes each run's figures
 to ``benchmarks/results/detect_<backbone>_<backend>.json``.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -25,12 +27,14 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results-dir", default=RESULTS, help="where the JSON files go")
+    args, argv = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     backend = keras.backend.backend()
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(args.results_dir, exist_ok=True)
     rows = []
     for backbone in ("hiri", "resnet"):
-        path = os.path.join(RESULTS, f"detect_{backbone}_{backend}.json")
+        path = os.path.join(args.results_dir, f"detect_{backbone}_{backend}.json")
         command = [sys.executable, "-m", "keras_hiri.cli", "detect", "--backbone", backbone,
                    "--json", path, *argv]
         print("$", " ".join(command[1:]), flush=True)

@@ -79,3 +79,23 @@ def test_detect_verb_trains_scores_and_the_detector_round_trips(tmp_path):
     for key in expected:
         np.testing.assert_allclose(to_numpy(out[key]), to_numpy(expected[key]), atol=1e-5)
     assert restored.prediction_decoder.confidence_threshold == pytest.approx(0.05)
+
+
+@pytest.mark.backend_independent  # the example's own work: two processes, one table
+def test_detect_example_trains_both_backbones_and_prints_ratios(tmp_path, capsys):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", "detect.py")
+    spec = importlib.util.spec_from_file_location("detect_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    rows = example.main(["--results-dir", str(tmp_path), "--variant", "tiny", "--image-size", "64",
+                         "--train-images", "8", "--val-images", "4", "--epochs", "1"])
+    assert [row["backbone"] for row in rows] == ["HIRI-ViT-tiny", "ResNet-18 (keras-hub)"]
+    backend = keras.backend.backend()
+    assert sorted(os.listdir(tmp_path)) == [f"detect_hiri_{backend}.json",
+                                            f"detect_resnet_{backend}.json"]
+    out = capsys.readouterr().out
+    assert "HIRI-ViT / ResNet" in out and out.count("ResNet-18 (keras-hub)") == 1
