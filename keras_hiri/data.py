@@ -146,6 +146,13 @@ def _photo(name):
     return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
 
 
+def _split_region(image, split, val_fraction):
+    """The part of ``image`` a split may use: the left ``1 - val_fraction`` of
+    its width for "train", the rest for "validation" (no shared pixels)."""
+    cut = int(round(image.shape[1] * (1 - val_fraction)))
+    return image[:, :cut] if split == "train" else image[:, cut:]
+
+
 def photo_patches(split, patch_size=64, per_class=64, val_fraction=0.25, seed=0):
     """The offline "skimage photo patches" set: which of 10 photographs does a
     patch come from?
@@ -164,10 +171,7 @@ def photo_patches(split, patch_size=64, per_class=64, val_fraction=0.25, seed=0)
     rng = np.random.default_rng(seed + (0 if split == "train" else 1))
     images, labels = [], []
     for label, name in enumerate(PHOTOS):
-        photo = _photo(name)
-        h, w = photo.shape[:2]
-        cut = int(round(w * (1 - val_fraction)))
-        region = photo[:, :cut] if split == "train" else photo[:, cut:]
+        region = _split_region(_photo(name), split, val_fraction)
         rh, rw = region.shape[:2]
         for _ in range(per_class):
             side = int(rng.uniform(min(rh, rw) / 8, min(rh, rw) / 2))
@@ -206,8 +210,7 @@ def texture_mosaics(split, n=64, size=64, regions=(2, 6), val_fraction=0.25, see
     for name in TEXTURES:
         texture = _photo(name)[..., 0].astype(np.float32)
         texture = (texture - texture.mean()) / texture.std() * 40.0 + 128.0
-        cut = int(round(texture.shape[1] * (1 - val_fraction)))
-        textures.append(texture[:, :cut] if split == "train" else texture[:, cut:])
+        textures.append(_split_region(texture, split, val_fraction))
     largest = min(t.shape[1] for t in textures)
     if size > largest:
         raise ValueError(f"size must be at most {largest} for the {split} split. "
@@ -300,11 +303,7 @@ def pasted_objects(split, n=64, size=128, objects=(1, 3), scale=(24, 64), val_fr
         raise ValueError(f"objects must be (min, max) with 1 <= min <= max. Received: {objects}")
     rng = np.random.default_rng((seed, 2 if split == "train" else 3))
     crops = _object_crops(split)
-    backgrounds = []
-    for name in BACKGROUNDS:
-        photo = _photo(name)
-        cut = int(round(photo.shape[1] * (1 - val_fraction)))
-        backgrounds.append(photo[:, :cut] if split == "train" else photo[:, cut:])
+    backgrounds = [_split_region(_photo(name), split, val_fraction) for name in BACKGROUNDS]
     images = np.empty((n, size, size, 3), np.uint8)
     boxes = np.full((n, objects[1], 4), -1.0, np.float32)
     labels = np.full((n, objects[1]), -1, np.int32)

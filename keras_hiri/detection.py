@@ -6,7 +6,7 @@ pycocotools), imported on first use of a function here::
 
     from keras_hiri import detection
     detector = detection.retinanet(detection.hiri_encoder("tiny", 128), num_classes=4)
-    detector.fit(images, {"boxes": boxes, "labels": labels}, ...)
+    detector.fit(detection.train_dataset(images, boxes, labels, batch_size=8), epochs=6)
     scores = detection.evaluate(detector, images, boxes, labels, class_names)
     scores["mAP"], scores["AP50"], scores["AP75"]
 

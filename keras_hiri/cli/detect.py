@@ -74,9 +74,10 @@ def run(args):
     start = time.time()
     # keras-hub's task fit passes shuffle=True along with our (shuffled) tf.data
     # pipeline, and Keras warns that it is ignored: true, and beside the point.
-    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    detector.fit(detection.train_dataset(x, boxes, labels, args.batch_size, args.seed),
-                 epochs=args.epochs, verbose=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+        detector.fit(detection.train_dataset(x, boxes, labels, args.batch_size, args.seed),
+                     epochs=args.epochs, verbose=2)
     seconds = time.time() - start
     scores = detection.evaluate(detector, xv, boxes_v, labels_v, names, args.batch_size)
     print(f"\nbackend {keras.backend.backend()}, RetinaNet on {label}, "
