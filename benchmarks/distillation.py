@@ -83,7 +83,7 @@ def main(argv=None):
     steps = args.epochs * (len(train[1]) // args.batch_size)
     print(f"\nbackend {keras.backend.backend()}, {steps} optimizer steps each, "
           f"{len(train[1])} train / {len(val[1])} val patches, 10 classes (chance 10 %)")
-    print(f"| run | val top-1 | step time (s) |\n|---|---|---|")
+    print("| run | val top-1 | step time (s) |\n|---|---|---|")
     print(f"| plain CutMix/MixUp | {plain['student']:.3f} | {plain['step_s']:.3f} |")
     print(f"| EMA distillation (student) | {distilled['student']:.3f} | {distilled['step_s']:.3f} |")
     print(f"| EMA distillation (teacher) | {distilled['teacher']:.3f} | - |")

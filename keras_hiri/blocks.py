@@ -5,7 +5,6 @@ Every block takes and returns a channels-last map ``(B, H, W, C)``; Transformer
 blocks flatten it to tokens internally. Each is residual and pre-norm.
 """
 
-import keras
 from keras import ops
 
 from keras_hiri import common, kernels

@@ -6,7 +6,6 @@ the mean of the stage-5 tokens; it attends over ``[cls; tokens]`` and passes a
 plain FFN. The builder then applies ``LayerNorm`` and the linear classifier.
 """
 
-import keras
 from keras import ops
 
 from keras_hiri import common

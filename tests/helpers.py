@@ -1,7 +1,20 @@
-"""Assertions shared by the layer tests."""
+"""Assertions and paths shared by the tests."""
+
+import importlib.util
+import os
 
 import keras
 import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+
+
+def load_script(folder, name):
+    """Imports ``ROOT/folder/name.py`` (examples, benchmarks and scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, folder, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def to_numpy(x):

@@ -5,22 +5,15 @@ tests check that the scripts compute P1/P2/P4 from the right rows, print the
 table, and draw the figure, on hand-made results.
 """
 
-import importlib.util
-import os
 
 import pytest
+
+from tests.helpers import load_script
 
 # Nothing here depends on the Keras backend (see tests/conftest.py).
 pytestmark = pytest.mark.backend_independent
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _load(folder, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, folder, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(model, resolution, seconds, **flags):
@@ -43,7 +36,7 @@ RESULTS = [
 
 
 def test_ratios_come_from_the_right_rows():
-    throughput = _load("benchmarks", "throughput")
+    throughput = load_script("benchmarks", "throughput")
     ratios = throughput.ratios(RESULTS)
     assert ratios["P1"] == pytest.approx(0.72 / 0.36)
     assert ratios["P2"] == pytest.approx(0.36 / 0.3)
@@ -52,7 +45,7 @@ def test_ratios_come_from_the_right_rows():
 
 
 def test_table_marks_targets_met_and_missed():
-    throughput = _load("benchmarks", "throughput")
+    throughput = load_script("benchmarks", "throughput")
     table = throughput.markdown({"jax": RESULTS, "torch": RESULTS[:4]}, batch=8)
     assert "| HIRI-ViT-S folded | 448 |" in table
     assert "2.00 (met)" in table  # P1 on jax
@@ -65,14 +58,14 @@ def test_table_marks_targets_met_and_missed():
 
 
 def test_torch_against_tensorflow_ratio():
-    throughput = _load("benchmarks", "throughput")
+    throughput = load_script("benchmarks", "throughput")
     slow = [dict(r, images_per_s=r["images_per_s"] / 2) if "images_per_s" in r else r for r in RESULTS]
     table = throughput.markdown({"tensorflow": RESULTS, "torch": slow}, batch=8)
     assert "| T_torch | thr(S@448, torch) / thr(S@448, tensorflow) | >= 0.8 | 0.50 (missed) |" in table
 
 
 def test_job_list_has_every_row_the_ratios_need():
-    throughput = _load("benchmarks", "throughput")
+    throughput = load_script("benchmarks", "throughput")
     parser_args = type("Args", (), {"quick": True})()
     rows = throughput.jobs(parser_args)
     assert rows[0]["gemm"]  # the machine's limit, measured first in the same run
@@ -87,7 +80,7 @@ def test_job_list_has_every_row_the_ratios_need():
 
 def test_cost_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
-    plot_cost = _load("examples", "plot_cost")
+    plot_cost = load_script("examples", "plot_cost")
     curves = {
         ("HIRI-ViT-S", False): [(224, 1.3, 10.0), (448, 5.0, 40.0)],
         ("HIRI-ViT-S", True): [(224, 4.5, 30.0), (448, 5.0, 40.0)],
@@ -100,7 +93,7 @@ def test_cost_plot_writes_a_png(tmp_path):
 
 
 def test_train_step_table_and_ratios():
-    train_step = _load("benchmarks", "train_step")
+    train_step = load_script("benchmarks", "train_step")
     rows = lambda plain, distill, peer: [  # noqa: E731
         {"model": "S", "step": "plain", "median_s": plain, "images_per_s": 8 / plain, "repeats": 3, "warmup": 2},
         {"model": "S", "step": "distill", "median_s": distill, "images_per_s": 8 / distill, "repeats": 3,

@@ -1,6 +1,10 @@
+import subprocess
+import sys
+
 import pytest
 
 from keras_hiri import cli
+from tests.helpers import ROOT
 
 
 @pytest.mark.backend_independent
@@ -8,6 +12,25 @@ def test_profile_verb(capsys):
     assert cli.main(["profile", "--variant", "S", "--resolution", "448"]) == 0
     out = capsys.readouterr().out
     assert "hiri_vit_s @ 448x448" in out and "stage5" in out
+
+
+@pytest.mark.backend_independent
+def test_help_and_version_import_neither_keras_nor_a_backend():
+    code = (
+        "import sys, keras_hiri_cli\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    try:\n"
+        "        keras_hiri_cli.main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "heavy = sorted(m for m in sys.modules\n"
+        "               if m.split('.')[0] in ('keras', 'keras_hiri', 'tensorflow', 'jax', 'torch'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout and "detect" in out.stdout and "keras-hiri 0." in out.stdout
 
 
 @pytest.mark.backend_independent

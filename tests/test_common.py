@@ -1,9 +1,12 @@
+import copy
+
 import keras
 import numpy as np
 import pytest
 
-from keras_hiri import common, kernels
+from keras_hiri import blocks, common, kernels
 from tests.helpers import assert_layer_round_trip, to_numpy
+from tests.tiny import tiny_model
 
 
 def reference_ceil_avg_pool(x):
@@ -112,10 +115,6 @@ def test_depthwise_implementation_auto_is_unrolled_only_on_jax_cpu(depthwise_mod
 
 
 # ------------------------------------------------ build, config and dtype policy
-import copy  # noqa: E402
-
-from keras_hiri import blocks, common  # noqa: E402
-from tests.tiny import tiny_model  # noqa: E402
 
 
 def test_model_config_round_trip_is_idempotent():

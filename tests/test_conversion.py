@@ -1,24 +1,17 @@
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
 from keras_hiri import conversion
-from tests.helpers import to_numpy
+from tests.helpers import load_script, to_numpy
 from tests.tiny import images, randomize_batchnorm_statistics, tiny_model
 
 torch = pytest.importorskip("torch")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "convert_pytorch", os.path.join(ROOT, "weights", "convert_pytorch.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("weights", "convert_pytorch")
 
 
 @pytest.fixture

@@ -1,20 +1,17 @@
 """The README's main job (examples/demo.py) runs end to end on a small input."""
 
-import importlib.util
 import os
 
 import pytest
 
+from tests.helpers import ROOT, load_script
+
 pytest.importorskip("skimage")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples", name)
 
 
 def test_demo_classifies_photo_and_prints_profile(capsys):

@@ -7,10 +7,9 @@ import pytest
 
 import keras_hiri
 from keras_hiri.serving import export
-from tests.helpers import to_numpy
+from tests.helpers import ROOT, to_numpy
 from tests.tiny import TINY_CLASSES, images, randomize_batchnorm_statistics, tiny_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

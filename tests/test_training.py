@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from keras_hiri import training
-from tests.helpers import to_numpy
+from tests.helpers import ROOT, to_numpy
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_recipe_defaults_are_the_papers():

@@ -1,9 +1,13 @@
+import json
+import os
+
+import keras
+import numpy as np
 import pytest
 
-from keras_hiri import weights
-import keras
-
 import keras_hiri
+from keras_hiri import weights
+from tests.helpers import to_numpy
 from tests.tiny import TINY, tiny_model
 
 
@@ -59,13 +63,6 @@ def test_weights_without_metadata_or_of_another_variant_are_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- registry
-import json  # noqa: E402
-import os  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import keras_hiri  # noqa: E402
-from tests.helpers import to_numpy  # noqa: E402
 
 
 @pytest.fixture

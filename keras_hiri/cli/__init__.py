@@ -1,50 +1,11 @@
-"""``keras-hiri`` command line.
+"""``keras-hiri`` verbs, one module each (``predict``, ``profile``, ``train``,
+``export``, ``convert``, ``detect``), each with ``main(argv)``.
 
-    keras-hiri predict cat.jpg dog.png --variant tiny --weights tiny_skimage_patches_64
-    keras-hiri profile --variant S --resolution 224 448 [--pin-late-grids]
-    keras-hiri train --photo-patches --variant tiny --image-size 64 --output-dir runs/p
-    keras-hiri export model.keras served/hiri --version 1
-    keras-hiri convert model.pth --variant S --output hiri_vit_s.weights.h5
-    keras-hiri detect --backbone hiri --variant S --json hiri.json
-
-Bad input (a missing file, a file that is not an image, an unknown variant or
-weights name) prints ``keras-hiri: error: ...`` and exits with status 2.
+The verb table and the dispatcher live in the top-level module
+``keras_hiri_cli`` (re-exported here), so that ``keras-hiri --help`` answers
+without importing Keras; see its docstring.
 """
 
-import argparse
-import importlib
-import os
-import sys
+from keras_hiri_cli import VERBS, main
 
-VERBS = {
-    "predict": "top-5 classes of images (ImageNet names for 1000 classes, or the checkpoint's)",
-    "profile": "parameters and GMACs of a variant, counted from the built model",
-    "train": "train with the paper's recipe (EMA distillation), resumable; --help for options",
-    "export": "write a .keras model as a TF Serving SavedModel (OUTPUT/<version>/)",
-    "convert": "convert a PyTorch state_dict (timm-style names) into .weights.h5, verified",
-    "detect": "train RetinaNet on HIRI-ViT on an offline detection set, scored by COCOeval",
-}
-
-
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ notices are noise here
-    parser = argparse.ArgumentParser(
-        prog="keras-hiri", description="HIRI-ViT for Keras 3 (TensorFlow, JAX, PyTorch).",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for verb, text in VERBS.items():
-        sub.add_parser(verb, help=text, add_help=False)
-    args, rest = parser.parse_known_args(argv)
-    try:
-        # One module per verb, imported only when that verb runs (so --help
-        # needs neither TensorFlow nor a model).
-        verb = importlib.import_module(f"keras_hiri.cli.{args.command}")
-        return verb.main(rest) or 0
-    except ValueError as e:
-        print(f"keras-hiri: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["VERBS", "main"]
