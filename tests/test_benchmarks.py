@@ -5,7 +5,6 @@ tests check that the scripts compute P1/P2/P4 from the right rows, print the
 table, and draw the figure, on hand-made results.
 """
 
-
 import pytest
 
 from tests.helpers import load_script
@@ -14,12 +13,11 @@ from tests.helpers import load_script
 pytestmark = pytest.mark.backend_independent
 
 
-
-
 def _row(model, resolution, seconds, **flags):
     return {
         "model": model, "resolution": resolution, "median_s": seconds, "images_per_s": 8 / seconds,
-        "peak_mib": 100.0, "gmacs": 1.0, "compile": "auto", "repeats": 3, **flags,
+        "peak_mib": 100.0, "steady_peak_mib": 60.0, "gmacs": 1.0, "compile": "auto", "repeats": 3,
+        **flags,
     }
 
 
@@ -28,7 +26,7 @@ RESULTS = [
      "compile": "auto", "repeats": 5},
     _row("S", 224, 0.1),
     _row("S", 224, 0.3, pinned=True),
-    _row("S", 448, 0.36),
+    _row("S", 448, 0.36, peak_mib=150.0, steady_peak_mib=45.0),
     _row("S", 448, 0.35, folded=True),
     _row("ConvNeXtTiny", 224, 0.72),
     {"model": "S", "resolution": 448, "pair": True, "P4": 1.10, "compile": "auto", "repeats": 3},
@@ -42,6 +40,7 @@ def test_ratios_come_from_the_right_rows():
     assert ratios["P2"] == pytest.approx(0.36 / 0.3)
     assert ratios["P2_plain"] == pytest.approx(3.6)
     assert ratios["P4"] == pytest.approx(1.10)  # the paired measurement, not the two rows
+    assert ratios["M"] == pytest.approx(1.5) and ratios["M_steady"] == pytest.approx(0.75)
 
 
 def test_table_marks_targets_met_and_missed():
@@ -53,7 +52,8 @@ def test_table_marks_targets_met_and_missed():
     lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| P")}
     assert lines["P1"].rstrip(" |").endswith("-")  # torch has no ConvNeXt row
     # 1 GMAC x 11.11 img/s against the 40 GMAC/s GEMM peak: 28 %.
-    assert "| ConvNeXtTiny | 224 | 1.00 | 11.11 | 720 | 11.1 (28 %) | 100 | failed |" in table
+    assert "| ConvNeXtTiny | 224 | 1.00 | 11.11 | 720 | 11.1 (28 %) | 100 (60) | failed |" in table
+    assert "1.50 (missed)" in table and "0.75 (met)" in table  # memory: M and M_steady on jax
     assert "40.0 (100 %)" in table
 
 
