@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from tests.helpers import to_numpy
+from tests.helpers import infer, to_numpy
 from tests.tiny import TINY, TINY_CLASSES, images, randomize_batchnorm_statistics
 
 SHAPE = (64, 64, 3)
@@ -48,15 +48,15 @@ def test_inference_is_close_to_float32_and_head_is_float32(policy):
         reference = _model(classifier_activation=None)
     reference.set_weights(weights)
     x = images(2, SHAPE)
-    logits = to_numpy(model(x, training=False))
-    expected = to_numpy(reference(x, training=False))
+    logits = infer(model, x)
+    expected = infer(reference, x)
     assert logits.dtype == np.float32
     assert np.isfinite(logits).all()
     # Compare the pooled features too (larger than the fresh head's logits).
     features = keras.Model(model.inputs, model.get_layer("head").output)
     ref_features = keras.Model(reference.inputs, reference.get_layer("head").output)
-    a = to_numpy(features(x, training=False)).astype("float32")
-    b = to_numpy(ref_features(x, training=False))
+    a = infer(features, x).astype("float32")
+    b = infer(ref_features, x)
     scale = np.abs(b).max()
     assert np.abs(a - b).max() <= TOLERANCE[policy] * scale, (np.abs(a - b).max(), scale)
     assert np.abs(logits - expected).max() <= TOLERANCE[policy] * max(np.abs(expected).max(), 1e-3)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import to_numpy
+from tests.helpers import infer
 from tests.tiny import images, randomize_batchnorm_statistics, tiny_model
 
 
@@ -18,11 +18,11 @@ def test_quantized_model_round_trips_through_keras_file(tmp_path, mode):
     model = tiny_model(classifier_activation=None)
     randomize_batchnorm_statistics(model)
     x = images()
-    reference = to_numpy(model(x, training=False))
+    reference = infer(model, x)
     model.quantize(mode)
     quantized = [layer for layer in _all(model) if layer.quantization_mode == mode]
     assert len(quantized) >= 20  # every Dense inside the blocks and the head
-    out = to_numpy(model(x, training=False))
+    out = infer(model, x)
     scale = np.abs(reference).max()
     assert np.abs(out - reference).max() <= TOLERANCE[mode] * scale, "far from the float model"
     assert np.abs(out - reference).max() > 0, "quantize changed nothing"
@@ -31,7 +31,7 @@ def test_quantized_model_round_trips_through_keras_file(tmp_path, mode):
     revived = keras.saving.load_model(path)
     revived_quantized = [layer for layer in _all(revived) if layer.quantization_mode == mode]
     assert [layer.path for layer in revived_quantized] == [layer.path for layer in quantized]
-    np.testing.assert_allclose(to_numpy(revived(x, training=False)), out, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(infer(revived, x), out, rtol=1e-6, atol=1e-6)
     # And its config round-trips with the quantized policies in it.
     again = revived.__class__.from_config(revived.get_config())
     assert sum(layer.quantization_mode == mode for layer in _all(again)) == len(quantized)

@@ -7,7 +7,7 @@ import pytest
 
 import keras_hiri
 from keras_hiri.serving import export
-from tests.helpers import ROOT, to_numpy
+from tests.helpers import ROOT, infer
 from tests.tiny import TINY_CLASSES, images, randomize_batchnorm_statistics, tiny_model
 
 
@@ -18,7 +18,7 @@ def served(tmp_path_factory):
     model = tiny_model()
     randomize_batchnorm_statistics(model)
     x = images(3)
-    want = to_numpy(model(x, training=False))
+    want = infer(model, x)
     target = export(model, str(tmp / "served"), version=2, top_k=3)
     assert target == os.path.join(str(tmp / "served"), "2")
     np.savez(tmp / "inputs.npz", images=x)
@@ -89,7 +89,7 @@ def test_onnx_runs_in_onnxruntime_and_matches(tmp_path):
     model = tiny_model()
     randomize_batchnorm_statistics(model)
     x = images(3)
-    want = to_numpy(model(x, training=False))
+    want = infer(model, x)
     path = keras_hiri.export(model, str(tmp_path / "hiri.onnx"), format="onnx", top_k=3)
     session = ort.InferenceSession(path)
     assert [i.name for i in session.get_inputs()] == ["images"]
@@ -156,7 +156,7 @@ np.savez(sys.argv[3], images=nchw["probabilities"].numpy(), bytes=from_bytes["pr
 def test_channels_first_model_serves_nchw_images_and_decoded_bytes(tmp_path):
     model = tiny_model(input_shape=(3, *images(1).shape[1:3]), data_format="channels_first")
     x = images(2)  # NHWC
-    want = to_numpy(model(x.transpose(0, 3, 1, 2), training=False))
+    want = infer(model, x.transpose(0, 3, 1, 2))
     target = export(model, str(tmp_path / "served"))
     np.savez(tmp_path / "in.npz", images=x)
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")

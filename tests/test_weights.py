@@ -7,7 +7,7 @@ import pytest
 
 import keras_hiri
 from keras_hiri import weights
-from tests.helpers import to_numpy
+from tests.helpers import infer, to_numpy
 from tests.tiny import TINY, tiny_model
 
 
@@ -97,10 +97,10 @@ def registry_dir(tmp_path, monkeypatch):
 def test_registry_shipped_and_downloaded_files_load(registry_dir):
     model, tmp = registry_dir
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
-    want = to_numpy(model(x, training=False))
+    want = infer(model, x)
     for name in ("shipped", "remote"):
         loaded = keras_hiri.HiriViT("tiny", input_shape=(64, 64, 3), classes=4, weights=name)
-        np.testing.assert_allclose(to_numpy(loaded(x, training=False)), want, atol=1e-6)
+        np.testing.assert_allclose(infer(loaded, x), want, atol=1e-6)
     assert os.path.exists(tmp / "keras_home" / "models" / "keras_hiri" / "remote.weights.h5")
 
 
@@ -141,8 +141,8 @@ def test_transfer_learning(registry_dir):
     for layer in reference.layers:
         if layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
-    np.testing.assert_allclose(to_numpy(backbone(x, training=False)),
-                               to_numpy(reference(x, training=False)), atol=1e-5)
+    np.testing.assert_allclose(infer(backbone, x),
+                               infer(reference, x), atol=1e-5)
     # A new head for other classes: the backbone is loaded, the head is new.
     new = keras_hiri.HiriViT("tiny", input_shape=(80, 96, 3), classes=7, reset_head=True,
                              weights="shipped")
@@ -167,7 +167,7 @@ def test_shipped_checkpoint_is_real_and_classifies_held_out_patches():
                                weights="tiny_skimage_patches_64")
     x, y, names = data.photo_patches("validation", patch_size=64, per_class=8)
     assert names == entry["class_names"]
-    accuracy = float(np.mean(to_numpy(model(x.astype("float32"), training=False)).argmax(-1) == y))
+    accuracy = float(np.mean(infer(model, x.astype("float32")).argmax(-1) == y))
     assert accuracy > 0.4  # chance is 0.1; the benchmark measured 0.653 on 320 patches
 
 
