@@ -13,7 +13,8 @@ process's peak resident set size during inference (the count is restarted
 once the model is built) above what the process used before the model
 existed: weights + activations + compiled code + what compiling took. The
 figure in brackets is the steady state: the peak during the timed calls only
-(the count restarted after warm-up), i.e. what inference holds once compiled.
+(the count restarted after warm-up, once the heap that compiling freed is
+returned to the OS), i.e. what inference holds once compiled.
 It is a CPU measure.
 
 The first row of each backend is the machine's dense float32 GEMM rate
@@ -72,6 +73,20 @@ def _reset_peak_rss():
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
+        pass
+
+
+def _release_free_heap():
+    """Returns the C heap's free pages to the OS (glibc ``malloc_trim``; no-op
+    elsewhere). Compiling (XLA, TensorFlow graphs) frees hundreds of MiB that
+    glibc keeps mapped; without this the steady-state count would start from
+    that retained heap rather than from what inference holds."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
         pass
 
 
@@ -170,7 +185,16 @@ def measure(spec):
     baseline = _rss_mib()
     model = build(spec)
     gmacs = keras_hiri.profile(model).gmacs
+    if keras.backend.backend() == "jax":
+        # JAX keeps an executable for every (op, shape) run eagerly: the
+        # initializers of the build and the profile's forward pass hold
+        # 200-500 MiB of them for HIRI-ViT-S (docs/RESULTS.md). A serving
+        # process needs none of them; this releases them before measuring.
+        import jax
+
+        jax.clear_caches()
     gc.collect()
+    _release_free_heap()
     _reset_peak_rss()  # count weights + inference, not the build's transients
     jit, x = _jit_and_batch(spec)
     start = time.perf_counter()
@@ -181,6 +205,7 @@ def measure(spec):
     if spec["warmup"] > 1:
         latency(model, x, spec["warmup"] - 2, 1, jit_compile=None)
     gc.collect()
+    _release_free_heap()
     _reset_peak_rss()  # from here: steady-state inference only
     median, times = latency(model, x, 0, spec["repeats"], jit_compile=None)
     steady = _peak_rss_mib()
