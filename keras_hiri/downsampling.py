@@ -6,7 +6,6 @@ with ``strides=1`` (the pinned-grid rule of the paper's 224/384 settings), keep
 the grid.
 """
 
-
 from keras_hiri import common
 
 

@@ -3,7 +3,6 @@
 Every stem maps an image ``(B, H, W, 3)`` to ``(B, ceil(H/4), ceil(W/4), C1)``.
 """
 
-
 from keras_hiri import common
 
 

@@ -5,11 +5,11 @@ import os
 # (folding + distillation tests: 338 s -> 273 s). Test results do not depend
 # on it; benchmarks never run under it.
 #
-# Each test builds and fits its own models, and many are the same program
-# (the tiny variant at 64x64): JAX's persistent compilation cache, in a
-# directory of this session (inherited by the training subprocesses), compiles
-# each such program once. The SIGKILL-resume test, three training processes:
-# 285 s without it, 185 s with it (tests/test_training.py, this machine).
+# Training subprocesses (the SIGKILL-resume test's three, the CLI and example
+# runs) compile the same programs again: JAX's persistent compilation cache,
+# in a directory of this session that they inherit, compiles each once. The
+# SIGKILL-resume test: 285 s without it, 185 s with it (this machine). Inside
+# one process it gains nothing measurable (docs/DESIGN.md).
 if os.environ.get("KERAS_BACKEND") == "jax":
     import atexit
     import shutil

@@ -28,11 +28,11 @@ def infer(model, x):
     fresh process's first eager call of the tiny model takes 33 s, its
     compiled call 5 s. Compiling pays where a test's model has ops no earlier
     test ran (quantized, mixed-precision, serving and checkpoint models: those
-    modules' JAX time fell by a fifth to a third, against the unchanged
-    tests of the same run); where tests repeat the
-    same float32 shapes, the per-op cache makes eager calls cheaper, so the
-    builder and conversion tests keep them. Elsewhere eager: tracing a
-    TensorFlow graph costs more than a few eager calls."""
+    modules' JAX time fell by a fifth to a third, against the unchanged tests
+    of the same run); where tests repeat the same float32 shapes, the per-op
+    cache makes eager calls cheaper, so the builder and conversion tests keep
+    them. Elsewhere eager: tracing a TensorFlow graph costs more than a few
+    eager calls."""
     if keras.backend.backend() == "jax":
         return np.asarray(model.predict_on_batch(x))
     return to_numpy(model(x, training=False))

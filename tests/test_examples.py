@@ -9,7 +9,6 @@ from tests.helpers import ROOT, load_script
 pytest.importorskip("skimage")
 
 
-
 def _load(name):
     return load_script("examples", name)
 

@@ -11,7 +11,6 @@ from tests.helpers import ROOT, infer
 from tests.tiny import TINY_CLASSES, images, randomize_batchnorm_statistics, tiny_model
 
 
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")

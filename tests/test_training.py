@@ -12,7 +12,6 @@ from keras_hiri import training
 from tests.helpers import ROOT, to_numpy
 
 
-
 def test_recipe_defaults_are_the_papers():
     r = training.Recipe()
     assert (r.epochs, r.batch_size, r.weight_decay, r.warmup_epochs) == (300, 1024, 0.05, 5)
