@@ -21,6 +21,7 @@ import numpy as np
 
 import keras_hiri
 from keras_hiri import data
+from keras_hiri.common import build_optimizer
 from keras_hiri.segmentation import HiriViTSegmenter
 
 
@@ -64,6 +65,7 @@ def main(argv=None):
         optimizer=keras.optimizers.AdamW(args.learning_rate, weight_decay=0.05),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
+    build_optimizer(model)  # TensorFlow then traces the train step once, not twice
     start = time.time()
     model.fit(x.astype("float32"), y, batch_size=args.batch_size, epochs=args.epochs,
               shuffle=True, verbose=2)

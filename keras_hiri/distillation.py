@@ -264,11 +264,34 @@ class EMADistillation(keras.Model):
             return super().compute_metrics(x, self.mix_labels(y, y_pred), probs, sample_weight)
         return super().compute_metrics(x, self.one_hot(y), y_pred, sample_weight)
 
+    def build_training_state(self):
+        """Creates the optimizer's slots and the compiled metrics' state now.
+
+        ``fit`` and ``evaluate`` call it. Keras' TensorFlow trainer (without a
+        distribution strategy) otherwise creates them inside the first trace
+        of its step function, and ``tf.function`` then traces the step twice:
+        once creating variables, once without. The first ``fit`` of the tiny
+        test model took 66 s that way and 27 s with this (docs/DESIGN.md).
+        The JAX and PyTorch trainers build the same state before their first
+        step; there it changes nothing.
+        """
+        common.build_optimizer(self)
+        # compute_metrics passes (one-hot or mixed labels, probabilities).
+        probs = keras.KerasTensor((None, self.num_classes))
+        for metric in self.metrics:  # the compiled-metrics container is built lazily
+            if getattr(metric, "built", True) is False:
+                metric.build(probs, probs)
+
     def fit(self, *args, callbacks=None, **kwargs):
         callbacks = list(callbacks or [])
         if not any(isinstance(c, _FoldLastStudentState) for c in callbacks):
             callbacks.append(_FoldLastStudentState())
+        self.build_training_state()
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        self.build_training_state()
+        return super().evaluate(*args, **kwargs)
 
     def get_config(self):
         return {

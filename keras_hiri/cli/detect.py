@@ -46,7 +46,7 @@ def run(args):
     import keras
     import numpy as np
 
-    from keras_hiri import data, detection, profiling
+    from keras_hiri import common, data, detection, profiling
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32 (RetinaNet's P5 stride). "
@@ -71,6 +71,7 @@ def run(args):
     detector.compile(optimizer=keras.optimizers.AdamW(
         keras.optimizers.schedules.CosineDecay(args.learning_rate, steps), weight_decay=0.05,
         clipnorm=10.0))
+    common.build_optimizer(detector)  # TensorFlow then traces the train step once, not twice
     start = time.time()
     # keras-hub's task fit passes shuffle=True along with our (shuffled) tf.data
     # pipeline, and Keras warns that it is ignored: true, and beside the point.
