@@ -239,8 +239,17 @@ def avg_pool_2x2_ceil(x):
 
 
 def upsample_2x_to(x, like):
-    """Nearest-neighbour x2 upsampling (repetition), cropped to ``like``'s grid."""
-    x = ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+    """Nearest-neighbour x2 upsampling (repetition), cropped to ``like``'s grid.
+
+    Written as a broadcast and a reshape rather than ``ops.repeat``: Keras'
+    PyTorch ``repeat`` fails on the "meta" device, so every symbolic pass
+    through an HR block (each ``build``) fell back to computing a batch of 83
+    on the CPU (building HIRI-ViT-L took 108 s on PyTorch); eagerly it is
+    also faster on PyTorch and TensorFlow (docs/DESIGN.md).
+    """
+    batch, h, w, c = ops.shape(x)
+    x = ops.broadcast_to(x[:, :, None, :, None, :], (batch, h, 2, w, 2, c))
+    x = ops.reshape(x, (-1, h * 2, w * 2, c))
     h, w = like.shape[1], like.shape[2]
     if h is None or w is None:
         shape = ops.shape(like)

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri import PAPER
+from keras_hiri import PAPER, profiling
 from keras_hiri.cli.profile import main as profiling_main
+from tests.helpers import infer
+from tests.tiny import images, tiny_model
 
 
 @pytest.mark.backend_independent
@@ -42,6 +44,19 @@ def test_counter_matches_hand_count_on_small_model():
     expected = 8 * 6 * 4 * 9 * 3 + 4 * 3 * 4 * 9 + 12 * 4 * (4 + 8 + 4) + 2 * 12 * 12 * 4 + 12 * 4 * 5
     assert result.macs == expected
     assert result.params == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_symbolic_count_equals_the_count_of_a_real_forward_pass():
+    """profile() traces symbolically; on PyTorch part of that pass fails on the
+    "meta" device and Keras starts it again on the CPU (counted once)."""
+    model = tiny_model()
+    result = keras_hiri.profile(model)
+    totals = {}
+    with profiling._hooks(model, totals):
+        infer(model, images(1))
+    assert result.macs == sum(totals.values()) > 0
+    for part, _, macs in result.rows:
+        assert macs == totals.get(part, 0), part
 
 
 def test_profile_table_and_dynamic_input():
