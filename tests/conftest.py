@@ -1,9 +1,12 @@
 import os
 
-# The suite runs thousands of small XLA programs on JAX; compiling them without
-# XLA's backend optimisation passes takes less time than those passes save
-# (folding + distillation tests: 338 s -> 273 s). Test results do not depend
-# on it; benchmarks never run under it.
+# The suite runs thousands of small XLA programs on JAX (Keras' eager calls
+# compile op by op), and compiling is most of its time. Three XLA flags make
+# each compile cheaper than what the compiled code loses on these tiny inputs:
+# no backend optimisation passes (folding + distillation tests: 338 s ->
+# 273 s), no expensive LLVM passes and the older elemental emitters instead
+# of the fusion emitters (a fresh process's first eager call of the tiny
+# model: 44-46 s -> 24-28 s; docs/DESIGN.md). Benchmarks never run under them.
 #
 # Training subprocesses (the SIGKILL-resume test's three, the CLI and example
 # runs) compile the same programs again: JAX's persistent compilation cache,
@@ -15,7 +18,9 @@ if os.environ.get("KERAS_BACKEND") == "jax":
     import shutil
     import tempfile
 
-    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
+                          "--xla_llvm_disable_expensive_passes=true "
+                          "--xla_cpu_use_fusion_emitters=false")
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         _cache = tempfile.mkdtemp(prefix="keras_hiri_jax_cache_")
         atexit.register(shutil.rmtree, _cache, ignore_errors=True)
