@@ -176,7 +176,8 @@ class _Forward(keras.Operation):
         # has no meta kernel, starts again on the CPU: each attempt counts anew.
         for part in self.totals:
             self.totals[part] = 0
-        return self.model(x, training=False)
+        # A plain list: JAX's trace rejects Keras' tracked dict (a pyramid's outputs).
+        return keras.tree.flatten(self.model(x, training=False))
 
 
 def profile(model, input_shape=None):
