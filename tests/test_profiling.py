@@ -46,14 +46,24 @@ def test_counter_matches_hand_count_on_small_model():
     assert result.params == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-def test_symbolic_count_equals_the_count_of_a_real_forward_pass():
-    """profile() traces symbolically; on PyTorch part of that pass fails on the
-    "meta" device and Keras starts it again on the CPU (counted once)."""
-    model = tiny_model()
+def _repeating_model():
+    """A conv before ``ops.repeat``, which Keras 3.15's PyTorch backend cannot
+    run on the "meta" device: its symbolic pass starts again on the CPU."""
+    inp = keras.Input((8, 6, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    x = keras.layers.Lambda(lambda t: keras.ops.repeat(t, 2, axis=1), name="repeat")(x)
+    return keras.Model(inp, keras.layers.Dense(5, name="dense")(x), name="repeating")
+
+
+@pytest.mark.parametrize("build", [tiny_model, _repeating_model])
+def test_symbolic_count_equals_the_count_of_a_real_forward_pass(build):
+    """profile() traces symbolically; a pass that Keras starts again (PyTorch,
+    an op without a meta kernel) is counted once."""
+    model = build()
     result = keras_hiri.profile(model)
     totals = {}
     with profiling._hooks(model, totals):
-        infer(model, images(1))
+        infer(model, images(1, model.input.shape[1:]))
     assert result.macs == sum(totals.values()) > 0
     for part, _, macs in result.rows:
         assert macs == totals.get(part, 0), part
