@@ -187,8 +187,8 @@ def measure(spec):
     gmacs = keras_hiri.profile(model).gmacs
     if keras.backend.backend() == "jax":
         # JAX keeps an executable for every (op, shape) run eagerly: the
-        # initializers of the build and the profile's forward pass hold
-        # 200-500 MiB of them for HIRI-ViT-S (docs/RESULTS.md). A serving
+        # build's initializers hold ~200 MiB of them for HIRI-ViT-S
+        # (docs/RESULTS.md; profile() is symbolic and adds none). A serving
         # process needs none of them; this releases them before measuring.
         import jax
 
