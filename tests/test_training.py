@@ -82,8 +82,10 @@ def test_resume_helper_runs_the_default_augmentation_and_drop_path():
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution is JAX-only")
 def test_jax_data_parallel_on_two_simulated_devices(tmp_path):
     """--data-parallel shards each batch over 2 (XLA host-simulated) devices."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    # Added to the test process's XLA flags (tests/conftest.py), not in their
+    # place: with XLA's default optimisation this run compiled 4x slower.
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS=flags.strip())
     code = (
         "import keras, jax\n"
         "from keras_hiri.cli.train import main\n"
