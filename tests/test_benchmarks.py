@@ -100,7 +100,11 @@ def test_train_step_table_and_ratios():
          "warmup": 2},
         {"model": "ConvNeXtTiny", "step": "plain", "median_s": peer, "images_per_s": 8 / peer, "repeats": 3,
          "warmup": 2},
+        {"model": "S", "step": "paired", "plain_s": plain, "distill_s": 1.3 * plain, "D_paired": 1.3,
+         "repeats": 3, "warmup": 2},
     ]
     table = train_step.markdown({"jax": rows(2.0, 2.4, 1.0), "torch": rows(2.0, 3.0, 4.0)}, batch=8)
+    assert "| D_paired | the same, the two steps alternated in one process | <= 1.4 | 1.30 (met) | 1.30 (met) |" in table
+    assert "paired" not in table.split("| ratio |")[0]  # not a throughput row
     assert "| D | time(distill step, S@448) / time(plain step, S@448) | <= 1.4 | 1.20 (met) | 1.50 (missed) |" in table
     assert "| R | train thr(S@448) / train thr(ConvNeXtTiny@224) | (reported) | 0.50 | 2.00 |" in table
