@@ -427,7 +427,8 @@ def markdown(all_results, batch):
     lines += [
         "",
         f"batch {batch}, median of {next(iter(first.values()))['repeats']} timed batches after warm-up; "
-        f"compile mode: {compile_modes}; kernel switches: {chosen or 'all auto'}",
+        f"compile mode: {compile_modes}; kernel switches: {chosen or 'all auto'}"
+        + (f"; XLA_FLAGS={os.environ['XLA_FLAGS']}" if os.environ.get("XLA_FLAGS") else ""),
     ]
     return "\n".join(lines)
 

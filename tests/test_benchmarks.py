@@ -43,9 +43,14 @@ def test_ratios_come_from_the_right_rows():
     assert ratios["M"] == pytest.approx(1.5) and ratios["M_steady"] == pytest.approx(0.75)
 
 
-def test_table_marks_targets_met_and_missed():
+def test_table_marks_targets_met_and_missed(monkeypatch):
     throughput = load_script("benchmarks", "throughput")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
     table = throughput.markdown({"jax": RESULTS, "torch": RESULTS[:4]}, batch=8)
+    assert "XLA_FLAGS" not in table
+    monkeypatch.setenv("XLA_FLAGS", "--xla_example=1")  # a run under non-default XLA flags says so
+    assert table.splitlines()[-1] + "; XLA_FLAGS=--xla_example=1" == throughput.markdown(
+        {"jax": RESULTS, "torch": RESULTS[:4]}, batch=8).splitlines()[-1]
     assert "| HIRI-ViT-S folded | 448 |" in table
     assert "2.00 (met)" in table  # P1 on jax
     assert "3.60 (missed)" in table  # P2 plain
