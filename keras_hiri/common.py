@@ -14,6 +14,8 @@ the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
   checkpoint be ported without numerical drift.
 """
 
+import threading
+
 import keras
 from keras import ops
 
@@ -257,6 +259,9 @@ def upsample_2x_to(x, like):
     return x[:, :h, :w, :]
 
 
+_BUILD_TRACE = threading.local()  # set while a CompositeLayer.build traces its call
+
+
 class CompositeLayer(keras.layers.Layer):
     """Base of the layers built from sub-layers.
 
@@ -289,9 +294,34 @@ class CompositeLayer(keras.layers.Layer):
         self.fold_bn = bool(fold_bn)
 
     def build(self, input_shape):
-        keras.Operation.compute_output_spec(
-            self, keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype)
-        )
+        if getattr(_BUILD_TRACE, "active", False):
+            # An enclosing composite layer is tracing its call for its own
+            # build, and this layer's call runs next in that trace: its
+            # sub-layers get built there, on the shapes they receive. Tracing
+            # here too would trace every nested layer once per level above it.
+            return
+        _BUILD_TRACE.active = True
+        try:
+            spec = keras.Operation.compute_output_spec(
+                self, keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype)
+            )
+        finally:
+            _BUILD_TRACE.active = False
+        # Not a tracked attribute: only compute_output_spec reads it.
+        object.__setattr__(self, "_traced", (tuple(input_shape), self.compute_dtype, spec))
+
+    def compute_output_spec(self, x, *args, **kwargs):
+        """A symbolic call on the input :meth:`build` traced reuses that trace's
+        output instead of tracing ``call`` again (the second trace was about
+        half of a functional model's construction time on TensorFlow)."""
+        traced = self.__dict__.get("_traced")
+        if (traced is not None and not args and set(kwargs) <= {"training"}
+                and isinstance(x, keras.KerasTensor)
+                and (tuple(x.shape), x.dtype) == traced[:2]):
+            return keras.tree.map_structure(
+                lambda t: keras.KerasTensor(t.shape, dtype=t.dtype), traced[2]
+            )
+        return super().compute_output_spec(x, *args, **kwargs)
 
     def __setattr__(self, name, value):
         # Record sub-layer attributes in creation order (on torch, sub-layers

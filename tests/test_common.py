@@ -1,4 +1,6 @@
+import collections
 import copy
+import functools
 
 import keras
 import numpy as np
@@ -137,6 +139,41 @@ def test_composite_layers_build_every_sublayer_from_their_build_config(layer_cls
     assert revived.get_build_config() == layer.get_build_config()
     assert [w.shape for w in revived.weights] == [w.shape for w in layer.weights]
     assert [w.path for w in revived.weights] == [w.path for w in layer.weights]
+
+
+def test_building_a_model_traces_each_composite_call_once(monkeypatch):
+    """The outermost composite's build traces its call; the composites inside
+    it are built within that trace, and the functional call reuses its output
+    (each nested level used to trace everything below it again)."""
+    calls = collections.Counter()
+    for cls in (blocks.TransformerBlock, blocks.CFFN):
+        def counted(call, name):
+            @functools.wraps(call)  # Keras reads call's signature
+            def wrapper(self, *args, **kwargs):
+                calls[name] += 1
+                return call(self, *args, **kwargs)
+            return wrapper
+        monkeypatch.setattr(cls, "call", counted(cls.call, cls.__name__))
+    # One symbolic pass of a built block: the backend may run call more than
+    # once per trace (Keras' torch backend does, to find the dynamic dims).
+    built = blocks.TransformerBlock(32, 2, name="built")
+    built.build((None, 5, 3, 32))
+    calls.clear()
+    keras.Operation.compute_output_spec(built, keras.KerasTensor((None, 5, 3, 32)))
+    one_trace = dict(calls)
+    assert one_trace["TransformerBlock"] == one_trace["CFFN"] >= 1
+    calls.clear()
+    inputs = keras.Input((5, 3, 32))
+    block = blocks.TransformerBlock(32, 2, name="block")
+    outputs = block(inputs)
+    assert dict(calls) == one_trace
+    assert tuple(outputs.shape) == (None, 5, 3, 32) and outputs.dtype == "float32"
+    assert all(sub.built for sub in common.walk(block))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3, 32)).astype("float32")
+    assert to_numpy(model(x)).shape == (2, 5, 3, 32)
+    # Another input shape is traced, not answered from the first trace.
+    assert tuple(block(keras.Input((4, 4, 32))).shape) == (None, 4, 4, 32)
 
 
 @pytest.mark.parametrize("policy", ["bfloat16", "mixed_bfloat16", "mixed_float16"])

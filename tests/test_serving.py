@@ -12,6 +12,12 @@ from tests.tiny import TINY_CLASSES, images, randomize_batchnorm_statistics, tin
 
 
 @pytest.fixture(scope="module")
+def classifier():
+    """One untouched tiny classifier for the tests that only check arguments."""
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     model = tiny_model()
@@ -64,9 +70,10 @@ def test_wrong_dtype_or_shape_is_rejected(served):
         ({"default_input": "text"}, "default_input"),
     ],
 )
-def test_bad_export_arguments(tmp_path, kwargs, message):
+def test_bad_export_arguments(classifier, tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        export(tiny_model(), str(tmp_path), **kwargs)
+        export(classifier, str(tmp_path), **kwargs)
+    assert not os.listdir(tmp_path)  # refused before anything is written
 
 
 def test_dynamic_input_model_is_rejected(tmp_path):
@@ -101,9 +108,9 @@ def test_onnx_runs_in_onnxruntime_and_matches(tmp_path):
             session.run(None, {"images": bad})
 
 
-def test_onnx_path_must_be_a_file(tmp_path):
+def test_onnx_path_must_be_a_file(classifier, tmp_path):
     with pytest.raises(ValueError, match=".onnx"):
-        export(tiny_model(), str(tmp_path / "dir"), format="onnx")
+        export(classifier, str(tmp_path / "dir"), format="onnx")
 
 
 @pytest.mark.parametrize("kwargs,kind", [
