@@ -32,10 +32,9 @@ if os.environ.get("KERAS_BACKEND") == "jax":
 import keras  # noqa: E402
 import pytest
 
-if keras.backend.backend() == "tensorflow" and os.environ.get("KERAS_HIRI_TEST_GRAPPLER") != "1":
-    import tensorflow as tf
+from tests.helpers import turn_off_grappler  # noqa: E402
 
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+turn_off_grappler()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

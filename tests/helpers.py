@@ -17,6 +17,17 @@ def load_script(folder, name):
     return module
 
 
+def turn_off_grappler():
+    """On TensorFlow, runs graphs without Grappler's rewrites, which cost a test's
+    few steps more time than they gain (docs/DESIGN.md); the test process and the
+    training subprocesses it starts call this. ``KERAS_HIRI_TEST_GRAPPLER=1``
+    keeps Grappler on."""
+    if keras.backend.backend() == "tensorflow" and os.environ.get("KERAS_HIRI_TEST_GRAPPLER") != "1":
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

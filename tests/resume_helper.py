@@ -11,6 +11,7 @@ import signal
 import keras
 
 from keras_hiri import data, training
+from tests.helpers import turn_off_grappler
 from tests.tiny import TINY
 
 
@@ -38,12 +39,7 @@ def main():
     p.add_argument("--kill-epoch", type=int)
     p.add_argument("--kill-batch", type=int, default=1)
     args = p.parse_args()
-    if keras.backend.backend() == "tensorflow":
-        # As in the test process (tests/conftest.py): Grappler's graph rewrites
-        # cost more than these few steps gain (each of the three runs: 53 -> 41 s).
-        import tensorflow as tf
-
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    turn_off_grappler()  # as the test process does (each of the three runs: 53 -> 41 s)
     x, y, _ = data.photo_patches("train", patch_size=64, per_class=4)
     xv, yv, _ = data.photo_patches("validation", patch_size=64, per_class=2)
     extra = [KillAt(args.kill_epoch, args.kill_batch)] if args.kill_epoch is not None else []
