@@ -428,9 +428,21 @@ def markdown(all_results, batch):
         "",
         f"batch {batch}, median of {next(iter(first.values()))['repeats']} timed batches after warm-up; "
         f"compile mode: {compile_modes}; kernel switches: {chosen or 'all auto'}"
-        + (f"; XLA_FLAGS={os.environ['XLA_FLAGS']}" if os.environ.get("XLA_FLAGS") else ""),
+        + speed_settings(),
     ]
     return "\n".join(lines)
+
+
+# Environment variables that change the speed or memory of every model in a run
+# (the workers inherit them): XLA's flags, and glibc's allocator thresholds.
+SPEED_ENVIRONMENT = ("XLA_FLAGS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def speed_settings():
+    """``"; NAME=value"`` for each variable of ``SPEED_ENVIRONMENT`` this run sets
+    (empty when none is), for a table's footer: a run under non-default settings says so."""
+    return "".join(f"; {name}={os.environ[name]}" for name in SPEED_ENVIRONMENT
+                   if os.environ.get(name))
 
 
 def _kernel_setting(text):

@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import run_and_report, run_worker  # noqa: E402  (shared by the benchmarks)
+from throughput import run_and_report, run_worker, speed_settings  # noqa: E402  (shared by the benchmarks)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROWS = [
@@ -146,7 +146,8 @@ def markdown(all_results, batch):
                  + " | ".join(r_cells) + " |")
     first = next(r for rs in all_results.values() for r in rs)
     lines += ["", f"batch {batch}, AdamW, median of {first['repeats']} steps after "
-                  f"{first['warmup']} warm-up steps (Keras' default compile per backend)"]
+                  f"{first['warmup']} warm-up steps (Keras' default compile per backend)"
+                  + speed_settings()]
     return "\n".join(lines)
 
 

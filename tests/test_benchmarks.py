@@ -45,12 +45,15 @@ def test_ratios_come_from_the_right_rows():
 
 def test_table_marks_targets_met_and_missed(monkeypatch):
     throughput = load_script("benchmarks", "throughput")
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    for name in throughput.SPEED_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
     table = throughput.markdown({"jax": RESULTS, "torch": RESULTS[:4]}, batch=8)
-    assert "XLA_FLAGS" not in table
-    monkeypatch.setenv("XLA_FLAGS", "--xla_example=1")  # a run under non-default XLA flags says so
-    assert table.splitlines()[-1] + "; XLA_FLAGS=--xla_example=1" == throughput.markdown(
-        {"jax": RESULTS, "torch": RESULTS[:4]}, batch=8).splitlines()[-1]
+    assert "XLA_FLAGS" not in table and "MALLOC" not in table
+    # A run under non-default XLA flags or allocator thresholds says so.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_example=1")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4294967296")
+    assert (table.splitlines()[-1] + "; XLA_FLAGS=--xla_example=1; MALLOC_MMAP_THRESHOLD_=4294967296"
+            == throughput.markdown({"jax": RESULTS, "torch": RESULTS[:4]}, batch=8).splitlines()[-1])
     assert "| HIRI-ViT-S folded | 448 |" in table
     assert "2.00 (met)" in table  # P1 on jax
     assert "3.60 (missed)" in table  # P2 plain
@@ -97,7 +100,7 @@ def test_cost_plot_writes_a_png(tmp_path):
     assert out.stat().st_size > 10_000
 
 
-def test_train_step_table_and_ratios():
+def test_train_step_table_and_ratios(monkeypatch):
     train_step = load_script("benchmarks", "train_step")
     rows = lambda plain, distill, peer: [  # noqa: E731
         {"model": "S", "step": "plain", "median_s": plain, "images_per_s": 8 / plain, "repeats": 3, "warmup": 2},
@@ -113,3 +116,7 @@ def test_train_step_table_and_ratios():
     assert "paired" not in table.split("| ratio |")[0]  # not a throughput row
     assert "| D | time(distill step, S@448) / time(plain step, S@448) | <= 1.4 | 1.20 (met) | 1.50 (missed) |" in table
     assert "| R | train thr(S@448) / train thr(ConvNeXtTiny@224) | (reported) | 0.50 | 2.00 |" in table
+    assert "MALLOC_TRIM_THRESHOLD_" not in table
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")  # non-default allocator: the footer says so
+    assert train_step.markdown({"jax": rows(2.0, 2.4, 1.0)}, batch=8).endswith(
+        "; MALLOC_TRIM_THRESHOLD_=4294967296")
