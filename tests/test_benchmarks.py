@@ -2,7 +2,8 @@
 
 Timings themselves are never asserted (they live in the benchmarks); these
 tests check that the scripts compute P1/P2/P4 from the right rows, print the
-table, and draw the figure, on hand-made results.
+table, and draw the figure, on hand-made results; XLA's memory accounting is
+also checked on one tiny model compiled in a JAX subprocess.
 """
 
 import pytest
@@ -120,3 +121,54 @@ def test_train_step_table_and_ratios(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")  # non-default allocator: the footer says so
     assert train_step.markdown({"jax": rows(2.0, 2.4, 1.0)}, batch=8).endswith(
         "; MALLOC_TRIM_THRESHOLD_=4294967296")
+
+
+_LIVE_RANGES = """HloLiveRange (max 3):
+  InstructionSequence:
+    0:p
+    1:a
+    2:b
+    3:c
+  BufferLiveRange:
+    a{}:1-2
+    b{}:2-3
+    wrapped_broadcast{}:2-2
+    c{}:3-3
+"""
+_BUFFERS = """allocation 0: size 8, parameter 0, shape |f32[2]| at ShapeIndex {}:
+ value: <0 p @0> (size=8,offset=0): f32[2]{0}
+allocation 1: size 112, preallocated-temp:
+ value: <1 a @0> (size=64,offset=0): f32[16]{0}
+ value: <2 b @0> (size=32,offset=64): f32[8]{0}
+ value: <3 wrapped_broadcast @0> (size=16,offset=96): f32[4]{0}
+ value: <4 c @0> (size=32,offset=64): f32[8]{0}
+"""
+_HLO = """  %a = f32[16]{0} fusion(%p), metadata={op_name="jit(inference)/stage1_block1/conv"}
+  %b = f32[8]{0} fusion(%a), metadata={op_name="jit(inference)/stem/add"}
+  %wrapped_broadcast = f32[4]{0} fusion(%constant)
+"""
+
+
+def test_xla_memory_finds_the_peak_live_set_and_its_layers():
+    xla_memory = load_script("benchmarks", "xla_memory")
+    peak, where, at_peak = xla_memory.peak_live_set(_BUFFERS, _LIVE_RANGES, _HLO)
+    assert peak == 64 + 32 + 16 and where == "stem"  # at position 2; parameters are not temporaries
+    assert at_peak == [(64, "a", "f32[16]", "stage1_block1"), (32, "b", "f32[8]", "stem"),
+                       (16, "wrapped_broadcast", "f32[4]", "-")]
+    # A value that reuses a live value's bytes in place counts once: at position 3, b and c share them.
+    shared = _LIVE_RANGES.replace("c{}:3-3", "c{}:2-3")
+    assert xla_memory.peak_live_set(_BUFFERS, shared, _HLO)[0] == 64 + 32 + 16
+
+
+def test_xla_memory_of_a_real_compiled_model():
+    pytest.importorskip("jax")
+    xla_memory = load_script("benchmarks", "xla_memory")
+    spec = {"model": "tiny", "resolution": 64, "batch": 2}
+    result = xla_memory.run_worker(xla_memory.__file__, spec, "jax", "tiny")
+    assert "error" not in result, result.get("error")
+    # The live set at the peak fits in XLA's temporary buffer and holds its largest buffers.
+    assert 0 < result["largest_at_peak"][0][0] <= result["peak_live"] <= result["temp"]
+    assert result["arguments"] > 4 * 2 * 64 * 64 * 3  # the weights and the input batch
+    assert 0 <= result["broadcasts_at_peak"] <= result["peak_live"]
+    table = xla_memory.markdown([result])
+    assert f"| HIRI-ViT-tiny | 64 | {result['arguments'] / 2**20:.0f} | {result['temp'] / 2**20:.0f} |" in table
