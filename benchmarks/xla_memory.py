@@ -30,7 +30,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import run_worker, speed_settings  # noqa: E402  (shared by the benchmarks)
+from throughput import run_and_report, run_worker, speed_settings  # noqa: E402  (shared by the benchmarks)
 
 MIB = 2.0**20
 ROWS = [
@@ -181,29 +181,28 @@ def markdown(results):
     return "\n".join(lines)
 
 
+def run_backend(backend, args, progress):
+    results = []
+    for row in ROWS:
+        spec = {**row, "batch": args.batch}
+        results.append(run_worker(__file__, spec, backend, label(spec)))
+        progress.add(1)
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--json", help="also write every result to this JSON file")
+    parser.set_defaults(backends=["jax"])  # XLA's buffer assignment: JAX only
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(json.loads(args.worker))))
         return
     if args.batch < 1:
         parser.error(f"--batch must be >= 1. Received: {args.batch}")
-    from keras.utils import Progbar
-
-    progress = Progbar(len(ROWS), unit_name="model")
-    results = []
-    for row in ROWS:
-        spec = {**row, "batch": args.batch}
-        results.append(run_worker(__file__, spec, "jax", label(spec)))
-        progress.add(1)
-    print(markdown(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    run_and_report(args, len(ROWS), run_backend, lambda results, batch: markdown(results["jax"]))
 
 
 if __name__ == "__main__":
