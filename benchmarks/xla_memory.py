@@ -30,7 +30,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import run_and_report, run_worker, speed_settings  # noqa: E402  (shared by the benchmarks)
+from throughput import build, label, run_and_report, run_worker, speed_settings  # noqa: E402  (shared by the benchmarks)
 
 MIB = 2.0**20
 ROWS = [
@@ -41,21 +41,9 @@ ROWS = [
 MODULE = "jit_inference"
 
 
-def build(spec):
-    import keras
-
-    import keras_hiri
-
-    size = spec["resolution"]
-    if spec["model"] == "ConvNeXtTiny":
-        return keras.applications.ConvNeXtTiny(weights=None, input_shape=(size, size, 3))
-    return keras_hiri.HiriViT(spec["model"], input_shape=(size, size, 3),
-                              pin_late_grids=spec.get("pinned", False))
-
-
-def compile_and_dump(spec, dump_dir):
-    """Compiles the model's inference function with XLA's dump on; returns
-    ``memory_analysis()``'s figures in bytes."""
+def compile_and_dump(spec):
+    """Compiles the model's inference function (with XLA's dump on, see
+    :func:`measure`); returns ``memory_analysis()``'s figures in bytes."""
     import jax
 
     model = build(spec)
@@ -133,7 +121,7 @@ def measure(spec):
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (f"{flags} --xla_dump_to={dump_dir} --xla_dump_hlo_module_re={MODULE} "
                                    "--xla_dump_hlo_pass_re=NONE").strip()
-        result = compile_and_dump(spec, dump_dir)
+        result = compile_and_dump(spec)
         peak, where, at_peak = peak_live_set(
             _dump_file(dump_dir, "cpu_after_optimizations-buffer-assignment.txt"),
             _dump_file(dump_dir, "cpu_after_optimizations-live-range.txt"),
@@ -142,12 +130,6 @@ def measure(spec):
     broadcasts = sum(size for size, name, _, _ in at_peak if "broadcast" in name)
     return {**spec, **result, "peak_live": peak, "peak_at": where, "broadcasts_at_peak": broadcasts,
             "largest_at_peak": [list(v) for v in at_peak[:4]]}
-
-
-def label(spec):
-    if spec["model"] == "ConvNeXtTiny":
-        return "ConvNeXtTiny"
-    return f"HIRI-ViT-{spec['model']}" + (" pinned" if spec.get("pinned") else "")
 
 
 def markdown(results):
