@@ -11,6 +11,10 @@
    ``"torch_nhwc"`` switch: torch's conv on the NCHW view of the same tensor),
    and raw ``torch.nn.functional.conv2d`` on the data in NCHW and in
    ``torch.channels_last`` memory format: the cost of Keras' layout copies.
+4. PyTorch only: each fusion of the ``conv``, ``dense`` and ``batchnorm``
+   switches against the generic ``keras.ops`` sequence it replaces (bias and
+   padding inside torch's conv, the CFFN's ``DWConv(z) + z`` as one depthwise
+   conv, the Dense bias inside ``addmm``, inference BN as one ``addcmul``).
 
 Shapes are those of HIRI-ViT-S at 448 (batch 8).
 
@@ -131,6 +135,45 @@ def torch_layout_table(rng, repeats):
         print(f"  {name:<34}{ms:>8.2f} ms")
 
 
+def torch_fusion_table(rng, repeats):
+    from keras import ops
+
+    from keras_hiri import kernels
+
+    def t(*shape):
+        return ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
+
+    def positive(n):
+        return ops.convert_to_tensor(rng.uniform(0.5, 2.0, size=n).astype("float32"))
+
+    k32, k1600, b32, b1600 = t(3, 3, 32, 32), t(3, 3, 1600, 1), t(32), t(1600)
+    w320, b_fc = t(320, 1600), t(1600)
+    stats = [t(32), positive(32), t(32), t(32)]
+    cases = [  # (switch, fast implementation, what, input, op)
+        ("conv", "torch_nhwc", "3x3/2 conv + pad 1 + bias, 224x224x32", t(8, 224, 224, 32),
+         lambda x: kernels.conv(x, k32, (2, 2), 1, bias=b32)),
+        ("conv", "torch_nhwc", "CFFN DWConv3x3(z) + bias + z, 14x14x1600", t(8, 14, 14, 1600),
+         lambda x: kernels.depthwise_conv(x, k1600, padding="same", bias=b1600, add_input=True)),
+        ("dense", "torch_addmm", "fc1 320 -> 1600 + bias, 8x14x14", t(8, 14, 14, 320),
+         lambda x: kernels.dense(x, w320, b_fc)),
+        ("batchnorm", "torch_affine", "inference BN, 224x224x32", t(8, 224, 224, 32),
+         lambda x: kernels.batch_norm(x, *stats, 1e-5)),
+    ]
+    print("\nfusions (generic: the keras.ops sequence the switch replaces)")
+    print(f"  {'switch':<11}{'what':<44}{'generic ms':>11}{'fused ms':>10}{'speed-up':>10}")
+    for switch, fast, what, x, op in cases:
+        previous = kernels.get_kernel(switch)
+        times = {}
+        try:
+            for implementation in ("ops", fast):
+                kernels.set_kernel(switch, implementation)
+                times[implementation] = median_ms(compiled(op), x, repeats)
+        finally:
+            kernels.set_kernel(switch, previous)
+        print(f"  {switch:<11}{what:<44}{times['ops']:>11.2f}{times[fast]:>10.2f}"
+              f"{times['ops'] / times[fast]:>9.2f}x")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -141,6 +184,7 @@ def main(argv=None):
     gelu_table(rng, args.repeats)
     if keras.backend.backend() == "torch":
         torch_layout_table(rng, args.repeats)
+        torch_fusion_table(rng, args.repeats)
 
 
 if __name__ == "__main__":

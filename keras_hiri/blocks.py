@@ -52,7 +52,7 @@ class HRBlock(_Residual):
     def call(self, x, training=None):
         y = self.norm(x, training=training)
         hi = self.hi_dw(y)
-        lo = self.lo_bn(common.strided(self.lo_dw, y), training=training)
+        lo = self.lo_bn(self.lo_dw(y), training=training)
         lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
         lo = common.upsample_2x_to(lo, hi)
         return x + self.drop_path(hi + lo, training=training)
@@ -81,7 +81,7 @@ class CFFN(common.CompositeLayer):
 
     def call(self, x):
         z = common.gelu(self.fc1(x))
-        return self.fc2(z + self.dw(z))
+        return self.fc2(self.dw(z, add_input=True))  # DWConv3x3(z) + z
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,4 +1,4 @@
-"""Shared primitives: initialisers, norms, padding-exact strided ops, drop-path.
+"""Shared primitives: initialisers, norms, convolutions with PyTorch-exact padding, drop-path.
 
 Everything here is backend-agnostic (``keras.ops`` only). The conventions follow
 the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
@@ -9,7 +9,7 @@ the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
 * GELU is the exact (erf) form, as ``torch.nn.GELU()`` (backend kernel choices
   live in :mod:`keras_hiri.kernels`);
 * a stride-2 ``k x k`` convolution pads ``k // 2`` on *every* side (PyTorch
-  style), not Keras' ``"same"`` (which pads only after). Both give
+  style, an int ``padding`` of :class:`Conv2D`), not Keras' ``"same"`` (which pads only after). Both give
   ``ceil(n / 2)`` outputs, but only the symmetric one lets a PyTorch
   checkpoint be ported without numerical drift.
 """
@@ -34,8 +34,6 @@ def register(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 
-
-
 def conv_initializer():
     """``normal(0, sqrt(2 / fan_out))`` as in the authors' ``_init_weights``."""
     return keras.initializers.VarianceScaling(
@@ -52,12 +50,48 @@ def gelu(x):
     return kernels.gelu(x)
 
 
+@register
+class BatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose inference pass is
+    :func:`keras_hiri.kernels.batch_norm` (the ``batchnorm`` kernel switch);
+    training, masks and other axes are Keras' own."""
+
+    def call(self, inputs, training=None, mask=None):
+        if (training and self.trainable) or mask is not None or self.axis not in (
+            -1, len(inputs.shape) - 1
+        ):
+            return super().call(inputs, training=training, mask=mask)
+        dtype = keras.backend.result_type(inputs.dtype, "float32")  # as Keras: no f16 BN
+        out = kernels.batch_norm(
+            ops.cast(inputs, dtype), ops.cast(self.moving_mean, dtype),
+            ops.cast(self.moving_variance, dtype),
+            ops.cast(self.beta, dtype) if self.center else None,
+            ops.cast(self.gamma, dtype) if self.scale else None, self.epsilon, self.axis,
+        )
+        return ops.cast(out, self.compute_dtype)
+
+
+@register
+class Dense(keras.layers.Dense):
+    """``keras.layers.Dense`` computed by :func:`keras_hiri.kernels.dense` (the
+    ``dense`` kernel switch); quantized and LoRA forms are Keras' own."""
+
+    def call(self, inputs, training=None):
+        out = kernels.dense(inputs, self.kernel, self.bias)
+        return self.activation(out) if self.activation is not None else out
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        # Keras quantizes only exact Dense layers unless told otherwise; this
+        # call() is Dense's computation, so its quantized forms apply as they are.
+        super().quantize(mode, type_check=False, config=config)
+
+
 def batch_norm(name, folded=False, dtype=None):
     """A BatchNormalization, or, with ``folded=True`` (its statistics live in the
     preceding convolution, see :mod:`keras_hiri.folding`), an ``Identity``."""
     if folded:
         return keras.layers.Identity(name=name, dtype=dtype)
-    return keras.layers.BatchNormalization(
+    return BatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
     )
 
@@ -76,25 +110,70 @@ def make_norm(kind, name, folded=False, dtype=None):
     raise ValueError(f"Unknown norm kind {kind!r}; expected 'bn' or 'ln'.")
 
 
-@register
-class Conv2D(keras.layers.Conv2D):
-    """``keras.layers.Conv2D`` computed by :func:`keras_hiri.kernels.conv` (the
-    ``conv`` kernel switch); weights and config are Keras'."""
+class _ZeroPadding:
+    """Conv-layer mixin: ``padding`` may also be an int ``p``, ``p`` zeros on
+    every side of the grid (PyTorch's ``padding=p``; Keras' ``"same"`` pads
+    asymmetrically at stride 2). The ``conv`` kernel switch applies it inside
+    the convolution where it can; ``get_config`` keeps the int."""
 
-    def convolution_op(self, inputs, kernel):
+    def __init__(self, *args, padding="valid", **kwargs):
+        is_int = isinstance(padding, int) and not isinstance(padding, bool)
+        super().__init__(*args, padding="valid" if is_int else padding, **kwargs)
+        if is_int and (padding < 0 or self.data_format != "channels_last"):
+            raise ValueError(
+                "An int padding must be >= 0 and needs data_format='channels_last'. "
+                f"Received: padding={padding!r}, data_format={self.data_format!r}"
+            )
+        self.zero_padding = padding if is_int else None
+
+    @property
+    def kernel_padding(self):
+        """The ``padding`` argument of :mod:`keras_hiri.kernels`' convolutions."""
+        return self.padding if self.zero_padding is None else self.zero_padding
+
+    def compute_output_shape(self, input_shape):
+        p = self.zero_padding
+        if p:
+            input_shape = (input_shape[0],
+                           *[None if n is None else n + 2 * p for n in input_shape[1:-1]],
+                           input_shape[-1])
+        return super().compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.zero_padding is not None:
+            config["padding"] = self.zero_padding
+        return config
+
+
+@register
+class Conv2D(_ZeroPadding, keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` computed by :func:`keras_hiri.kernels.conv` (the
+    ``conv`` kernel switch, bias included); weights and config are Keras',
+    and ``padding`` may be an int (zeros on every side)."""
+
+    def call(self, inputs):
         if self.data_format != "channels_last" or self.groups != 1:
-            return super().convolution_op(inputs, kernel)
-        return kernels.conv(inputs, kernel, strides=self.strides, padding=self.padding,
-                            dilation_rate=self.dilation_rate)
+            return super().call(inputs)
+        out = kernels.conv(inputs, self.kernel, strides=self.strides, padding=self.kernel_padding,
+                           dilation_rate=self.dilation_rate,
+                           bias=self.bias if self.use_bias else None)
+        return self.activation(out) if self.activation is not None else out
+
+
+def symmetric_padding(kernel_size, strides):
+    """The model's padding rule: ``"same"`` at stride 1 (symmetric for odd
+    kernels), ``k // 2`` zeros on every side when strided (PyTorch's rule)."""
+    return "same" if strides == 1 else kernel_size // 2
 
 
 def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None, dtype=None):
-    """A ``Conv2D`` whose padding is applied by :func:`pad_for` when strided."""
+    """A :class:`Conv2D` with :func:`symmetric_padding`."""
     return Conv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="same" if strides == 1 else "valid",
+        padding=symmetric_padding(kernel_size, strides),
         use_bias=use_bias,
         kernel_initializer=conv_initializer(),
         bias_initializer="zeros",
@@ -139,8 +218,11 @@ def _taps(layer, x):
     """``[((i, j), window)]``: the input slice each kernel tap multiplies."""
     kh, kw = layer.kernel_size
     sh, sw = layer.strides
-    if layer.padding == "same":
+    padding = layer.kernel_padding
+    if padding == "same":
         x = ops.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    elif padding != "valid":
+        x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     ho = (x.shape[1] - kh) // sh + 1
     wo = (x.shape[2] - kw) // sw + 1
     return [
@@ -151,19 +233,23 @@ def _taps(layer, x):
 
 
 @register
-class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """``keras.layers.DepthwiseConv2D`` that can run as a sum of shifted slices.
+class DepthwiseConv2D(_ZeroPadding, keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` that can run as a sum of shifted slices
+    (see :func:`set_depthwise_implementation`; depth multiplier 1 only, else
+    native); ``padding`` may be an int (zeros on every side)."""
 
-    See :func:`set_depthwise_implementation`; depth multiplier 1 only (else native).
-    """
-
-    def call(self, inputs):
+    def call(self, inputs, add_input=False):
+        """``add_input=True`` returns ``conv(inputs) + inputs`` (one pass on
+        PyTorch, see :func:`keras_hiri.kernels.depthwise_conv`)."""
         if self.data_format != "channels_last":
+            if add_input:
+                raise ValueError(f"add_input needs channels_last. Layer: {self.name!r}")
             return super().call(inputs)
+        bias = self.bias if self.use_bias else None
         if self.depth_multiplier != 1 or not _unrolls(self, inputs):
             out = kernels.depthwise_conv(
-                inputs, self.kernel, strides=self.strides, padding=self.padding,
-                dilation_rate=self.dilation_rate,
+                inputs, self.kernel, strides=self.strides, padding=self.kernel_padding,
+                dilation_rate=self.dilation_rate, bias=bias, add_input=add_input,
             )
         else:
             kernel = ops.cast(self.kernel, inputs.dtype)
@@ -171,16 +257,19 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
             for (i, j), window in _taps(self, inputs):
                 term = window * kernel[i, j, :, 0]
                 out = term if out is None else out + term
-        if self.use_bias:
-            out = out + ops.cast(self.bias, out.dtype)
+            if bias is not None:
+                out = out + ops.cast(bias, out.dtype)
+            if add_input:
+                out = out + inputs
         return self.activation(out) if self.activation is not None else out
 
 
 def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None, dtype=None):
+    """A :class:`DepthwiseConv2D` with :func:`symmetric_padding`."""
     return DepthwiseConv2D(
         kernel_size,
         strides=strides,
-        padding="same" if strides == 1 else "valid",
+        padding=symmetric_padding(kernel_size, strides),
         use_bias=use_bias,
         depthwise_initializer=conv_initializer(),
         bias_initializer="zeros",
@@ -191,7 +280,7 @@ def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None, dtype=Non
 
 
 def dense(units, use_bias=True, name=None, dtype=None):
-    return keras.layers.Dense(
+    return Dense(
         units,
         use_bias=use_bias,
         kernel_initializer=dense_initializer(),
@@ -199,25 +288,6 @@ def dense(units, use_bias=True, name=None, dtype=None):
         name=name,
         dtype=dtype,
     )
-
-
-def pad_for(conv, x):
-    """Zero-pads ``x`` by ``k // 2`` on each side before a strided conv.
-
-    Stride-1 convolutions use ``"same"`` padding, which is already symmetric for
-    odd kernels, so they are returned unchanged.
-    """
-    strides = conv.strides[0]
-    if strides == 1:
-        return x
-    k = conv.kernel_size[0]
-    p = k // 2
-    return ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-
-
-def strided(conv, x):
-    """Applies ``conv`` with PyTorch-style symmetric padding."""
-    return conv(pad_for(conv, x))
 
 
 def avg_pool_2x2_ceil(x):
@@ -423,7 +493,7 @@ class ConvNorm:
         return [(("conv",), "norm")] if self.norm_kind == "bn" else []
 
     def call(self, x, training=None):
-        return self.norm(strided(self.conv, x), training=training)
+        return self.norm(self.conv(x), training=training)
 
     def get_config(self):
         config = super().get_config()

@@ -58,7 +58,7 @@ class IRDSa(_Downsample):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
 
     def call(self, x, training=None):
-        y = common.gelu(self.bn1(common.strided(self.conv1, x), training=training))
+        y = common.gelu(self.bn1(self.conv1(x), training=training))
         y = self.bn2(self.conv2(y), training=training)
         s = self.short_bn(self.short_conv(self.shortcut_pool(x)), training=training)
         return y + s
@@ -99,7 +99,7 @@ class IRDSb(_Downsample):
 
     def call(self, x, training=None):
         y = common.gelu(self.bn1(self.conv1(x), training=training))
-        y = self.conv2(common.strided(self.dw, y))
+        y = self.conv2(self.dw(y))
         s = self.short_conv(self.shortcut_pool(x))
         return self.norm(y + s, training=training)
 

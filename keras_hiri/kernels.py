@@ -1,7 +1,8 @@
 """Kernel switches: the one place where a backend decides how an op computes.
 
 Model code calls :func:`gelu`, :func:`attention`, :func:`conv`,
-:func:`depthwise_conv` and asks :func:`use_unrolled_depthwise`; everything else is backend-agnostic
+:func:`depthwise_conv`, :func:`dense`, :func:`batch_norm` and asks
+:func:`use_unrolled_depthwise`; everything else is backend-agnostic
 ``keras.ops``. Each switch has a generic implementation and a faster one for
 some backend, chosen by ``"auto"`` only where it was measured faster (or where
 the generic op fails), and ``tests/test_kernels.py`` checks that every
@@ -28,8 +29,19 @@ switch         implementations     ``"auto"`` picks
                                    (no copies; ``keras.ops.conv`` copies the
                                    input to NCHW and back to channels-last
                                    memory around every convolution): S@448
-                                   1.85x faster (``docs/RESULTS.md``); ``ops``
+                                   1.85x faster (``docs/RESULTS.md``); the
+                                   bias, the symmetric zero padding of strided
+                                   convs and the CFFN's ``+ z`` (a 1 added to the
+                                   depthwise kernel's centre tap) go into that one
+                                   call instead of three extra passes; ``ops``
                                    elsewhere (the only implementation there)
+``dense``      ``ops``,            ``torch_addmm`` on PyTorch (the bias is the
+               ``torch_addmm``     GEMM's initial output, no second pass);
+                                   ``ops`` elsewhere
+``batchnorm``  ``ops``,            ``torch_affine`` on PyTorch: inference BN as
+               ``torch_affine``    one ``addcmul`` (Keras' torch op makes three
+                                   passes); ``ops`` elsewhere (XLA and grappler
+                                   fuse the passes themselves)
 =============  ==================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims.
@@ -43,6 +55,8 @@ SWITCHES = {
     "depthwise": ("auto", "native", "unrolled"),
     "attention": ("auto", "fused", "explicit"),
     "conv": ("auto", "ops", "torch_nhwc"),
+    "dense": ("auto", "ops", "torch_addmm"),
+    "batchnorm": ("auto", "ops", "torch_affine"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
 
@@ -84,6 +98,10 @@ def resolve(name, dtype=None):
         return "unrolled" if _on_jax_cpu() else "native"
     if name == "conv":
         return "torch_nhwc" if backend == "torch" else "ops"
+    if name == "dense":
+        return "torch_addmm" if backend == "torch" else "ops"
+    if name == "batchnorm":
+        return "torch_affine" if backend == "torch" else "ops"
     return "explicit" if backend == "jax" and dtype == "float16" else "fused"
 
 
@@ -121,47 +139,146 @@ def _use_torch_conv(kernel_size, strides, padding, dilation_rate):
             f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
         )
     # "same" is symmetric padding only for odd kernels at stride 1.
-    return padding == "valid" or (
+    return padding != "same" or (
         tuple(strides) == (1, 1) and all(k % 2 == 1 for k in kernel_size)
     )
 
 
-def _torch_conv(x, weight, strides, padding, dilation_rate, kernel_size):
+def _check_padding(padding):
+    if padding in ("valid", "same") or (isinstance(padding, int) and padding >= 0):
+        return
+    raise ValueError(
+        "padding must be 'valid', 'same' or a non-negative int (zeros on every side). "
+        f"Received: padding={padding!r}"
+    )
+
+
+def _torch_conv(x, weight, bias, strides, padding, dilation_rate, kernel_size):
     """torch's conv2d on the NCHW view of NHWC ``x`` (channels-last memory),
-    with ``weight`` in torch's ``(out, in / groups, kh, kw)`` layout."""
+    with ``weight`` in torch's ``(out, in / groups, kh, kw)`` layout; the bias
+    and the zero padding are applied inside the one call."""
     import torch
 
     weight = weight.contiguous(memory_format=torch.channels_last)
-    pad = 0 if padding == "valid" else tuple(
-        d * (k - 1) // 2 for k, d in zip(kernel_size, dilation_rate)
-    )
+    if padding == "valid":
+        pad = 0
+    elif padding == "same":
+        pad = tuple(d * (k - 1) // 2 for k, d in zip(kernel_size, dilation_rate))
+    else:
+        pad = padding
     y = torch.nn.functional.conv2d(
-        x.permute(0, 3, 1, 2), weight, stride=tuple(strides), padding=pad,
+        x.permute(0, 3, 1, 2), weight, bias, stride=tuple(strides), padding=pad,
         dilation=tuple(dilation_rate), groups=x.shape[-1] // weight.shape[1],
     )
     return y.permute(0, 2, 3, 1)
 
 
-def conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
-    """``keras.ops.conv`` of an NHWC ``x`` with a ``(kh, kw, in, out)`` kernel."""
-    return _conv(x, kernel, strides, padding, dilation_rate, depthwise=False)
+def conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1), bias=None):
+    """``keras.ops.conv`` of an NHWC ``x`` with a ``(kh, kw, in, out)`` kernel,
+    plus ``bias`` if given. ``padding`` is ``"valid"``, ``"same"`` or an int
+    ``p``: ``p`` zeros on every side of the grid first (PyTorch's
+    ``padding=p``; Keras' ``"same"`` pads asymmetrically at stride 2)."""
+    return _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise=False)
 
 
-def depthwise_conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
-    """``keras.ops.depthwise_conv`` of an NHWC ``x``, ``(kh, kw, in, multiplier)`` kernel."""
-    return _conv(x, kernel, strides, padding, dilation_rate, depthwise=True)
+def depthwise_conv(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1), bias=None,
+                   add_input=False):
+    """``keras.ops.depthwise_conv`` of an NHWC ``x``, ``(kh, kw, in, multiplier)``
+    kernel, plus ``bias`` if given, plus ``x`` itself with ``add_input=True``
+    (``conv(x) + x``, the output grid must equal the input's). ``padding`` as
+    in :func:`conv`."""
+    return _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise=True,
+                 add_input=add_input)
 
 
-def _conv(x, kernel, strides, padding, dilation_rate, depthwise):
+def _same_grid(kernel_size, strides, padding, dilation_rate):
+    """Whether the convolution maps every pixel to itself at the centre tap."""
+    centred = padding == "same" or padding == kernel_size[0] // 2 == kernel_size[1] // 2
+    return (tuple(strides) == (1, 1) and tuple(dilation_rate) == (1, 1) and centred
+            and all(k % 2 == 1 for k in kernel_size))
+
+
+def _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise, add_input=False):
+    _check_padding(padding)
     kernel_size = tuple(kernel.shape[:2])
+    if add_input and not (_same_grid(kernel_size, strides, padding, dilation_rate)
+                          and kernel.shape[-1] == 1):
+        raise ValueError(
+            "add_input=True needs an output grid equal to the input's: stride 1, odd kernel, "
+            "'same' (or k // 2) padding, no dilation, depth multiplier 1. Received: "
+            f"kernel_size={kernel_size}, strides={tuple(strides)}, padding={padding!r}, "
+            f"dilation_rate={tuple(dilation_rate)}, kernel shape={tuple(kernel.shape)}"
+        )
     if not _use_torch_conv(kernel_size, strides, padding, dilation_rate):
+        inputs = x
+        if isinstance(padding, int):
+            x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+            padding = "valid"
         op = ops.depthwise_conv if depthwise else ops.conv
-        return op(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate,
-                  data_format="channels_last")
+        out = op(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate,
+                 data_format="channels_last")
+        if bias is not None:
+            bias = ops.cast(bias, out.dtype)
+            # On TensorFlow ops.add makes this a BiasAdd, and Grappler's remapper
+            # fuses DepthwiseConv2dNative + BiasAdd + the Add after it into a node
+            # with no op ("... has an empty op name"); ``+`` stays an AddV2.
+            out = out + bias if depthwise else ops.add(out, bias)
+        return ops.add(inputs, out) if add_input else out
     kernel = ops.convert_to_tensor(kernel)
     if depthwise:  # (in * multiplier, 1, kh, kw)
         weight = kernel.reshape(*kernel_size, 1, -1).permute(3, 2, 0, 1)
+        if add_input:  # conv(x) + x == conv with 1 added to the centre tap
+            weight = weight.clone()
+            weight[:, :, kernel_size[0] // 2, kernel_size[1] // 2] += 1
     else:  # (out, in, kh, kw)
         weight = kernel.permute(3, 2, 0, 1)
-    return _torch_conv(ops.convert_to_tensor(x), weight, strides, padding, dilation_rate,
+    if bias is not None:
+        bias = ops.convert_to_tensor(bias)
+    return _torch_conv(ops.convert_to_tensor(x), weight, bias, strides, padding, dilation_rate,
                        kernel_size)
+
+
+def _needs_torch(name, implementation):
+    if keras.backend.backend() != "torch":
+        raise ValueError(
+            f"kernel {name!r} = {implementation!r} needs the torch backend. "
+            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
+        )
+
+
+def dense(x, kernel, bias=None):
+    """``x @ kernel + bias`` over the last axis of ``x`` (``keras.layers.Dense``)."""
+    if resolve("dense") == "ops":
+        out = ops.matmul(x, kernel)
+        return out if bias is None else ops.add(out, bias)
+    _needs_torch("dense", "torch_addmm")
+    import torch
+
+    x, kernel = ops.convert_to_tensor(x), ops.convert_to_tensor(kernel)
+    flat = x.reshape(-1, x.shape[-1])
+    if bias is None:
+        out = torch.mm(flat, kernel)
+    else:  # the bias is the GEMM's initial output: no second pass
+        out = torch.addmm(ops.convert_to_tensor(bias), flat, kernel)
+    return out.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def batch_norm(x, mean, variance, offset, scale, epsilon, axis=-1):
+    """Inference batch normalisation over the last axis (``axis``: -1 or its
+    positive index): ``(x - mean) / sqrt(variance + epsilon) * scale + offset``
+    (``offset`` and ``scale`` may be ``None``)."""
+    if resolve("batchnorm") == "ops":
+        return ops.batch_normalization(x, mean, variance, axis=axis, offset=offset, scale=scale,
+                                       epsilon=epsilon)
+    _needs_torch("batchnorm", "torch_affine")
+    import torch
+
+    # Keras' torch op makes three passes over x (subtract, multiply, add);
+    # folded into one multiplier and one shift, it is a single addcmul.
+    multiplier = torch.rsqrt(ops.convert_to_tensor(variance) + epsilon)
+    if scale is not None:
+        multiplier = multiplier * ops.convert_to_tensor(scale)
+    shift = -ops.convert_to_tensor(mean) * multiplier
+    if offset is not None:
+        shift = shift + ops.convert_to_tensor(offset)
+    return torch.addcmul(shift, ops.convert_to_tensor(x), multiplier)

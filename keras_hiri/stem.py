@@ -60,10 +60,10 @@ class HRStem(_Stem):
         ]
 
     def call(self, x, training=None):
-        x = common.gelu(self.bn(common.strided(self.conv, x), training=training))
+        x = common.gelu(self.bn(self.conv(x), training=training))
         hi = self.hi_bn(self.hi_dw(x), training=training)
-        hi = common.strided(self.hi_conv, hi)
-        lo = common.strided(self.lo_conv1, x)
+        hi = self.hi_conv(hi)
+        lo = self.lo_conv1(x)
         lo = common.gelu(self.lo_bn1(lo, training=training))
         lo = common.gelu(self.lo_bn2(self.lo_conv2(lo), training=training))
         lo = self.lo_conv3(lo)
@@ -92,9 +92,9 @@ class ConvStem(_Stem):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
 
     def call(self, x, training=None):
-        x = common.gelu(self.bn1(common.strided(self.conv1, x), training=training))
+        x = common.gelu(self.bn1(self.conv1(x), training=training))
         x = common.gelu(self.bn2(self.conv2(x), training=training))
-        return self.out_bn(common.strided(self.conv3, x), training=training)
+        return self.out_bn(self.conv3(x), training=training)
 
 
 @common.register

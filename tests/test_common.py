@@ -30,11 +30,12 @@ def test_ceil_avg_pool_excludes_padding(shape):
 
 @pytest.mark.parametrize("n", [6, 7])
 def test_strided_conv_pads_symmetrically(n):
-    """A stride-2 3x3 conv pads one pixel on every side (PyTorch padding=1)."""
+    """A stride-2 3x3 conv pads one pixel on every side (PyTorch padding=1),
+    and the int padding survives a config round trip."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, n, n, 2)).astype("float32")
     conv = common.conv2d(3, 3, 2, use_bias=False)
-    got = to_numpy(common.strided(conv, x))
+    got = to_numpy(conv(x))
     kernel = to_numpy(conv.kernel)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     m = -(-n // 2)
@@ -45,6 +46,18 @@ def test_strided_conv_pads_symmetrically(n):
             want[0, i, j] = np.tensordot(patch, kernel, axes=3)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-5)
+    config = conv.get_config()
+    assert config["padding"] == 1
+    clone = common.Conv2D.from_config(config)
+    assert clone.compute_output_shape((None, n, n, 2)) == (None, m, m, 3)
+    inputs = keras.Input((n, n, 2))
+    assert clone(inputs).shape == (None, m, m, 3)
+
+
+@pytest.mark.parametrize("padding", [-1, "full"])
+def test_conv_rejects_bad_padding(padding):
+    with pytest.raises(ValueError, match="padding"):
+        common.Conv2D(2, 3, padding=padding)
 
 
 def test_upsample_crops_to_odd_grid():
@@ -94,11 +107,14 @@ def test_unrolled_depthwise_equals_native(depthwise_mode, stride, shape):
     for mode in ("native", "unrolled"):
         depthwise_mode(mode)
         # Compiled like a model would be (the unrolled form is for XLA).
-        fn = keras.Sequential([keras.Input(shape[1:]), layer])
+        inputs = keras.Input(shape[1:])
+        fn = keras.Model(inputs, layer(inputs))
         fn.compile(jit_compile="auto")
-        outputs[mode] = fn.predict_on_batch(common.pad_for(layer, x) if stride > 1 else x)
-        outputs[mode + "_eager"] = to_numpy(layer(common.pad_for(layer, x) if stride > 1 else x))
-    assert outputs["native"].shape == outputs["unrolled"].shape
+        outputs[mode] = fn.predict_on_batch(x)
+        assert fn.output.shape[1:] == outputs[mode].shape[1:]  # symbolic shape honours the pad
+        outputs[mode + "_eager"] = to_numpy(layer(x))
+    assert outputs["native"].shape == outputs["unrolled"].shape == (
+        shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3])
     np.testing.assert_allclose(outputs["unrolled"], outputs["native"], atol=1e-5)
     np.testing.assert_allclose(outputs["unrolled_eager"], outputs["native_eager"], atol=1e-5)
 

@@ -67,48 +67,148 @@ def test_auto_choices_and_bad_switches(restore_switches):
 
 CONV_CASES = [  # (kernel size, strides, padding, depthwise): the model's convolutions
     (3, 2, "valid", False), (3, 1, "same", False), (1, 1, "same", False),
-    (3, 1, "same", True), (3, 2, "valid", True),
+    (3, 1, "same", True), (3, 2, "valid", True), (3, 2, 1, False), (7, 4, 3, False),
+    (3, 2, 1, True),
 ]
 
 
+def _torch_too(generic, fast):
+    return [generic] + ([fast] if keras.backend.backend() == "torch" else [])
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("size,strides,padding,depthwise", CONV_CASES)
-def test_conv_implementations_agree(restore_switches, size, strides, padding, depthwise):
+def test_conv_implementations_agree(restore_switches, size, strides, padding, depthwise,
+                                    with_bias):
     rng = np.random.default_rng(size + strides)
     x = rng.normal(size=(2, 11, 9, 6)).astype("float32")
     kernel = rng.normal(size=(size, size, 6, 1 if depthwise else 5)).astype("float32")
+    bias = rng.normal(size=kernel.shape[-1] * (6 if depthwise else 1)).astype("float32")
     reference = keras.ops.depthwise_conv if depthwise else keras.ops.conv
-    want = to_numpy(reference(x, kernel, strides=strides, padding=padding))
+    padded, ref_padding = x, padding
+    if isinstance(padding, int):  # the reference pads with numpy
+        padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+        ref_padding = "valid"
+    want = to_numpy(reference(padded, kernel, strides=strides, padding=ref_padding))
+    if with_bias:
+        want = want + bias
     op = kernels.depthwise_conv if depthwise else kernels.conv
 
     def fn(t):
         return op(t, keras.ops.convert_to_tensor(kernel), strides=(strides, strides),
-                  padding=padding)
+                  padding=padding, bias=keras.ops.convert_to_tensor(bias) if with_bias else None)
 
-    implementations = ["ops"] + (["torch_nhwc"] if keras.backend.backend() == "torch" else [])
-    for implementation in implementations:
+    for implementation in _torch_too("ops", "torch_nhwc"):
         kernels.set_kernel("conv", implementation)
         for out in _eager_and_compiled(fn, x):
             np.testing.assert_allclose(out, want, atol=1e-5)
 
 
-def test_conv_switch_chooses_torch_only_on_torch(restore_switches):
+@pytest.mark.parametrize("padding", ["same", 1])
+def test_depthwise_add_input_agrees(restore_switches, padding):
+    """``add_input=True`` (the CFFN's ``DWConv(z) + z``) on every implementation."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 7, 6, 4)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 4, 1)).astype("float32")
+    bias = rng.normal(size=4).astype("float32")
+    want = to_numpy(keras.ops.depthwise_conv(x, kernel, padding="same")) + bias + x
+
+    def fn(t):
+        return kernels.depthwise_conv(t, keras.ops.convert_to_tensor(kernel), padding=padding,
+                                      bias=keras.ops.convert_to_tensor(bias), add_input=True)
+
+    for implementation in _torch_too("ops", "torch_nhwc"):
+        kernels.set_kernel("conv", implementation)
+        for out in _eager_and_compiled(fn, x):
+            np.testing.assert_allclose(out, want, atol=1e-5)
+    # the kernel itself is not changed by the centre-tap form
+    np.testing.assert_array_equal(kernel, to_numpy(keras.ops.convert_to_tensor(kernel)))
+
+
+def test_conv_rejects_bad_padding_and_add_input():
+    x, kernel = np.ones((1, 6, 6, 2), "float32"), np.ones((3, 3, 2, 1), "float32")
+    with pytest.raises(ValueError, match="padding must be 'valid', 'same' or a non-negative"):
+        kernels.conv(x, np.ones((3, 3, 2, 2), "float32"), padding="full")
+    with pytest.raises(ValueError, match="padding must be"):
+        kernels.depthwise_conv(x, kernel, padding=-1)
+    with pytest.raises(ValueError, match="add_input=True needs an output grid"):
+        kernels.depthwise_conv(x, kernel, strides=(2, 2), padding=1, add_input=True)
+    with pytest.raises(ValueError, match="add_input=True needs an output grid"):
+        kernels.depthwise_conv(x, kernel, padding="valid", add_input=True)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("shape", [(5, 6), (2, 3, 4, 6)])
+def test_dense_implementations_agree(restore_switches, shape, with_bias):
+    rng = np.random.default_rng(len(shape))
+    x = rng.normal(size=shape).astype("float32")
+    kernel = rng.normal(size=(6, 7)).astype("float32")
+    bias = rng.normal(size=7).astype("float32")
+    want = x @ kernel + (bias if with_bias else 0)
+
+    def fn(t):
+        return kernels.dense(t, keras.ops.convert_to_tensor(kernel),
+                             keras.ops.convert_to_tensor(bias) if with_bias else None)
+
+    for implementation in _torch_too("ops", "torch_addmm"):
+        kernels.set_kernel("dense", implementation)
+        for out in _eager_and_compiled(fn, x):
+            assert out.shape == want.shape
+            np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_batch_norm_implementations_agree(restore_switches, affine):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 5, 4, 3)).astype("float32")
+    mean, offset, scale = (rng.normal(size=3).astype("float32") for _ in range(3))
+    variance = rng.uniform(0.5, 2, size=3).astype("float32")
+    want = (x - mean) / np.sqrt(variance + 1e-5)
+    if affine:
+        want = want * scale + offset
+
+    def fn(t):
+        c = keras.ops.convert_to_tensor
+        return kernels.batch_norm(t, c(mean), c(variance), c(offset) if affine else None,
+                                  c(scale) if affine else None, 1e-5)
+
+    for implementation in _torch_too("ops", "torch_affine"):
+        kernels.set_kernel("batchnorm", implementation)
+        for out in _eager_and_compiled(fn, x):
+            np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+TORCH_ONLY = {"conv": "torch_nhwc", "dense": "torch_addmm", "batchnorm": "torch_affine"}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_ONLY))
+def test_torch_switches_choose_torch_only_on_torch(restore_switches, name):
     backend = keras.backend.backend()
-    assert kernels.resolve("conv") == ("torch_nhwc" if backend == "torch" else "ops")
+    assert kernels.resolve(name) == (TORCH_ONLY[name] if backend == "torch" else "ops")
     if backend != "torch":
-        kernels.set_kernel("conv", "torch_nhwc")
+        kernels.set_kernel(name, TORCH_ONLY[name])
+        x = np.ones((1, 4, 4, 2), "float32")
+        call = {
+            "conv": lambda: kernels.conv(x, np.ones((1, 1, 2, 2), "float32")),
+            "dense": lambda: kernels.dense(x, np.ones((2, 2), "float32")),
+            "batchnorm": lambda: kernels.batch_norm(x, *[np.ones(2, "float32")] * 4, 1e-3),
+        }[name]
         with pytest.raises(ValueError, match="needs the torch backend"):
-            kernels.conv(np.ones((1, 4, 4, 2), "float32"), np.ones((1, 1, 2, 2), "float32"))
+            call()
 
 
-def test_model_layers_use_the_switch(restore_switches):
-    """A tiny HIRI-ViT gives the same outputs with either conv implementation."""
+def test_model_layers_use_the_switches(restore_switches):
+    """A tiny HIRI-ViT gives the same outputs with the generic ops as with
+    every switch's automatic choice, eager and compiled."""
     from tests.tiny import tiny_model
 
     model = tiny_model()
     x = np.random.default_rng(0).uniform(0, 255, (2, *model.input.shape[1:])).astype("float32")
     outputs = {}
-    for implementation in ["ops"] + (["torch_nhwc"] if keras.backend.backend() == "torch" else []):
-        kernels.set_kernel("conv", implementation)
-        outputs[implementation] = to_numpy(model(x, training=False))
+    for setting in ("ops", "auto"):
+        for name in TORCH_ONLY:
+            kernels.set_kernel(name, setting)
+        outputs[setting] = to_numpy(model(x, training=False))
+        outputs[setting + "_predict"] = model.predict_on_batch(x)
     for out in outputs.values():
         np.testing.assert_allclose(out, outputs["ops"], atol=1e-5)
