@@ -149,7 +149,8 @@ def torch_fusion_table(rng, repeats):
     k32, k1600, b32, b1600 = t(3, 3, 32, 32), t(3, 3, 1600, 1), t(32), t(1600)
     w320, b_fc = t(320, 1600), t(1600)
     stats = [t(32), positive(32), t(32), t(32)]
-    def separately(x, conv_op, kernel, bias, pad=0, add_input=False):
+
+    def separately(x, conv_op, bias, pad=0, add_input=False):
         """The torch conv alone, with padding, bias and ``+ x`` as separate ops."""
         padded = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
         out = conv_op(padded) + bias
@@ -158,11 +159,11 @@ def torch_fusion_table(rng, repeats):
     cases = [  # (switch, fast implementation, what, input, op, the fast conv without fusion)
         ("conv", "torch_nhwc", "3x3/2 conv + pad 1 + bias, 224x224x32", t(8, 224, 224, 32),
          lambda x: kernels.conv(x, k32, (2, 2), 1, bias=b32),
-         lambda x: separately(x, lambda p: kernels.conv(p, k32, (2, 2)), k32, b32, pad=1)),
+         lambda x: separately(x, lambda p: kernels.conv(p, k32, (2, 2)), b32, pad=1)),
         ("conv", "torch_nhwc", "CFFN DWConv3x3(z) + bias + z, 14x14x1600", t(8, 14, 14, 1600),
          lambda x: kernels.depthwise_conv(x, k1600, padding="same", bias=b1600, add_input=True),
          lambda x: separately(x, lambda p: kernels.depthwise_conv(p, k1600, padding="same"),
-                              k1600, b1600, add_input=True)),
+                              b1600, add_input=True)),
         ("dense", "torch_addmm", "fc1 320 -> 1600 + bias, 8x14x14", t(8, 14, 14, 320),
          lambda x: kernels.dense(x, w320, b_fc), None),
         ("batchnorm", "torch_affine", "inference BN, 224x224x32", t(8, 224, 224, 32),

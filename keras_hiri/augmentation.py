@@ -26,7 +26,6 @@ from keras_hiri.recipe import DEFAULTS
 tf = extras.require_tensorflow("keras_hiri.augmentation (the tf.data pipeline)")
 
 
-
 def random_resized_crop(
     image, size, scale=DEFAULTS["scale"], ratio=DEFAULTS["ratio"], seed=None, key=None
 ):

@@ -27,6 +27,7 @@ import numpy as np
 from keras_hiri import naming
 from keras_hiri.common import CompositeLayer
 
+
 def _top_key(name):
     """The PyTorch module path of a top-level layer (``None``: holds no weights
     of the scheme). Stage and block indices start at 0 there."""

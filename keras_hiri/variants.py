@@ -49,6 +49,8 @@ class StageSpec:
     strides: int
     resize_to: object
     grid: tuple
+
+
 STEM_TYPES = ("hr", "conv", "vit")
 DOWNSAMPLE_TYPES = ("irds", "plain")
 
