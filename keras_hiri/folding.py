@@ -96,6 +96,18 @@ def foldable_layers(model):
     ]
 
 
+def _functional_config(model):
+    """The config of a functional (or Sequential) ``keras.Model``: the one
+    that lists its layers, which folding edits; ``None`` for anything else."""
+    if not isinstance(model, keras.Model):
+        return None
+    try:
+        config = model.get_config()
+    except NotImplementedError:  # a subclassed model without get_config
+        return None
+    return config if isinstance(config, dict) and "layers" in config else None
+
+
 def fold_batchnorm(model):
     """Returns an inference copy of ``model`` with every BN after a conv folded.
 
@@ -119,7 +131,8 @@ def fold_batchnorm(model):
         ValueError: ``model`` is not a functional ``keras.Model``, or has no
             BatchNorm left to fold (e.g. it was folded already).
     """
-    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
+    config = _functional_config(model)
+    if config is None:
         raise ValueError(
             "fold_batchnorm needs a functional keras.Model (e.g. from keras_hiri.HiriViT). "
             f"Received: {type(model).__name__}"
@@ -130,7 +143,6 @@ def fold_batchnorm(model):
             f"Model {model.name!r} has no BatchNormalization after a convolution to fold "
             "(was it folded already?)."
         )
-    config = model.get_config()
     for entry in config["layers"]:
         if entry["config"]["name"] in targets:
             entry["config"]["fold_bn"] = True

@@ -105,6 +105,17 @@ def test_layer_config_carries_the_flag():
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="functional keras.Model"):
         keras_hiri.fold_batchnorm(keras_hiri.HRStem(8))
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.stem = keras_hiri.HRStem(8)
+
+        def call(self, x):
+            return self.stem(x)
+
+    with pytest.raises(ValueError, match="functional keras.Model"):
+        keras_hiri.fold_batchnorm(Subclassed())
     folded = keras_hiri.fold_batchnorm(tiny_model(classes=TINY_CLASSES))
     with pytest.raises(ValueError, match="folded already"):
         keras_hiri.fold_batchnorm(folded)
