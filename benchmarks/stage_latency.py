@@ -17,14 +17,14 @@ import keras
 import numpy as np
 
 import keras_hiri
-from keras_hiri.profiling import _part, latency
+from keras_hiri.profiling import latency, part_of
 
 
 def cuts(model):
     """``[(part, last top-level layer of that part)]`` in model order."""
     order = []
     for layer in model.layers[1:]:
-        part = _part(layer.name)
+        part = part_of(layer.name)
         if part == "preprocessing":
             continue
         if order and order[-1][0] == part:

@@ -144,6 +144,15 @@ def _use_torch_conv(kernel_size, strides, padding, dilation_rate):
     )
 
 
+def _compiling_torch():
+    """Whether torch.compile is tracing this call (``jit_compile=True`` on PyTorch)."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return torch.compiler.is_compiling()
+
+
 def _check_padding(padding):
     if padding in ("valid", "same") or (isinstance(padding, int) and padding >= 0):
         return
@@ -198,7 +207,7 @@ def _same_grid(kernel_size, strides, padding, dilation_rate):
             and all(k % 2 == 1 for k in kernel_size))
 
 
-def _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise, add_input=False):
+def _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise, add_input=False, fuse=True):
     _check_padding(padding)
     kernel_size = tuple(kernel.shape[:2])
     if add_input and not (_same_grid(kernel_size, strides, padding, dilation_rate)
@@ -209,6 +218,18 @@ def _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise, add_input
             f"kernel_size={kernel_size}, strides={tuple(strides)}, padding={padding!r}, "
             f"dilation_rate={tuple(dilation_rate)}, kernel shape={tuple(kernel.shape)}"
         )
+    if fuse and _compiling_torch():
+        # Inductor fuses padding, bias and sums itself, and its lowering of a
+        # conv with the padding inside fails on dynamic shapes (jit_compile=True):
+        # the conv alone, the rest as separate ops.
+        inputs = x
+        if isinstance(padding, int) and padding:
+            x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+        out = _conv(x, kernel, None, strides, "valid" if isinstance(padding, int) else padding,
+                    dilation_rate, depthwise, fuse=False)
+        if bias is not None:
+            out = out + ops.cast(bias, out.dtype)
+        return ops.add(inputs, out) if add_input else out
     if not _use_torch_conv(kernel_size, strides, padding, dilation_rate):
         inputs = x
         if isinstance(padding, int):

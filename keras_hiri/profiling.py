@@ -74,8 +74,9 @@ class Profile:
         return self.table()
 
 
-def _part(layer_name):
-    """Groups top-level layers into the rows of the table."""
+def part_of(layer_name):
+    """The row of the profile table (stem, stageN, stageN_downsample, head) that
+    the top-level layer ``layer_name`` belongs to."""
     kind, stage, _ = naming.parse(layer_name)
     if kind in ("downsample", "resize"):
         return f"stage{stage}_downsample"
@@ -136,7 +137,7 @@ def _hooks(model, totals):
         patched.append((layer, method))
 
     for top in model.layers:
-        part = _part(top.name)
+        part = part_of(top.name)
         totals.setdefault(part, 0)
 
         def add(n, part=part):
@@ -204,7 +205,7 @@ def profile(model, input_shape=None):
         _Forward(model, macs).compute_output_spec(keras.KerasTensor((1, *input_shape)))
     rows = []
     for top in model.layers:
-        part = _part(top.name)
+        part = part_of(top.name)
         params = sum(math.prod(w.shape) for w in top.trainable_weights)
         if rows and rows[-1][0] == part:
             rows[-1] = (part, rows[-1][1] + params, rows[-1][2])

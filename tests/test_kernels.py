@@ -212,3 +212,17 @@ def test_model_layers_use_the_switches(restore_switches):
         outputs[setting + "_predict"] = model.predict_on_batch(x)
     for out in outputs.values():
         np.testing.assert_allclose(out, outputs["ops"], atol=1e-5)
+
+
+def test_jit_compile_predicts_what_eager_does(restore_switches):
+    """``jit_compile=True`` (torch.compile on PyTorch, XLA elsewhere) on a tiny
+    HIRI-ViT. Inductor's lowering of a strided conv with the padding inside
+    fails on dynamic shapes, so under torch.compile the ``conv`` kernel leaves
+    padding, bias and sums to it (this test failed before that)."""
+    from tests.tiny import tiny_model
+
+    model = tiny_model()
+    x = np.random.default_rng(0).uniform(0, 255, (2, *model.input.shape[1:])).astype("float32")
+    eager = model.predict_on_batch(x)
+    model.compile(jit_compile=True)
+    np.testing.assert_allclose(model.predict_on_batch(x), eager, atol=1e-5)
