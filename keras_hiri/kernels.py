@@ -130,14 +130,18 @@ def attention(q, k, v):
     return ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
 
 
+def _needs_torch(name, implementation):
+    if keras.backend.backend() != "torch":
+        raise ValueError(
+            f"kernel {name!r} = {implementation!r} needs the torch backend. "
+            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
+        )
+
+
 def _use_torch_conv(kernel_size, strides, padding, dilation_rate):
     if resolve("conv") != "torch_nhwc":
         return False
-    if keras.backend.backend() != "torch":
-        raise ValueError(
-            "kernel 'conv' = 'torch_nhwc' needs the torch backend. "
-            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
-        )
+    _needs_torch("conv", "torch_nhwc")
     # "same" is symmetric padding only for odd kernels at stride 1.
     return padding != "same" or (
         tuple(strides) == (1, 1) and all(k % 2 == 1 for k in kernel_size)
@@ -207,7 +211,7 @@ def _same_grid(kernel_size, strides, padding, dilation_rate):
             and all(k % 2 == 1 for k in kernel_size))
 
 
-def _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise, add_input=False, fuse=True):
+def _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise, add_input=False):
     _check_padding(padding)
     kernel_size = tuple(kernel.shape[:2])
     if add_input and not (_same_grid(kernel_size, strides, padding, dilation_rate)
@@ -218,53 +222,45 @@ def _conv(x, kernel, bias, strides, padding, dilation_rate, depthwise, add_input
             f"kernel_size={kernel_size}, strides={tuple(strides)}, padding={padding!r}, "
             f"dilation_rate={tuple(dilation_rate)}, kernel shape={tuple(kernel.shape)}"
         )
-    if fuse and _compiling_torch():
-        # Inductor fuses padding, bias and sums itself, and its lowering of a
-        # conv with the padding inside fails on dynamic shapes (jit_compile=True):
-        # the conv alone, the rest as separate ops.
-        inputs = x
-        if isinstance(padding, int) and padding:
-            x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-        out = _conv(x, kernel, None, strides, "valid" if isinstance(padding, int) else padding,
-                    dilation_rate, depthwise, fuse=False)
-        if bias is not None:
-            out = out + ops.cast(bias, out.dtype)
-        return ops.add(inputs, out) if add_input else out
-    if not _use_torch_conv(kernel_size, strides, padding, dilation_rate):
-        inputs = x
-        if isinstance(padding, int):
-            x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-            padding = "valid"
-        op = ops.depthwise_conv if depthwise else ops.conv
-        out = op(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate,
-                 data_format="channels_last")
-        if bias is not None:
-            bias = ops.cast(bias, out.dtype)
-            # On TensorFlow ops.add makes this a BiasAdd, and Grappler's remapper
-            # fuses DepthwiseConv2dNative + BiasAdd + the Add after it into a node
-            # with no op ("... has an empty op name"); ``+`` stays an AddV2.
-            out = out + bias if depthwise else ops.add(out, bias)
-        return ops.add(inputs, out) if add_input else out
-    kernel = ops.convert_to_tensor(kernel)
-    if depthwise:  # (in * multiplier, 1, kh, kw)
-        weight = kernel.reshape(*kernel_size, 1, -1).permute(3, 2, 0, 1)
+    torch_conv = _use_torch_conv(kernel_size, strides, padding, dilation_rate)
+    # Under torch.compile (jit_compile=True) Inductor fuses padding, bias and
+    # sums itself, and its lowering of a conv with the padding inside fails on
+    # dynamic shapes: there the torch conv runs alone, the rest as separate ops.
+    if torch_conv and not _compiling_torch():
+        weight = _torch_weight(kernel, kernel_size, depthwise)
         if add_input:  # conv(x) + x == conv with 1 added to the centre tap
             weight = weight.clone()
             weight[:, :, kernel_size[0] // 2, kernel_size[1] // 2] += 1
-    else:  # (out, in, kh, kw)
-        weight = kernel.permute(3, 2, 0, 1)
+        if bias is not None:
+            bias = ops.convert_to_tensor(bias)
+        return _torch_conv(ops.convert_to_tensor(x), weight, bias, strides, padding,
+                           dilation_rate, kernel_size)
+    inputs = x
+    if isinstance(padding, int):
+        x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+        padding = "valid"
+    if torch_conv:
+        out = _torch_conv(ops.convert_to_tensor(x), _torch_weight(kernel, kernel_size, depthwise),
+                          None, strides, padding, dilation_rate, kernel_size)
+    else:
+        op = ops.depthwise_conv if depthwise else ops.conv
+        out = op(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate,
+                 data_format="channels_last")
     if bias is not None:
-        bias = ops.convert_to_tensor(bias)
-    return _torch_conv(ops.convert_to_tensor(x), weight, bias, strides, padding, dilation_rate,
-                       kernel_size)
+        bias = ops.cast(bias, out.dtype)
+        # On TensorFlow ops.add makes this a BiasAdd, and Grappler's remapper
+        # fuses DepthwiseConv2dNative + BiasAdd + the Add after it into a node
+        # with no op ("... has an empty op name"); ``+`` stays an AddV2.
+        out = out + bias if depthwise else ops.add(out, bias)
+    return ops.add(inputs, out) if add_input else out
 
 
-def _needs_torch(name, implementation):
-    if keras.backend.backend() != "torch":
-        raise ValueError(
-            f"kernel {name!r} = {implementation!r} needs the torch backend. "
-            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
-        )
+def _torch_weight(kernel, kernel_size, depthwise):
+    """A Keras conv kernel in torch's ``(out, in / groups, kh, kw)`` layout."""
+    kernel = ops.convert_to_tensor(kernel)
+    if depthwise:  # (in * multiplier, 1, kh, kw)
+        return kernel.reshape(*kernel_size, 1, -1).permute(3, 2, 0, 1)
+    return kernel.permute(3, 2, 0, 1)
 
 
 def dense(x, kernel, bias=None):
