@@ -18,7 +18,12 @@ class _Residual(common.CompositeLayer):
         self.dim = dim
         self.mlp_ratio = mlp_ratio
         self.drop_path_rate = float(drop_path)
-        self.drop_path = common.DropPath(drop_path, name=f"{self.name}_drop_path", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        # Subclasses create their own sub-layers first, then call this.
+        self.drop_path = common.DropPath(self.drop_path_rate, name=f"{self.name}_drop_path",
+                                         dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -41,13 +46,16 @@ class HRBlock(_Residual):
 
     def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
-        n = self.name
+
+    def build(self, input_shape):
+        n, dim = self.name, self.dim
         self.norm = common.batch_norm(f"{n}_norm", dtype=self.dtype_policy)
         self.hi_dw = common.depthwise_conv2d(3, name=f"{n}_hi_dw", dtype=self.dtype_policy)
         self.lo_dw = common.depthwise_conv2d(3, 2, use_bias=self.fold_bn, name=f"{n}_lo_dw", dtype=self.dtype_policy)
         self.lo_bn = common.batch_norm(f"{n}_lo_bn", self.fold_bn, dtype=self.dtype_policy)
-        self.lo_fc1 = common.dense(int(mlp_ratio * dim), name=f"{n}_lo_fc1", dtype=self.dtype_policy)
+        self.lo_fc1 = common.dense(int(self.mlp_ratio * dim), name=f"{n}_lo_fc1", dtype=self.dtype_policy)
         self.lo_fc2 = common.dense(dim, name=f"{n}_lo_fc2", dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def call(self, x, training=None):
         y = self.norm(x, training=training)
@@ -74,10 +82,13 @@ class CFFN(common.CompositeLayer):
         super().__init__(**kwargs)
         self.dim = dim
         self.mlp_ratio = mlp_ratio
+
+    def build(self, input_shape):
         n = self.name
-        self.fc1 = common.dense(int(mlp_ratio * dim), name=f"{n}_fc1", dtype=self.dtype_policy)
+        self.fc1 = common.dense(int(self.mlp_ratio * self.dim), name=f"{n}_fc1", dtype=self.dtype_policy)
         self.dw = common.depthwise_conv2d(3, name=f"{n}_dw", dtype=self.dtype_policy)
-        self.fc2 = common.dense(dim, name=f"{n}_fc2", dtype=self.dtype_policy)
+        self.fc2 = common.dense(self.dim, name=f"{n}_fc2", dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def call(self, x):
         z = common.gelu(self.fc1(x))
@@ -98,8 +109,11 @@ class CFFNBlock(_Residual):
 
     def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
+
+    def build(self, input_shape):
         self.norm = common.batch_norm(f"{self.name}_norm", dtype=self.dtype_policy)
-        self.cffn = CFFN(dim, mlp_ratio, name=f"{self.name}_cffn", dtype=self.dtype_policy)
+        self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{self.name}_cffn", dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def call(self, x, training=None):
         y = self.cffn(self.norm(x, training=training))
@@ -123,12 +137,12 @@ class MultiHeadSelfAttention(common.CompositeLayer):
             )
         self.dim = dim
         self.num_heads = num_heads
-        n = self.name
+
+    def build(self, x_shape, context_shape=None):
+        n, dim = self.name, self.dim
         self.q = common.dense(dim, name=f"{n}_q", dtype=self.dtype_policy)
         self.kv = common.dense(2 * dim, name=f"{n}_kv", dtype=self.dtype_policy)
         self.proj = common.dense(dim, name=f"{n}_proj", dtype=self.dtype_policy)
-
-    def build(self, x_shape, context_shape=None):
         context_shape = x_shape if context_shape is None else context_shape
         self.q.build(x_shape)
         self.kv.build(context_shape)
@@ -176,11 +190,14 @@ class TransformerBlock(_Residual):
     def __init__(self, dim, num_heads, mlp_ratio=4, drop_path=0.0, **kwargs):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
         self.num_heads = num_heads
+
+    def build(self, input_shape):
         n = self.name
         self.norm1 = common.layer_norm(f"{n}_norm1", dtype=self.dtype_policy)
-        self.attn = MultiHeadSelfAttention(dim, num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
+        self.attn = MultiHeadSelfAttention(self.dim, self.num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
         self.norm2 = common.layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
-        self.cffn = CFFN(dim, mlp_ratio, name=f"{n}_cffn", dtype=self.dtype_policy)
+        self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{n}_cffn", dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def call(self, x, training=None):
         y = self.attn(to_tokens(self.norm1(x)))

@@ -335,12 +335,14 @@ _BUILD_TRACE = threading.local()  # set while a CompositeLayer.build traces its 
 class CompositeLayer(keras.layers.Layer):
     """Base of the layers built from sub-layers.
 
-    Sub-layers are created in ``__init__`` with ``dtype=self.dtype_policy``
-    (so a mixed-precision or quantization policy reaches them) and get their
-    weights in :meth:`build`, which traces ``call`` on a symbolic input of the
-    given shape: each sub-layer is built, under this layer's name scope, on the
-    shape it really receives. So ``build_from_config`` (the default one, from
-    the recorded input shape) rebuilds a revived layer completely, and
+    ``__init__`` records the arguments; sub-layers are created in ``build``,
+    as keras-hub's layers do: a subclass's ``build(input_shape)`` creates them
+    with ``dtype=self.dtype_policy`` (so a mixed-precision or quantization
+    policy reaches them) and then calls ``super().build(input_shape)``, which
+    gives them their weights by tracing ``call`` on a symbolic input of that
+    shape: each sub-layer is built, under this layer's name scope, on the shape
+    it really receives. So ``build_from_config`` (the default one, from the
+    recorded input shape) rebuilds a revived layer completely, and
     ``get_config`` -> ``from_config`` -> ``get_config`` is idempotent.
 
     When sub-layers are quantized (``model.quantize``), :meth:`get_config`
@@ -364,6 +366,8 @@ class CompositeLayer(keras.layers.Layer):
         self.fold_bn = bool(fold_bn)
 
     def build(self, input_shape):
+        """Builds the sub-layers the subclass's ``build`` created (see the
+        class docstring) by tracing ``call`` on ``input_shape``."""
         if getattr(_BUILD_TRACE, "active", False):
             # An enclosing composite layer is tracing its call for its own
             # build, and this layer's call runs next in that trace: its
@@ -480,14 +484,22 @@ def _quantized_policy_map(layer):
 
 class ConvNorm:
     """Mixin for a layer that is one strided conv followed by a norm (the
-    ViT-stem and the plain downsampling of the ablations). Call
-    :meth:`_build_conv_norm` from ``__init__``; the BN (if any) folds."""
+    ViT-stem and the plain downsampling of the ablations). ``__init__`` calls
+    :meth:`conv_norm` with the conv's shape; ``build`` creates the two layers.
+    The BN (if any) folds."""
 
-    def _build_conv_norm(self, filters, kernel_size, strides, norm):
+    def conv_norm(self, filters, kernel_size, strides, norm):
+        """Records the conv's ``filters``, ``kernel_size``, ``strides`` and the
+        ``norm`` kind (:func:`make_norm`) that ``build`` creates."""
         self.norm_kind = norm
+        self.conv_shape = (filters, kernel_size, strides)
+
+    def build(self, input_shape):
+        filters, kernel_size, strides = self.conv_shape
         self.conv = conv2d(filters, kernel_size, strides, name=f"{self.name}_conv",
                            dtype=self.dtype_policy)
-        self.norm = make_norm(norm, f"{self.name}_norm", self.fold_bn, dtype=self.dtype_policy)
+        self.norm = make_norm(self.norm_kind, f"{self.name}_norm", self.fold_bn, dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def bn_folds(self):
         return [(("conv",), "norm")] if self.norm_kind == "bn" else []

@@ -46,13 +46,16 @@ class IRDSa(_Downsample):
     def __init__(self, filters, strides=2, expansion=2, **kwargs):
         super().__init__(filters, strides, **kwargs)
         self.expansion = expansion
-        n, f = self.name, self.fold_bn
-        self.conv1 = common.conv2d(expansion * filters, 3, strides, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        n, f, filters, expansion = self.name, self.fold_bn, self.filters, self.expansion
+        self.conv1 = common.conv2d(expansion * filters, 3, self.strides, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
         self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
         self.conv2 = common.conv2d(filters, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
         self.bn2 = common.batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
         self.short_conv = common.conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv", dtype=self.dtype_policy)
         self.short_bn = common.batch_norm(f"{n}_short_bn", f, dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
@@ -83,13 +86,16 @@ class IRDSb(_Downsample):
         super().__init__(filters, strides, **kwargs)
         self.expansion = expansion
         self.norm_kind = norm
-        n, f = self.name, self.fold_bn
+
+    def build(self, input_shape):
+        n, f, filters, expansion = self.name, self.fold_bn, self.filters, self.expansion
         self.conv1 = common.conv2d(expansion * filters, 1, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
         self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
-        self.dw = common.depthwise_conv2d(3, strides, name=f"{n}_dw", dtype=self.dtype_policy)
+        self.dw = common.depthwise_conv2d(3, self.strides, name=f"{n}_dw", dtype=self.dtype_policy)
         self.conv2 = common.conv2d(filters, 1, name=f"{n}_conv2", dtype=self.dtype_policy)
         self.short_conv = common.conv2d(filters, 1, name=f"{n}_short_conv", dtype=self.dtype_policy)
-        self.norm = common.make_norm(norm, f"{n}_norm", f, dtype=self.dtype_policy)
+        self.norm = common.make_norm(self.norm_kind, f"{n}_norm", f, dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def bn_folds(self):
         folds = [(("conv1",), "bn1")]
@@ -115,7 +121,7 @@ class PlainDownsample(common.ConvNorm, _Downsample):
 
     def __init__(self, filters, strides=2, norm="bn", **kwargs):
         super().__init__(filters, strides, **kwargs)
-        self._build_conv_norm(filters, 3, strides, norm)
+        self.conv_norm(filters, 3, strides, norm)
 
 
 # Builds the downsampling a :class:`keras_hiri.variants.StageSpec` names.

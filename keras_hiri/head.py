@@ -25,12 +25,15 @@ class ClassAttentionHead(common.CompositeLayer):
         self.dim = dim
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
-        n = self.name
+
+    def build(self, input_shape):
+        n, dim = self.name, self.dim
         self.norm1 = common.layer_norm(f"{n}_norm1", dtype=self.dtype_policy)
-        self.attn = MultiHeadSelfAttention(dim, num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
+        self.attn = MultiHeadSelfAttention(dim, self.num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
         self.norm2 = common.layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
-        self.fc1 = common.dense(int(mlp_ratio * dim), name=f"{n}_fc1", dtype=self.dtype_policy)
+        self.fc1 = common.dense(int(self.mlp_ratio * dim), name=f"{n}_fc1", dtype=self.dtype_policy)
         self.fc2 = common.dense(dim, name=f"{n}_fc2", dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def call(self, x):
         tokens = to_tokens(x)

@@ -40,7 +40,9 @@ class HRStem(_Stem):
 
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
-        n, f = self.name, self.fold_bn
+
+    def build(self, input_shape):
+        n, f, filters = self.name, self.fold_bn, self.filters
         self.conv = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv", dtype=self.dtype_policy)
         self.bn = common.batch_norm(f"{n}_bn", f, dtype=self.dtype_policy)
         self.hi_dw = common.depthwise_conv2d(3, use_bias=f, name=f"{n}_hi_dw", dtype=self.dtype_policy)
@@ -52,6 +54,7 @@ class HRStem(_Stem):
         self.lo_bn2 = common.batch_norm(f"{n}_lo_bn2", f, dtype=self.dtype_policy)
         self.lo_conv3 = common.conv2d(filters, 1, 1, name=f"{n}_lo_conv3", dtype=self.dtype_policy)
         self.out_bn = common.batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def bn_folds(self):
         return [
@@ -80,13 +83,16 @@ class ConvStem(_Stem):
 
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
-        n, f = self.name, self.fold_bn
+
+    def build(self, input_shape):
+        n, f, filters = self.name, self.fold_bn, self.filters
         self.conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
         self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
         self.conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
         self.bn2 = common.batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
         self.conv3 = common.conv2d(filters, 3, 2, name=f"{n}_conv3", dtype=self.dtype_policy)
         self.out_bn = common.batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
+        super().build(input_shape)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
@@ -103,7 +109,7 @@ class ViTStem(common.ConvNorm, _Stem):
 
     def __init__(self, filters, norm="bn", **kwargs):
         super().__init__(filters, **kwargs)
-        self._build_conv_norm(filters, 7, 4, norm)
+        self.conv_norm(filters, 7, 4, norm)
 
 
 STEMS = {"hr": HRStem, "conv": ConvStem, "vit": ViTStem}

@@ -65,6 +65,7 @@ def test_attention_rejects_indivisible_heads():
 
 def test_hr_block_low_resolution_branch_runs_on_half_grid():
     layer = blocks.HRBlock(4, mlp_ratio=2)
+    layer.build((1, 7, 9, 4))  # sub-layers are created in build()
     seen = {}
     original = layer.lo_fc1.call
 

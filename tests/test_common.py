@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import blocks, common, kernels
+from keras_hiri import blocks, common, downsampling, head, kernels, stem
 from tests.helpers import assert_layer_round_trip, to_numpy
 from tests.tiny import tiny_model
 
@@ -145,10 +145,15 @@ def test_model_config_round_trip_is_idempotent():
 
 @pytest.mark.parametrize("layer_cls,args", [
     (blocks.TransformerBlock, (32, 2)), (blocks.HRBlock, (32,)), (blocks.CFFNBlock, (32,)),
+    (stem.HRStem, (16,)), (stem.ConvStem, (16,)), (stem.ViTStem, (16,)),
+    (downsampling.IRDSa, (16,)), (downsampling.IRDSb, (16,)), (downsampling.PlainDownsample, (16,)),
+    (head.ClassAttentionHead, (32, 2, 2)),
 ])
 def test_composite_layers_build_every_sublayer_from_their_build_config(layer_cls, args):
     layer = layer_cls(*args, name="block")
+    assert layer.sublayers() == []  # created in build(), as keras-hub's layers do
     layer.build((None, 9, 7, 32))
+    assert layer.sublayers()
     assert all(sub.built for sub in common.walk(layer))
     revived = layer_cls.from_config(layer.get_config())
     revived.build_from_config(layer.get_build_config())

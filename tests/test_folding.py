@@ -98,6 +98,7 @@ def test_source_model_is_unchanged_and_folded_model_round_trips(tmp_path):
 def test_layer_config_carries_the_flag():
     stem = keras_hiri.HRStem(8, fold_bn=True, name="s")
     assert stem.get_config()["fold_bn"] is True
+    stem.build((1, 16, 16, 3))
     assert isinstance(stem.bn, keras.layers.Identity) and stem.conv.use_bias
     assert keras_hiri.HRStem.from_config(stem.get_config()).fold_bn
 
