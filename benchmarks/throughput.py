@@ -34,6 +34,7 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
     python benchmarks/throughput.py                        # all backends, full grid
     python benchmarks/throughput.py --quick                # the rows the ratios need
     python benchmarks/throughput.py --backends jax --json out.json
+    python benchmarks/throughput.py --quick --retain-freed-memory   # glibc keeps freed memory
 """
 
 import argparse
@@ -282,6 +283,7 @@ def run_backend(backend, args, progress):
             "repeats": args.repeats,
             "compile": args.compile or DEFAULT_COMPILE[backend],
             "kernels": dict(args.kernel),
+            "retain_freed_memory": args.retain_freed_memory,
         }
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         with tempfile.TemporaryDirectory() as tmp:
@@ -428,7 +430,7 @@ def markdown(all_results, batch):
         "",
         f"batch {batch}, median of {next(iter(first.values()))['repeats']} timed batches after warm-up; "
         f"compile mode: {compile_modes}; kernel switches: {chosen or 'all auto'}"
-        + speed_settings(),
+        + speed_settings(next(iter(first.values()))),
     ]
     return "\n".join(lines)
 
@@ -438,11 +440,35 @@ def markdown(all_results, batch):
 SPEED_ENVIRONMENT = ("XLA_FLAGS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
-def speed_settings():
-    """``"; NAME=value"`` for each variable of ``SPEED_ENVIRONMENT`` this run sets
-    (empty when none is), for a table's footer: a run under non-default settings says so."""
-    return "".join(f"; {name}={os.environ[name]}" for name in SPEED_ENVIRONMENT
+def speed_settings(result=None):
+    """``"; NAME=value"`` for each variable of ``SPEED_ENVIRONMENT`` this run sets,
+    and the process settings its workers applied (``result``: one of the run's
+    results), for a table's footer: a run under non-default settings says so."""
+    text = "".join(f"; {name}={os.environ[name]}" for name in SPEED_ENVIRONMENT
                    if os.environ.get(name))
+    if result and result.get("retain_freed_memory"):
+        text += "; keras_hiri.retain_freed_memory() in every model's process"
+    return text
+
+
+def add_process_arguments(parser):
+    """The options for process settings every benchmark's workers can apply."""
+    parser.add_argument(
+        "--retain-freed-memory", action="store_true",
+        help="call keras_hiri.retain_freed_memory() first in every model's process "
+        "(glibc keeps freed memory instead of re-faulting it; see its docstring)",
+    )
+
+
+def worker_spec(text):
+    """A worker's job (the JSON spec its parent passed), with the process
+    settings the spec asks for applied before anything is allocated."""
+    spec = json.loads(text)
+    if spec.get("retain_freed_memory"):
+        import keras_hiri
+
+        keras_hiri.retain_freed_memory()
+    return spec
 
 
 def _kernel_setting(text):
@@ -477,12 +503,13 @@ def main(argv=None):
     )
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
     parser.add_argument("--json", help="also write every result to this JSON file")
+    add_process_arguments(parser)
     args = parser.parse_args(argv)
     if args.prepare:
         prepare(json.loads(args.prepare))
         return
     if args.worker:
-        spec = json.loads(args.worker)
+        spec = worker_spec(args.worker)
         worker = measure_gemm if spec.get("gemm") else (measure_pair if spec.get("pair") else measure)
         print(json.dumps(worker(spec)))
         return

@@ -28,7 +28,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import run_and_report, run_worker, speed_settings  # noqa: E402  (shared by the benchmarks)
+from throughput import (  # noqa: E402  (shared by the benchmarks)
+    add_process_arguments, run_and_report, run_worker, speed_settings, worker_spec,
+)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROWS = [
@@ -97,7 +99,8 @@ def run_backend(backend, args, progress):
     results = []
     for model, resolution, step in ROWS:
         spec = {"model": model, "resolution": resolution, "step": step, "batch": args.batch,
-                "warmup": args.warmup, "repeats": args.repeats}
+                "warmup": args.warmup, "repeats": args.repeats,
+                "retain_freed_memory": args.retain_freed_memory}
         results.append(run_worker(__file__, spec, backend, f"{model} {step}"))
         progress.add(1)
     return results
@@ -147,7 +150,7 @@ def markdown(all_results, batch):
     first = next(r for rs in all_results.values() for r in rs)
     lines += ["", f"batch {batch}, AdamW, median of {first['repeats']} steps after "
                   f"{first['warmup']} warm-up steps (Keras' default compile per backend)"
-                  + speed_settings()]
+                  + speed_settings(first)]
     return "\n".join(lines)
 
 
@@ -159,9 +162,10 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write every result to this JSON file")
+    add_process_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
+        print(json.dumps(measure(worker_spec(args.worker))))
         return
     if min(args.batch, args.warmup, args.repeats) < 1:
         parser.error("--batch, --warmup and --repeats must be >= 1")

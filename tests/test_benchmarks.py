@@ -6,9 +6,13 @@ table, and draw the figure, on hand-made results; XLA's memory accounting is
 also checked on one tiny model compiled in a JAX subprocess.
 """
 
+import subprocess
+import sys
+
 import pytest
 
-from tests.helpers import load_script
+from keras_hiri import runtime
+from tests.helpers import BLOCK_PAGES, ROOT, SECOND_MALLOC_FAULTS, load_script
 
 # Nothing here depends on the Keras backend (see tests/conftest.py).
 pytestmark = pytest.mark.backend_independent
@@ -55,6 +59,10 @@ def test_table_marks_targets_met_and_missed(monkeypatch):
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4294967296")
     assert (table.splitlines()[-1] + "; XLA_FLAGS=--xla_example=1; MALLOC_MMAP_THRESHOLD_=4294967296"
             == throughput.markdown({"jax": RESULTS, "torch": RESULTS[:4]}, batch=8).splitlines()[-1])
+    assert "retain_freed_memory" not in table
+    retained = [{**r, "retain_freed_memory": True} for r in RESULTS]  # --retain-freed-memory
+    assert throughput.markdown({"jax": retained}, batch=8).endswith(
+        "; keras_hiri.retain_freed_memory() in every model's process")
     assert "| HIRI-ViT-S folded | 448 |" in table
     assert "2.00 (met)" in table  # P1 on jax
     assert "3.60 (missed)" in table  # P2 plain
@@ -64,6 +72,19 @@ def test_table_marks_targets_met_and_missed(monkeypatch):
     assert "| ConvNeXtTiny | 224 | 1.00 | 11.11 | 720 | 11.1 (28 %) | 100 (60) | failed |" in table
     assert "1.50 (missed)" in table and "0.75 (met)" in table  # memory: M and M_steady on jax
     assert "40.0 (100 %)" in table
+
+
+@pytest.mark.skipif(runtime._glibc() is None, reason="the setting is glibc's (Linux)")
+@pytest.mark.parametrize("retain", [True, False])
+def test_a_worker_applies_the_process_settings_its_spec_asks_for(retain):
+    """``--retain-freed-memory`` reaches every model's process through its spec."""
+    setup = ("import json, sys\nsys.path.insert(0, 'benchmarks')\nfrom throughput import worker_spec\n"
+             f"worker_spec(json.dumps({{'retain_freed_memory': {retain}}}))\n")
+    out = subprocess.run([sys.executable, "-c", setup + SECOND_MALLOC_FAULTS], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    faults = int(out.stdout.split("FAULTS")[-1])
+    assert (faults < 100) if retain else (faults > BLOCK_PAGES // 2), faults
 
 
 def test_torch_against_tensorflow_ratio():
@@ -121,6 +142,9 @@ def test_train_step_table_and_ratios(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")  # non-default allocator: the footer says so
     assert train_step.markdown({"jax": rows(2.0, 2.4, 1.0)}, batch=8).endswith(
         "; MALLOC_TRIM_THRESHOLD_=4294967296")
+    retained = [{**r, "retain_freed_memory": True} for r in rows(2.0, 2.4, 1.0)]
+    assert train_step.markdown({"jax": retained}, batch=8).endswith(
+        "; MALLOC_TRIM_THRESHOLD_=4294967296; keras_hiri.retain_freed_memory() in every model's process")
 
 
 _LIVE_RANGES = """HloLiveRange (max 3):

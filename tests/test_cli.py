@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from keras_hiri import cli
-from tests.helpers import ROOT
+from keras_hiri import cli, runtime
+from tests.helpers import BLOCK_PAGES, ROOT, SECOND_MALLOC_FAULTS
 
 
 @pytest.mark.backend_independent
@@ -31,6 +31,22 @@ def test_help_and_version_import_neither_keras_nor_a_backend():
                          timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout and "detect" in out.stdout and "keras-hiri 0." in out.stdout
+
+
+@pytest.mark.skipif(runtime._glibc() is None, reason="the setting is glibc's (Linux)")
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("as_command", [True, False])
+def test_only_the_command_keeps_freed_memory(as_command):
+    """``keras-hiri`` (argv from the command line) applies retain_freed_memory to
+    its process; ``main(argv)`` called by another program leaves it alone."""
+    argv = ["keras-hiri", "profile", "--variant", "tiny", "--resolution", "64"]
+    call = f"sys.argv = {argv!r}\nmain()" if as_command else f"main({argv[1:]!r})"
+    code = f"import sys\nfrom keras_hiri_cli import main\n{call}\n" + SECOND_MALLOC_FAULTS
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    faults = int(out.stdout.split("FAULTS")[-1])
+    assert (faults < 100) if as_command else (faults > BLOCK_PAGES // 2), faults
 
 
 @pytest.mark.backend_independent
