@@ -35,6 +35,7 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
     python benchmarks/throughput.py --quick                # the rows the ratios need
     python benchmarks/throughput.py --backends jax --json out.json
     python benchmarks/throughput.py --quick --retain-freed-memory   # glibc keeps freed memory
+    python benchmarks/throughput.py --alternate-retain 3 --backends torch   # that setting's speed-up
 """
 
 import argparse
@@ -298,6 +299,45 @@ def run_backend(backend, args, progress):
     return results
 
 
+def run_retain_pairs(backend, args, progress):
+    """S@448 in fresh processes, with glibc's defaults and with
+    ``keras_hiri.retain_freed_memory()``, alternated ``args.alternate_retain``
+    times: machine drift hits both alike (separate runs minutes apart differ by
+    more than the setting does on this machine)."""
+    results = []
+    for _ in range(args.alternate_retain):
+        for retain in (False, True):
+            spec = {"model": "S", "resolution": 448, "batch": args.batch, "warmup": args.warmup,
+                    "repeats": args.repeats, "compile": args.compile or DEFAULT_COMPILE[backend],
+                    "kernels": dict(args.kernel), "retain_freed_memory": retain}
+            results.append(run_worker(__file__, spec, backend, f"S@448 retain_freed_memory={retain}"))
+            progress.add(1)
+    return results
+
+
+def retain_table(all_results, batch):
+    """The alternated runs of :func:`run_retain_pairs`: each round's s/batch both
+    ways, and the median over rounds of (default time / retained time)."""
+    lines = ["| backend | glibc defaults s/batch, per round | retain_freed_memory() s/batch, per round "
+             "| speed-up (median of per-round ratios) | steady peak MiB, default / retained |",
+             "|---|---|---|---|---|"]
+    for backend, rows in all_results.items():
+        default = [r for r in rows if not r["retain_freed_memory"]]
+        retained = [r for r in rows if r["retain_freed_memory"]]
+        pairs = [(d, r) for d, r in zip(default, retained) if "error" not in d and "error" not in r]
+        times = lambda rs: ", ".join(  # noqa: E731
+            "failed" if "error" in r else f"{r['median_s']:.3f}" for r in rs)
+        speedup = (f"{statistics.median(d['median_s'] / r['median_s'] for d, r in pairs):.2f}x"
+                   if pairs else "-")
+        memory = (f"{statistics.median(d['steady_peak_mib'] for d, _ in pairs):.0f} / "
+                  f"{statistics.median(r['steady_peak_mib'] for _, r in pairs):.0f}" if pairs else "-")
+        lines.append(f"| {backend} | {times(default)} | {times(retained)} | {speedup} | {memory} |")
+    first = next(r for rs in all_results.values() for r in rs)
+    lines += ["", f"HIRI-ViT-S@448, batch {batch}, median of {first['repeats']} timed batches per process, "
+                  f"each process fresh, the two settings alternated"]
+    return "\n".join(lines)
+
+
 def run_worker(script, spec, backend, title):
     """Runs ``script --worker SPEC`` in a fresh process on ``backend``; returns
     the JSON line it printed last, or the spec with an ``error`` (reported)."""
@@ -504,6 +544,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
     parser.add_argument("--json", help="also write every result to this JSON file")
     add_process_arguments(parser)
+    parser.add_argument(
+        "--alternate-retain", type=int, default=0, metavar="ROUNDS",
+        help="instead of the table: S@448 with glibc's defaults and with retain_freed_memory(), "
+        "alternated ROUNDS times in fresh processes, and the speed-up",
+    )
     args = parser.parse_args(argv)
     if args.prepare:
         prepare(json.loads(args.prepare))
@@ -515,6 +560,9 @@ def main(argv=None):
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")
+    if args.alternate_retain:
+        run_and_report(args, 2 * args.alternate_retain, run_retain_pairs, retain_table)
+        return
     run_and_report(args, len(jobs(args)), run_backend, markdown)
 
 

@@ -87,6 +87,20 @@ def test_a_worker_applies_the_process_settings_its_spec_asks_for(retain):
     assert (faults < 100) if retain else (faults > BLOCK_PAGES // 2), faults
 
 
+def test_retain_table_pairs_each_round():
+    throughput = load_script("benchmarks", "throughput")
+    row = lambda retain, seconds, mib: {  # noqa: E731
+        "model": "S", "resolution": 448, "retain_freed_memory": retain, "median_s": seconds,
+        "steady_peak_mib": mib, "repeats": 5}
+    rounds = [row(False, 1.0, 500), row(True, 0.5, 600), row(False, 0.6, 520), row(True, 0.5, 610),
+              row(False, 0.9, 510), row(True, 0.6, 590)]
+    table = throughput.retain_table({"torch": rounds, "jax": [row(False, 1.0, 1), {"error": "x", **row(True, 1, 1)}]},
+                                    batch=8)
+    # Per-round ratios 2.0, 1.2, 1.5: their median, not the ratio of medians (0.9 / 0.5).
+    assert "| torch | 1.000, 0.600, 0.900 | 0.500, 0.500, 0.600 | 1.50x | 510 / 600 |" in table
+    assert "| jax | 1.000 | failed | - | - |" in table
+
+
 def test_torch_against_tensorflow_ratio():
     throughput = load_script("benchmarks", "throughput")
     slow = [dict(r, images_per_s=r["images_per_s"] / 2) if "images_per_s" in r else r for r in RESULTS]
