@@ -18,7 +18,7 @@ Bad input (a missing file, a file that is not an image, an unknown variant or
 weights name) prints ``keras-hiri: error: ...`` and exits with status 2.
 
 Run as a command, keras-hiri keeps freed memory in its process
-(keras_hiri.retain_freed_memory: PyTorch 1.2-1.7x faster on Linux).
+(keras_hiri.retain_freed_memory: PyTorch ~1.2x faster on Linux).
 """
 
 import argparse

@@ -40,10 +40,11 @@ def retain_freed_memory():
     the process started): blocks up to 2 GiB then come from the heap, and
     freed ones are reused.
 
-    Effect: an HIRI-ViT-S@448 forward on PyTorch (batch 8) goes from ~110-160 k
-    minor page faults to none, and runs 1.2-1.7x faster on a 2-core CPU
-    (docs/RESULTS.md); TensorFlow and JAX allocate their activations
-    themselves and hardly change. Cost: the process keeps its peak heap (the
+    Effect: an HIRI-ViT-S@448 forward on PyTorch (batch 8) goes from ~86 k
+    minor page faults to ~700 and runs 1.18x faster on a 2-core CPU
+    (``benchmarks/throughput.py --alternate-retain``; docs/RESULTS.md);
+    TensorFlow and JAX allocate their activations themselves and do not
+    change. Cost: the process keeps its peak heap (the
     memory it freed is not returned to the OS until it exits), and it applies
     to everything in the process. It affects allocations made after the call.
 
