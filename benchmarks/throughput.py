@@ -36,6 +36,7 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
     python benchmarks/throughput.py --backends jax --json out.json
     python benchmarks/throughput.py --quick --retain-freed-memory   # glibc keeps freed memory
     python benchmarks/throughput.py --alternate-retain 3 --backends torch   # that setting's speed-up
+    python benchmarks/throughput.py --alternate-backends 3   # S@448 only, T_b from alternated rounds
 """
 
 import argparse
@@ -288,18 +289,23 @@ def jobs(args):
     return rows
 
 
+def job_spec(row, backend, args):
+    """The worker spec of a job row on ``backend`` under the run's options."""
+    return {
+        **row,
+        "batch": args.batch,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "compile": args.compile or DEFAULT_COMPILE[backend],
+        "kernels": dict(args.kernel),
+        "retain_freed_memory": args.retain_freed_memory,
+    }
+
+
 def run_backend(backend, args, progress):
     results = []
     for row in jobs(args):
-        spec = {
-            **row,
-            "batch": args.batch,
-            "warmup": args.warmup,
-            "repeats": args.repeats,
-            "compile": args.compile or DEFAULT_COMPILE[backend],
-            "kernels": dict(args.kernel),
-            "retain_freed_memory": args.retain_freed_memory,
-        }
+        spec = job_spec(row, backend, args)
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         with tempfile.TemporaryDirectory() as tmp:
             if spec.get("folded"):
@@ -313,6 +319,40 @@ def run_backend(backend, args, progress):
     return results
 
 
+S448 = {"model": "S", "resolution": 448}
+
+
+def run_s448(backend, args, progress):
+    """One S@448 row on ``backend`` (a round of ``--alternate-backends``)."""
+    result = run_worker(__file__, job_spec(S448, backend, args), backend, f"S@448 on {backend}")
+    progress.add(1)
+    return [result]
+
+
+def backend_rounds_table(all_results, batch):
+    """The rounds of ``--alternate-backends``: S@448's s/batch per round on each
+    backend, and T_b as the median over rounds of that round's ratio to
+    TensorFlow (the processes of one round ran minutes apart at most)."""
+    lines = ["| backend | s/batch, per round | img/s (median) | T_b = thr(b) / thr(tensorflow), "
+             "median of per-round ratios | target |", "|---|---|---|---|---|"]
+    reference = all_results.get("tensorflow", [])
+    for backend, rows in all_results.items():
+        times = ", ".join("failed" if "error" in r else f"{r['median_s']:.3f}" for r in rows)
+        ok = [r["median_s"] for r in rows if "error" not in r]
+        speed = f"{batch / statistics.median(ok):.2f}" if ok else "-"
+        pairs = [(t, r) for t, r in zip(reference, rows) if "error" not in t and "error" not in r]
+        if backend == "tensorflow" or not pairs:
+            ratio = target = "-"
+        else:
+            value = statistics.median(t["median_s"] / r["median_s"] for t, r in pairs)
+            ratio, target = f"{value:.2f}", f">= 0.8 ({'met' if value >= 0.8 else 'missed'})"
+        lines.append(f"| {backend} | {times} | {speed} | {ratio} | {target} |")
+    first = next(r for rs in all_results.values() for r in rs)
+    lines += ["", f"HIRI-ViT-S@448, batch {batch}, median of {first['repeats']} timed batches per process, "
+                  "each process fresh, the backends alternated in every round" + speed_settings(first)]
+    return "\n".join(lines)
+
+
 def run_retain_pairs(backend, args, progress):
     """S@448 in fresh processes, with glibc's defaults and with
     ``keras_hiri.retain_freed_memory()``, alternated ``args.alternate_retain``
@@ -321,9 +361,7 @@ def run_retain_pairs(backend, args, progress):
     results = []
     for _ in range(args.alternate_retain):
         for retain in (False, True):
-            spec = {"model": "S", "resolution": 448, "batch": args.batch, "warmup": args.warmup,
-                    "repeats": args.repeats, "compile": args.compile or DEFAULT_COMPILE[backend],
-                    "kernels": dict(args.kernel), "retain_freed_memory": retain}
+            spec = {**job_spec(S448, backend, args), "retain_freed_memory": retain}
             results.append(run_worker(__file__, spec, backend, f"S@448 retain_freed_memory={retain}"))
             progress.add(1)
     return results
@@ -567,6 +605,11 @@ def main(argv=None):
         help="instead of the table: S@448 with glibc's defaults and with retain_freed_memory(), "
         "alternated ROUNDS times in fresh processes, and the speed-up",
     )
+    parser.add_argument(
+        "--alternate-backends", type=int, default=0, metavar="ROUNDS",
+        help="instead of the table: S@448 on each backend in fresh processes, the backends alternated "
+        "ROUNDS times, and T_b from per-round ratios",
+    )
     args = parser.parse_args(argv)
     if args.prepare:
         prepare(json.loads(args.prepare))
@@ -578,19 +621,26 @@ def main(argv=None):
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")
+    if args.alternate_backends:
+        run_and_report(args, 1, run_s448, backend_rounds_table, rounds=args.alternate_backends)
+        return
     if args.alternate_retain:
         run_and_report(args, 2 * args.alternate_retain, run_retain_pairs, retain_table)
         return
     run_and_report(args, len(jobs(args)), run_backend, markdown)
 
 
-def run_and_report(args, rows_per_backend, run_backend, table):
-    """Runs every backend's rows (a progress bar over all), prints ``table``
-    of the results, and writes them to ``args.json`` when given."""
+def run_and_report(args, rows_per_backend, run_backend, table, rounds=1):
+    """Runs every backend's rows ``rounds`` times, the backends alternated in
+    each round (a progress bar over all), prints ``table`` of the results, and
+    writes them to ``args.json`` when given."""
     from keras.utils import Progbar
 
-    progress = Progbar(rows_per_backend * len(args.backends), unit_name="model")
-    all_results = {b: run_backend(b, args, progress) for b in args.backends}
+    progress = Progbar(rows_per_backend * len(args.backends) * rounds, unit_name="model")
+    all_results = {b: [] for b in args.backends}
+    for _ in range(rounds):
+        for b in args.backends:
+            all_results[b] += run_backend(b, args, progress)
     print(table(all_results, args.batch))
     if args.json:
         with open(args.json, "w") as f:

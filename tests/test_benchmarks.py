@@ -101,6 +101,29 @@ def test_retain_table_pairs_each_round():
     assert "| jax | 1.000 | failed | - | - | - |" in table
 
 
+def test_backend_rounds_table_pairs_each_round():
+    throughput = load_script("benchmarks", "throughput")
+    row = lambda seconds: {"model": "S", "resolution": 448, "median_s": seconds, "repeats": 5}  # noqa: E731
+    table = throughput.backend_rounds_table({
+        "tensorflow": [row(0.8), row(0.6), row(0.7)],
+        "torch": [row(1.0), row(0.6), row(0.7)],       # per-round ratios 0.8, 1.0, 1.0
+        "jax": [row(1.6), {"error": "x", **row(1)}, row(1.0)],  # 0.5 and 0.7
+    }, batch=8)
+    assert "| tensorflow | 0.800, 0.600, 0.700 | 11.43 | - | - |" in table
+    assert "| torch | 1.000, 0.600, 0.700 | 11.43 | 1.00 | >= 0.8 (met) |" in table
+    assert "| jax | 1.600, failed, 1.000 | 6.15 | 0.60 | >= 0.8 (missed) |" in table
+
+
+def test_rounds_alternate_the_backends(monkeypatch):
+    throughput = load_script("benchmarks", "throughput")
+    order = []
+    run = lambda backend, args, progress: order.append(backend) or [backend]  # noqa: E731
+    args = type("Args", (), {"backends": ["tensorflow", "torch"], "batch": 8, "json": None})()
+    monkeypatch.setattr("builtins.print", lambda *a, **k: None)
+    throughput.run_and_report(args, 1, run, lambda results, batch: str(results), rounds=3)
+    assert order == ["tensorflow", "torch"] * 3
+
+
 def test_torch_against_tensorflow_ratio():
     throughput = load_script("benchmarks", "throughput")
     slow = [dict(r, images_per_s=r["images_per_s"] / 2) if "images_per_s" in r else r for r in RESULTS]
