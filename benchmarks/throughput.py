@@ -345,7 +345,7 @@ def backend_rounds_table(all_results, batch):
             ratio = target = "-"
         else:
             value = statistics.median(t["median_s"] / r["median_s"] for t, r in pairs)
-            ratio, target = f"{value:.2f}", f">= 0.8 ({'met' if value >= 0.8 else 'missed'})"
+            ratio, target = f"{value:.3f}", f">= 0.8 ({'met' if value >= 0.8 else 'missed'})"
         lines.append(f"| {backend} | {times} | {speed} | {ratio} | {target} |")
     first = next(r for rs in all_results.values() for r in rs)
     lines += ["", f"HIRI-ViT-S@448, batch {batch}, median of {first['repeats']} timed batches per process, "

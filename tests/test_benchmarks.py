@@ -110,8 +110,8 @@ def test_backend_rounds_table_pairs_each_round():
         "jax": [row(1.6), {"error": "x", **row(1)}, row(1.0)],  # 0.5 and 0.7
     }, batch=8)
     assert "| tensorflow | 0.800, 0.600, 0.700 | 11.43 | - | - |" in table
-    assert "| torch | 1.000, 0.600, 0.700 | 11.43 | 1.00 | >= 0.8 (met) |" in table
-    assert "| jax | 1.600, failed, 1.000 | 6.15 | 0.60 | >= 0.8 (missed) |" in table
+    assert "| torch | 1.000, 0.600, 0.700 | 11.43 | 1.000 | >= 0.8 (met) |" in table
+    assert "| jax | 1.600, failed, 1.000 | 6.15 | 0.600 | >= 0.8 (missed) |" in table
 
 
 def test_rounds_alternate_the_backends(monkeypatch):
