@@ -329,6 +329,16 @@ def run_s448(backend, args, progress):
     return [result]
 
 
+def _per_round(rows):
+    """Each round's s/batch, ``failed`` where the worker failed."""
+    return ", ".join("failed" if "error" in r else f"{r['median_s']:.3f}" for r in rows)
+
+
+def _paired(first, second):
+    """The rounds where both workers succeeded, as ``(first, second)`` results."""
+    return [(a, b) for a, b in zip(first, second) if "error" not in a and "error" not in b]
+
+
 def backend_rounds_table(all_results, batch):
     """The rounds of ``--alternate-backends``: S@448's s/batch per round on each
     backend, and T_b as the median over rounds of that round's ratio to
@@ -337,16 +347,15 @@ def backend_rounds_table(all_results, batch):
              "median of per-round ratios | target |", "|---|---|---|---|---|"]
     reference = all_results.get("tensorflow", [])
     for backend, rows in all_results.items():
-        times = ", ".join("failed" if "error" in r else f"{r['median_s']:.3f}" for r in rows)
         ok = [r["median_s"] for r in rows if "error" not in r]
         speed = f"{batch / statistics.median(ok):.2f}" if ok else "-"
-        pairs = [(t, r) for t, r in zip(reference, rows) if "error" not in t and "error" not in r]
+        pairs = _paired(reference, rows)
         if backend == "tensorflow" or not pairs:
             ratio = target = "-"
         else:
             value = statistics.median(t["median_s"] / r["median_s"] for t, r in pairs)
             ratio, target = f"{value:.3f}", f">= 0.8 ({'met' if value >= 0.8 else 'missed'})"
-        lines.append(f"| {backend} | {times} | {speed} | {ratio} | {target} |")
+        lines.append(f"| {backend} | {_per_round(rows)} | {speed} | {ratio} | {target} |")
     first = next(r for rs in all_results.values() for r in rs)
     lines += ["", f"HIRI-ViT-S@448, batch {batch}, median of {first['repeats']} timed batches per process, "
                   "each process fresh, the backends alternated in every round" + speed_settings(first)]
@@ -377,9 +386,7 @@ def retain_table(all_results, batch):
     for backend, rows in all_results.items():
         default = [r for r in rows if not r["retain_freed_memory"]]
         retained = [r for r in rows if r["retain_freed_memory"]]
-        pairs = [(d, r) for d, r in zip(default, retained) if "error" not in d and "error" not in r]
-        times = lambda rs: ", ".join(  # noqa: E731
-            "failed" if "error" in r else f"{r['median_s']:.3f}" for r in rs)
+        pairs = _paired(default, retained)
         speedup = (f"{statistics.median(d['median_s'] / r['median_s'] for d, r in pairs):.2f}x"
                    if pairs else "-")
         memory = (f"{statistics.median(d['steady_peak_mib'] for d, _ in pairs):.0f} / "
@@ -387,7 +394,8 @@ def retain_table(all_results, batch):
         faults = (f"{statistics.median(d.get('minor_faults_per_batch', 0) for d, _ in pairs):.0f} / "
                   f"{statistics.median(r.get('minor_faults_per_batch', 0) for _, r in pairs):.0f}"
                   if pairs else "-")
-        lines.append(f"| {backend} | {times(default)} | {times(retained)} | {speedup} | {memory} | {faults} |")
+        lines.append(f"| {backend} | {_per_round(default)} | {_per_round(retained)} | {speedup} | {memory} "
+                     f"| {faults} |")
     first = next(r for rs in all_results.values() for r in rs)
     lines += ["", f"HIRI-ViT-S@448, batch {batch}, median of {first['repeats']} timed batches per process, "
                   f"each process fresh, the two settings alternated"]

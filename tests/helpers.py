@@ -49,6 +49,19 @@ print("FAULTS", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 BLOCK_PAGES = (256 << 20) // 4096
 
 
+def second_malloc_faults(setup):
+    """Runs ``setup`` and then :data:`SECOND_MALLOC_FAULTS` in a fresh Python
+    process (in the repository, so ``benchmarks`` and ``keras_hiri_cli`` import);
+    returns the page faults it printed."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", setup + SECOND_MALLOC_FAULTS], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split("FAULTS")[-1])
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

@@ -6,13 +6,10 @@ table, and draw the figure, on hand-made results; XLA's memory accounting is
 also checked on one tiny model compiled in a JAX subprocess.
 """
 
-import subprocess
-import sys
-
 import pytest
 
 from keras_hiri import runtime
-from tests.helpers import BLOCK_PAGES, ROOT, SECOND_MALLOC_FAULTS, load_script
+from tests.helpers import BLOCK_PAGES, load_script, second_malloc_faults
 
 # Nothing here depends on the Keras backend (see tests/conftest.py).
 pytestmark = pytest.mark.backend_independent
@@ -80,10 +77,7 @@ def test_a_worker_applies_the_process_settings_its_spec_asks_for(retain):
     """``--retain-freed-memory`` reaches every model's process through its spec."""
     setup = ("import json, sys\nsys.path.insert(0, 'benchmarks')\nfrom throughput import worker_spec\n"
              f"worker_spec(json.dumps({{'retain_freed_memory': {retain}}}))\n")
-    out = subprocess.run([sys.executable, "-c", setup + SECOND_MALLOC_FAULTS], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    faults = int(out.stdout.split("FAULTS")[-1])
+    faults = second_malloc_faults(setup)
     assert (faults < 100) if retain else (faults > BLOCK_PAGES // 2), faults
 
 

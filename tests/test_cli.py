@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from keras_hiri import cli, runtime
-from tests.helpers import BLOCK_PAGES, ROOT, SECOND_MALLOC_FAULTS
+from tests.helpers import BLOCK_PAGES, ROOT, second_malloc_faults
 
 
 @pytest.mark.backend_independent
@@ -41,11 +41,7 @@ def test_only_the_command_keeps_freed_memory(as_command):
     its process; ``main(argv)`` called by another program leaves it alone."""
     argv = ["keras-hiri", "profile", "--variant", "tiny", "--resolution", "64"]
     call = f"sys.argv = {argv!r}\nmain()" if as_command else f"main({argv[1:]!r})"
-    code = f"import sys\nfrom keras_hiri_cli import main\n{call}\n" + SECOND_MALLOC_FAULTS
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    faults = int(out.stdout.split("FAULTS")[-1])
+    faults = second_malloc_faults(f"import sys\nfrom keras_hiri_cli import main\n{call}\n")
     assert (faults < 100) if as_command else (faults > BLOCK_PAGES // 2), faults
 
 
