@@ -9,9 +9,16 @@ with a low GMAC/s is memory- or overhead-bound: that is where work pays off.
 
     KERAS_BACKEND=jax python benchmarks/stage_latency.py --variant S --resolution 448
     KERAS_BACKEND=tensorflow python benchmarks/stage_latency.py --folded
+    KERAS_BACKEND=jax python benchmarks/stage_latency.py --train   # forward + backward + AdamW
+
+With ``--train`` each cut runs a training step instead (``train_on_batch``
+against zeros of the cut's output, mean squared error, AdamW): the increment is
+that part's forward, backward and weight update.
 """
 
 import argparse
+import statistics
+import time
 
 import keras
 import numpy as np
@@ -34,6 +41,21 @@ def cuts(model):
     return order
 
 
+def train_latency(model, x, warmup, repeats, jit_compile):
+    """Median seconds per ``train_on_batch`` (forward, backward, AdamW) of
+    ``model`` on ``x`` against zeros of its output."""
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="mse", jit_compile=jit_compile)
+    y = np.zeros((len(x),) + tuple(model.output.shape[1:]), "float32")
+    for _ in range(max(warmup, 1)):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="S")
@@ -44,7 +66,11 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--jit", choices=["auto", "true", "false"], default="true")
+    parser.add_argument("--train", action="store_true",
+                        help="time a training step of each cut instead of inference")
     args = parser.parse_args(argv)
+    if args.train and args.folded:
+        parser.error("--folded is an inference copy; it does not train (drop --folded or --train)")
     jit = {"auto": "auto", "true": True, "false": False}[args.jit]
 
     size = args.resolution
@@ -59,7 +85,11 @@ def main(argv=None):
     bar = keras.utils.Progbar(len(parts), unit_name="cut")
     rows, previous = [], 0.0
     for part, last in parts:
-        t, _ = latency(keras.Model(model.inputs, last.output), x, args.warmup, args.repeats, jit)
+        cut = keras.Model(model.inputs, last.output)
+        if args.train:
+            t = train_latency(cut, x, args.warmup, args.repeats, jit)
+        else:
+            t, _ = latency(cut, x, args.warmup, args.repeats, jit)
         rows.append((part, t - previous, macs.get(part, 0)))
         previous = t
         bar.add(1)
@@ -67,6 +97,7 @@ def main(argv=None):
     print(
         f"\n{model.name}{' (folded)' if args.folded else ''} @ {size}, batch {args.batch}, "
         f"backend {keras.backend.backend()}, jit_compile={args.jit}"
+        + (", training step (forward + backward + AdamW)" if args.train else ", inference")
     )
     print(f"{'part':<20}{'ms/batch':>10}{'share':>8}{'GMACs/img':>11}{'GMAC/s':>9}")
     for part, t, m in rows:

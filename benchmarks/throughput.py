@@ -36,6 +36,7 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
     python benchmarks/throughput.py --backends jax --json out.json
     python benchmarks/throughput.py --quick --retain-freed-memory   # glibc keeps freed memory
     python benchmarks/throughput.py --alternate-retain 3 --backends torch   # that setting's speed-up
+    python benchmarks/throughput.py --alternate-ynnpack 3 --backends jax    # disable_ynnpack_fusions()'s
     python benchmarks/throughput.py --alternate-backends 3   # S@448 only, T_b from alternated rounds
 """
 
@@ -298,7 +299,7 @@ def job_spec(row, backend, args):
         "repeats": args.repeats,
         "compile": args.compile or DEFAULT_COMPILE[backend],
         "kernels": dict(args.kernel),
-        "retain_freed_memory": args.retain_freed_memory,
+        **process_settings(args),
     }
 
 
@@ -362,44 +363,51 @@ def backend_rounds_table(all_results, batch):
     return "\n".join(lines)
 
 
-def run_retain_pairs(backend, args, progress):
-    """S@448 in fresh processes, with glibc's defaults and with
-    ``keras_hiri.retain_freed_memory()``, alternated ``args.alternate_retain``
-    times: machine drift hits both alike (separate runs minutes apart differ by
-    more than the setting does on this machine)."""
+def run_setting_pairs(backend, args, progress):
+    """S@448 in fresh processes, without and with the process setting
+    ``args.setting`` (a ``keras_hiri`` function of :data:`PROCESS_SETTINGS`),
+    alternated ``args.setting_rounds`` times: machine drift hits both alike
+    (separate runs minutes apart differ by more than a setting does on this
+    machine)."""
     results = []
-    for _ in range(args.alternate_retain):
-        for retain in (False, True):
-            spec = {**job_spec(S448, backend, args), "retain_freed_memory": retain}
-            results.append(run_worker(__file__, spec, backend, f"S@448 retain_freed_memory={retain}"))
+    for _ in range(args.setting_rounds):
+        for applied in (False, True):
+            spec = {**job_spec(S448, backend, args), args.setting: applied}
+            results.append(run_worker(__file__, spec, backend, f"S@448 {args.setting}={applied}"))
             progress.add(1)
     return results
 
 
-def retain_table(all_results, batch):
-    """The alternated runs of :func:`run_retain_pairs`: each round's s/batch both
-    ways, and the median over rounds of (default time / retained time)."""
-    lines = ["| backend | glibc defaults s/batch, per round | retain_freed_memory() s/batch, per round "
-             "| speed-up (median of per-round ratios) | steady peak MiB, default / retained "
-             "| minor page faults per batch, default / retained |",
-             "|---|---|---|---|---|---|"]
-    for backend, rows in all_results.items():
-        default = [r for r in rows if not r["retain_freed_memory"]]
-        retained = [r for r in rows if r["retain_freed_memory"]]
-        pairs = _paired(default, retained)
-        speedup = (f"{statistics.median(d['median_s'] / r['median_s'] for d, r in pairs):.2f}x"
-                   if pairs else "-")
-        memory = (f"{statistics.median(d['steady_peak_mib'] for d, _ in pairs):.0f} / "
-                  f"{statistics.median(r['steady_peak_mib'] for _, r in pairs):.0f}" if pairs else "-")
-        faults = (f"{statistics.median(d.get('minor_faults_per_batch', 0) for d, _ in pairs):.0f} / "
-                  f"{statistics.median(r.get('minor_faults_per_batch', 0) for _, r in pairs):.0f}"
-                  if pairs else "-")
-        lines.append(f"| {backend} | {_per_round(default)} | {_per_round(retained)} | {speedup} | {memory} "
-                     f"| {faults} |")
-    first = next(r for rs in all_results.values() for r in rs)
-    lines += ["", f"HIRI-ViT-S@448, batch {batch}, median of {first['repeats']} timed batches per process, "
-                  f"each process fresh, the two settings alternated"]
-    return "\n".join(lines)
+def setting_table(setting):
+    """The table of :func:`run_setting_pairs` for ``setting``: each round's
+    s/batch both ways, and the median over rounds of (default time / time with
+    the setting), steady memory and page faults."""
+
+    def table(all_results, batch):
+        lines = [f"| backend | without s/batch, per round | {setting}() s/batch, per round "
+                 "| speed-up (median of per-round ratios) | steady peak MiB, without / with "
+                 "| minor page faults per batch, without / with |",
+                 "|---|---|---|---|---|---|"]
+        for backend, rows in all_results.items():
+            default = [r for r in rows if not r[setting]]
+            applied = [r for r in rows if r[setting]]
+            pairs = _paired(default, applied)
+            speedup = (f"{statistics.median(d['median_s'] / r['median_s'] for d, r in pairs):.2f}x"
+                       if pairs else "-")
+            memory = (f"{statistics.median(d['steady_peak_mib'] for d, _ in pairs):.0f} / "
+                      f"{statistics.median(r['steady_peak_mib'] for _, r in pairs):.0f}" if pairs else "-")
+            faults = (f"{statistics.median(d.get('minor_faults_per_batch', 0) for d, _ in pairs):.0f} / "
+                      f"{statistics.median(r.get('minor_faults_per_batch', 0) for _, r in pairs):.0f}"
+                      if pairs else "-")
+            lines.append(f"| {backend} | {_per_round(default)} | {_per_round(applied)} | {speedup} | {memory} "
+                         f"| {faults} |")
+        first = next(r for rs in all_results.values() for r in rs)
+        others = {k: v for k, v in first.items() if k != setting}
+        lines += ["", f"HIRI-ViT-S@448, batch {batch}, median of {first['repeats']} timed batches per process, "
+                      "each process fresh, without and with the setting alternated" + speed_settings(others)]
+        return "\n".join(lines)
+
+    return table
 
 
 def run_worker(script, spec, backend, title):
@@ -550,28 +558,52 @@ def speed_settings(result=None):
     results), for a table's footer: a run under non-default settings says so."""
     text = "".join(f"; {name}={os.environ[name]}" for name in SPEED_ENVIRONMENT
                    if os.environ.get(name))
-    if result and result.get("retain_freed_memory"):
-        text += "; keras_hiri.retain_freed_memory() in every model's process"
+    for name in PROCESS_SETTINGS:
+        if result and result.get(name):
+            text += f"; keras_hiri.{name}() in every model's process"
     return text
+
+
+# keras_hiri.runtime's process settings (name: what it does), each an option of
+# every benchmark (--retain-freed-memory, ...) that its workers apply first.
+PROCESS_SETTINGS = {
+    "retain_freed_memory": "glibc keeps freed memory instead of re-faulting it",
+    "disable_ynnpack_fusions": "JAX: XLA's own CPU kernels instead of YNNPACK's fusions",
+}
+
+
+# The options that time S@448 without and with one process setting, alternated.
+ALTERNATE_OPTIONS = {"alternate-retain": "retain_freed_memory", "alternate-ynnpack": "disable_ynnpack_fusions"}
 
 
 def add_process_arguments(parser):
     """The options for process settings every benchmark's workers can apply."""
-    parser.add_argument(
-        "--retain-freed-memory", action="store_true",
-        help="call keras_hiri.retain_freed_memory() first in every model's process "
-        "(glibc keeps freed memory instead of re-faulting it; see its docstring)",
-    )
+    for name, text in PROCESS_SETTINGS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true",
+                            help=f"call keras_hiri.{name}() first in every model's process ({text}; "
+                            "see its docstring)")
+
+
+def process_settings(args):
+    """The process settings a worker's spec carries, from the parsed options."""
+    return {name: getattr(args, name) for name in PROCESS_SETTINGS}
+
+
+def apply_process_settings(spec):
+    """Applies the process settings a worker's spec asks for (before anything is
+    allocated or compiled)."""
+    chosen = [name for name in PROCESS_SETTINGS if spec.get(name)]
+    if chosen:
+        import keras_hiri
+
+        for name in chosen:
+            getattr(keras_hiri, name)()
 
 
 def worker_spec(text):
-    """A worker's job (the JSON spec its parent passed), with the process
-    settings the spec asks for applied before anything is allocated."""
+    """A worker's job (the JSON spec its parent passed), with its process settings applied."""
     spec = json.loads(text)
-    if spec.get("retain_freed_memory"):
-        import keras_hiri
-
-        keras_hiri.retain_freed_memory()
+    apply_process_settings(spec)
     return spec
 
 
@@ -608,11 +640,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
     parser.add_argument("--json", help="also write every result to this JSON file")
     add_process_arguments(parser)
-    parser.add_argument(
-        "--alternate-retain", type=int, default=0, metavar="ROUNDS",
-        help="instead of the table: S@448 with glibc's defaults and with retain_freed_memory(), "
-        "alternated ROUNDS times in fresh processes, and the speed-up",
-    )
+    for option, setting in ALTERNATE_OPTIONS.items():
+        parser.add_argument(
+            f"--{option}", type=int, default=0, metavar="ROUNDS",
+            help=f"instead of the table: S@448 without and with keras_hiri.{setting}(), alternated ROUNDS "
+            "times in fresh processes, and the speed-up",
+        )
     parser.add_argument(
         "--alternate-backends", type=int, default=0, metavar="ROUNDS",
         help="instead of the table: S@448 on each backend in fresh processes, the backends alternated "
@@ -632,9 +665,12 @@ def main(argv=None):
     if args.alternate_backends:
         run_and_report(args, 1, run_s448, backend_rounds_table, rounds=args.alternate_backends)
         return
-    if args.alternate_retain:
-        run_and_report(args, 2 * args.alternate_retain, run_retain_pairs, retain_table)
-        return
+    for option, setting in ALTERNATE_OPTIONS.items():
+        args.setting_rounds = getattr(args, option.replace("-", "_"))
+        if args.setting_rounds:
+            args.setting = setting
+            run_and_report(args, 2 * args.setting_rounds, run_setting_pairs, setting_table(setting))
+            return
     run_and_report(args, len(jobs(args)), run_backend, markdown)
 
 

@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    add_process_arguments, run_and_report, run_worker, speed_settings, worker_spec,
+    add_process_arguments, process_settings, run_and_report, run_worker, speed_settings, worker_spec,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -99,8 +99,7 @@ def run_backend(backend, args, progress):
     results = []
     for model, resolution, step in ROWS:
         spec = {"model": model, "resolution": resolution, "step": step, "batch": args.batch,
-                "warmup": args.warmup, "repeats": args.repeats,
-                "retain_freed_memory": args.retain_freed_memory}
+                "warmup": args.warmup, "repeats": args.repeats, **process_settings(args)}
         results.append(run_worker(__file__, spec, backend, f"{model} {step}"))
         progress.add(1)
     return results

@@ -30,7 +30,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import build, label, run_and_report, run_worker, speed_settings  # noqa: E402  (shared by the benchmarks)
+from throughput import (  # noqa: E402  (shared by the benchmarks)
+    add_process_arguments, apply_process_settings, build, label, process_settings, run_and_report, run_worker,
+    speed_settings,
+)
 
 MIB = 2.0**20
 ROWS = [
@@ -121,6 +124,7 @@ def measure(spec):
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (f"{flags} --xla_dump_to={dump_dir} --xla_dump_hlo_module_re={MODULE} "
                                    "--xla_dump_hlo_pass_re=NONE").strip()
+        apply_process_settings(spec)  # after the dump flags: XLA reads its flags once
         result = compile_and_dump(spec)
         peak, where, at_peak = peak_live_set(
             _dump_file(dump_dir, "cpu_after_optimizations-buffer-assignment.txt"),
@@ -159,14 +163,14 @@ def markdown(results):
             f"{(s448['arguments'] + s448['temp']) / (peer['arguments'] + peer['temp']):.2f} |",
         ]
     lines += ["", f"JAX, CPU, batch {results[0]['batch']}, float32, compiled inference (no timing)"
-                  + speed_settings()]
+                  + speed_settings(results[0])]
     return "\n".join(lines)
 
 
 def run_backend(backend, args, progress):
     results = []
     for row in ROWS:
-        spec = {**row, "batch": args.batch}
+        spec = {**row, "batch": args.batch, **process_settings(args)}
         results.append(run_worker(__file__, spec, backend, label(spec)))
         progress.add(1)
     return results
@@ -177,6 +181,7 @@ def main(argv=None):
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--json", help="also write every result to this JSON file")
+    add_process_arguments(parser)
     parser.set_defaults(backends=["jax"])  # XLA's buffer assignment: JAX only
     args = parser.parse_args(argv)
     if args.worker:

@@ -17,7 +17,7 @@ from keras_hiri.imagenet import decode_predictions, preprocess_input
 from keras_hiri.pipeline import KeyedImageDataset
 from keras_hiri.profiling import profile
 from keras_hiri.recipe import Recipe
-from keras_hiri.runtime import retain_freed_memory
+from keras_hiri.runtime import disable_ynnpack_fusions, retain_freed_memory
 from keras_hiri.serving import export
 from keras_hiri.stem import ConvStem, HRStem, ViTStem
 from keras_hiri.training import train
@@ -44,6 +44,7 @@ __all__ = [
     "HiriViTImageClassifier", "HiriViTImageSegmenter", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "IRDSb", "KeyedImageDataset", "MultiHeadSelfAttention", "PAPER",
     "PlainDownsample", "Recipe", "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions",
+    "disable_ynnpack_fusions",
     "export", "fold_batchnorm", "kernels", "preprocess_input", "profile",
     "retain_freed_memory", "set_depthwise_implementation", "train",
 ]

@@ -3,11 +3,13 @@
 They change every model and array in the process, not just HIRI-ViT, so
 importing keras_hiri never applies them; the ``keras-hiri`` command (an
 application that owns its process) does, and a script or notebook can with one
-call. Measured in docs/RESULTS.md ("The allocator setting as one call").
+call. Measured in docs/RESULTS.md ("The allocator setting as one call" and
+"XLA's own CPU kernels as one call").
 """
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 # glibc's mallopt parameters (malloc.h) and the largest value an int takes.
@@ -57,3 +59,74 @@ def retain_freed_memory():
     if libc is None:
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _LARGEST)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _LARGEST))
+
+
+# The XLA flag that leaves no op to YNNPACK's fusions (an empty list of fusion
+# kinds), and the jaxlib releases it was measured on: XLA aborts the process on
+# a flag it does not know, so another jaxlib is left alone.
+_NO_YNN_FUSIONS = "--xla_cpu_experimental_ynn_fusion_type="
+_MEASURED_JAXLIB = ("0.10.",)
+
+
+def _compiles_ynn_fusions():
+    """Whether XLA gives a small matmul on the CPU to a YNNPACK fusion now."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jax.device_put(jnp.ones((32, 32), "float32"), jax.devices("cpu")[0])
+    return "__ynn_fusion" in jax.jit(lambda a: a @ a).lower(x).compile().as_text()
+
+
+def disable_ynnpack_fusions():
+    """Has XLA compile JAX programs for the CPU with its own kernels instead of
+    handing matmuls, convolutions and element-wise chains to YNNPACK's fusions.
+
+    jaxlib 0.10's CPU compiler gives those fusions the scalar constants of an
+    element-wise chain (GELU's 1/sqrt(2), the attention scale, the depthwise
+    taps) as operands materialised to the whole activation's shape, and each
+    stays alive across a stage: for HIRI-ViT-S@448 at batch 8, half of the
+    compiled inference's live memory at its peak. With XLA's own kernels,
+    S@448 on a 2-core CPU runs ~1.4x faster and its compiled temporaries
+    halve (228 -> 111 MiB); ConvNeXt-T, whose 7x7 depthwise convolutions
+    need YNNPACK, runs slower. **Training gets slower**: a training step of
+    S@448 (forward, backward, AdamW) took 2x as long (7.55 -> 15.04 s), so
+    this is for processes that only infer (docs/RESULTS.md, "XLA's own CPU
+    kernels as one call"). It applies to every JAX program the process
+    compiles for the CPU, which is why the ``keras-hiri`` command (which
+    trains too) does not make this call.
+
+    XLA reads its flags (``XLA_FLAGS``) once, when JAX compiles its first
+    program, so call this before anything runs on JAX (importing Keras and
+    keras_hiri is fine; building a model is not). It appends the flag to
+    ``XLA_FLAGS`` and checks that a probe compile has no YNNPACK fusion.
+
+    Returns:
+        ``True`` where applied (the JAX backend with jaxlib 0.10, the release
+        it was measured on; on another release an unknown flag would abort
+        the process); ``False`` elsewhere, where nothing changes.
+
+    Raises:
+        RuntimeError: JAX compiled a program before the call, so XLA has
+            read its flags; ``XLA_FLAGS`` is put back as it was.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return False
+    import jaxlib
+
+    if not jaxlib.__version__.startswith(_MEASURED_JAXLIB):
+        return False
+    before = os.environ.get("XLA_FLAGS")
+    if _NO_YNN_FUSIONS not in (before or "").split():
+        os.environ["XLA_FLAGS"] = f"{before or ''} {_NO_YNN_FUSIONS}".strip()
+    if _compiles_ynn_fusions():
+        if before is None:
+            del os.environ["XLA_FLAGS"]
+        else:
+            os.environ["XLA_FLAGS"] = before
+        raise RuntimeError(
+            "keras_hiri.disable_ynnpack_fusions() came too late: JAX has already compiled a program in "
+            "this process, and XLA read its flags then. Call it before building a model or running "
+            f"anything on JAX, or start the process with XLA_FLAGS={_NO_YNN_FUSIONS}")
+    return True

@@ -62,6 +62,34 @@ def second_malloc_faults(setup):
     return int(out.stdout.split("FAULTS")[-1])
 
 
+# Python code that compiles a small JAX program for the CPU (a matmul, GELU and
+# a scale: what a transformer block's MLP does) and prints how many YNNPACK
+# fusions XLA made of it and the result's sum. Append it to a child process's
+# code (KERAS_BACKEND=jax).
+YNN_FUSIONS = """
+import jax, jax.numpy as jnp, numpy as np
+x = jnp.asarray(np.random.default_rng(0).normal(size=(64, 128)), "float32")
+w = jnp.asarray(np.random.default_rng(1).normal(size=(128, 256)), "float32") / 11.3
+f = jax.jit(lambda x, w: jax.nn.gelu(x @ w, approximate=False) * 0.5)
+print("YNN", f.lower(x, w).compile().as_text().count("kind\\":\\"__ynn_fusion"))
+print("SUM", repr(float(f(x, w).sum())))
+"""
+
+
+def ynn_fusions(setup, env=None):
+    """Runs ``setup`` and then :data:`YNN_FUSIONS` in a fresh Python process on
+    JAX (in the repository; XLA_FLAGS as in ``env``, unset by default); returns
+    (the count of YNNPACK fusions, the result's sum)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"KERAS_BACKEND": "jax"} | (env or {})
+    out = subprocess.run([sys.executable, "-c", setup + YNN_FUSIONS], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split("YNN")[-1].split()[0]), float(out.stdout.split("SUM")[-1])
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

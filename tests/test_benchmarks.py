@@ -81,18 +81,23 @@ def test_a_worker_applies_the_process_settings_its_spec_asks_for(retain):
     assert (faults < 100) if retain else (faults > BLOCK_PAGES // 2), faults
 
 
-def test_retain_table_pairs_each_round():
+def test_setting_table_pairs_each_round():
     throughput = load_script("benchmarks", "throughput")
     row = lambda retain, seconds, mib: {  # noqa: E731
         "model": "S", "resolution": 448, "retain_freed_memory": retain, "median_s": seconds,
         "steady_peak_mib": mib, "minor_faults_per_batch": 0 if retain else 2 * mib, "repeats": 5}
     rounds = [row(False, 1.0, 500), row(True, 0.5, 600), row(False, 0.6, 520), row(True, 0.5, 610),
               row(False, 0.9, 510), row(True, 0.6, 590)]
-    table = throughput.retain_table({"torch": rounds, "jax": [row(False, 1.0, 1), {"error": "x", **row(True, 1, 1)}]},
-                                    batch=8)
+    table = throughput.setting_table("retain_freed_memory")(
+        {"torch": rounds, "jax": [row(False, 1.0, 1), {"error": "x", **row(True, 1, 1)}]}, batch=8)
     # Per-round ratios 2.0, 1.2, 1.5: their median, not the ratio of medians (0.9 / 0.5).
     assert "| torch | 1.000, 0.600, 0.900 | 0.500, 0.500, 0.600 | 1.50x | 510 / 600 | 1020 / 0 |" in table
     assert "| jax | 1.000 | failed | - | - | - |" in table
+    assert "retain_freed_memory() s/batch" in table
+    assert "in every model's process" not in table  # the alternated setting is not a run-wide one
+    both = [{**r, "disable_ynnpack_fusions": True} for r in rounds]  # a run-wide setting is named
+    assert "; keras_hiri.disable_ynnpack_fusions() in every model's process" in throughput.setting_table(
+        "retain_freed_memory")({"torch": both}, batch=8)
 
 
 def test_backend_rounds_table_pairs_each_round():
@@ -227,3 +232,17 @@ def test_xla_memory_of_a_real_compiled_model():
     assert 0 <= result["broadcasts_at_peak"] <= result["peak_live"]
     table = xla_memory.markdown([result])
     assert f"| HIRI-ViT-tiny | 64 | {result['arguments'] / 2**20:.0f} | {result['temp'] / 2**20:.0f} |" in table
+
+
+@pytest.mark.backend_independent
+def test_stage_latency_times_a_training_step_per_part(capsys):
+    stage_latency = load_script("benchmarks", "stage_latency")
+    stage_latency.main(["--variant", "tiny", "--resolution", "64", "--batch", "2", "--warmup", "1",
+                        "--repeats", "1", "--train", "--jit", "auto"])
+    out = capsys.readouterr().out
+    assert "training step (forward + backward + AdamW)" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    for part in ("stem", "stage1", "stage3_downsample", "stage5", "total"):
+        assert float(rows[part][1]) > 0, part  # ms/batch of that part
+    with pytest.raises(SystemExit):
+        stage_latency.main(["--train", "--folded"])
