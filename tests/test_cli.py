@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from keras_hiri import cli, runtime
-from tests.helpers import BLOCK_PAGES, ROOT, second_malloc_faults
+from tests.helpers import BLOCK_PAGES, ROOT, second_malloc_faults, ynn_fusions
 
 
 @pytest.mark.backend_independent
@@ -43,6 +43,15 @@ def test_only_the_command_keeps_freed_memory(as_command):
     call = f"sys.argv = {argv!r}\nmain()" if as_command else f"main({argv[1:]!r})"
     faults = second_malloc_faults(f"import sys\nfrom keras_hiri_cli import main\n{call}\n")
     assert (faults < 100) if as_command else (faults > BLOCK_PAGES // 2), faults
+
+
+@pytest.mark.backend_independent
+def test_the_command_leaves_xla_its_ynnpack_fusions():
+    """disable_ynnpack_fusions() halves JAX's training speed, and the command's
+    verbs train: it is not among the settings the command makes for itself."""
+    argv = ["keras-hiri", "profile", "--variant", "tiny", "--resolution", "64"]
+    count, _ = ynn_fusions(f"import sys\nfrom keras_hiri_cli import main\nsys.argv = {argv!r}\nmain()\n")
+    assert count >= 1
 
 
 @pytest.mark.backend_independent
