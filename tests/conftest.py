@@ -77,13 +77,27 @@ def pytest_configure(config):
         "backend_independent: does not depend on the Keras backend; runs only in the "
         f"{INDEPENDENT_TESTS_BACKEND} process (KERAS_HIRI_ALL_TESTS=1: everywhere)",
     )
+    config.addinivalue_line(
+        "markers",
+        "runs_in(backend): does not depend on the test process's backend (it checks one backend in "
+        "child processes); runs only in that backend's process (KERAS_HIRI_ALL_TESTS=1: everywhere)",
+    )
+
+
+def _home(item):
+    """The backend whose pytest process runs ``item`` (``None``: every one); a
+    test's ``runs_in`` wins over its module's ``backend_independent``."""
+    marker = item.get_closest_marker("runs_in")
+    if marker:
+        return marker.args[0]
+    return INDEPENDENT_TESTS_BACKEND if item.get_closest_marker("backend_independent") else None
 
 
 def pytest_collection_modifyitems(config, items):
-    if keras.backend.backend() == INDEPENDENT_TESTS_BACKEND or os.environ.get(
-            "KERAS_HIRI_ALL_TESTS"):
+    if os.environ.get("KERAS_HIRI_ALL_TESTS"):
         return
-    dropped = [item for item in items if item.get_closest_marker("backend_independent")]
+    backend = keras.backend.backend()
+    dropped = [item for item in items if _home(item) not in (None, backend)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if not item.get_closest_marker("backend_independent")]
+        items[:] = [item for item in items if _home(item) in (None, backend)]

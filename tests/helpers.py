@@ -78,12 +78,14 @@ print("SUM", repr(float(f(x, w).sum())))
 
 def ynn_fusions(setup, env=None):
     """Runs ``setup`` and then :data:`YNN_FUSIONS` in a fresh Python process on
-    JAX (in the repository; XLA_FLAGS as in ``env``, unset by default); returns
+    JAX (in the repository; XLA_FLAGS as in ``env``, unset by default, and no
+    persistent compilation cache); returns
     (the count of YNNPACK fusions, the result's sum)."""
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"KERAS_BACKEND": "jax"} | (env or {})
+    dropped = ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR")  # the JAX test process's settings
+    env = {k: v for k, v in os.environ.items() if k not in dropped} | {"KERAS_BACKEND": "jax"} | (env or {})
     out = subprocess.run([sys.executable, "-c", setup + YNN_FUSIONS], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

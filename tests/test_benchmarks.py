@@ -220,8 +220,8 @@ def test_xla_memory_finds_the_peak_live_set_and_its_layers():
     assert xla_memory.peak_live_set(_BUFFERS, shared, _HLO)[0] == 64 + 32 + 16
 
 
+@pytest.mark.runs_in("jax")  # XLA's buffer assignment, read in a child process
 def test_xla_memory_of_a_real_compiled_model():
-    pytest.importorskip("jax")
     xla_memory = load_script("benchmarks", "xla_memory")
     spec = {"model": "tiny", "resolution": 64, "batch": 2}
     result = xla_memory.run_worker(xla_memory.__file__, spec, "jax", "tiny")
@@ -234,15 +234,18 @@ def test_xla_memory_of_a_real_compiled_model():
     assert f"| HIRI-ViT-tiny | 64 | {result['arguments'] / 2**20:.0f} | {result['temp'] / 2**20:.0f} |" in table
 
 
-@pytest.mark.backend_independent
 def test_stage_latency_times_a_training_step_per_part(capsys):
     stage_latency = load_script("benchmarks", "stage_latency")
     stage_latency.main(["--variant", "tiny", "--resolution", "64", "--batch", "2", "--warmup", "1",
                         "--repeats", "1", "--train", "--jit", "auto"])
     out = capsys.readouterr().out
     assert "training step (forward + backward + AdamW)" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
-    for part in ("stem", "stage1", "stage3_downsample", "stage5", "total"):
-        assert float(rows[part][1]) > 0, part  # ms/batch of that part
+    rows = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()
+            if line.split() and line.split()[0] in ("stem", "total") or line.startswith(("stage", "head"))}
+    assert {"stem", "stage1", "stage3_downsample", "stage5", "head", "total"} <= set(rows)
+    # Each part's row is its increment over the previous cut (one step each: noise can make
+    # a small part's negative); they add up to the whole model's step.
+    assert rows["total"] > 0
+    assert sum(v for k, v in rows.items() if k != "total") == pytest.approx(rows["total"], abs=0.1 * len(rows))
     with pytest.raises(SystemExit):
         stage_latency.main(["--train", "--folded"])

@@ -45,7 +45,7 @@ def test_only_the_command_keeps_freed_memory(as_command):
     assert (faults < 100) if as_command else (faults > BLOCK_PAGES // 2), faults
 
 
-@pytest.mark.backend_independent
+@pytest.mark.runs_in("jax")  # XLA's setting, checked in a child process
 def test_the_command_leaves_xla_its_ynnpack_fusions():
     """disable_ynnpack_fusions() halves JAX's training speed, and the command's
     verbs train: it is not among the settings the command makes for itself."""

@@ -8,7 +8,10 @@ import pytest
 from keras_hiri import runtime
 from tests.helpers import BLOCK_PAGES, second_malloc_faults, ynn_fusions
 
-pytestmark = pytest.mark.backend_independent  # each check runs in its own process
+# Each check runs in a child process. The allocator's and the other backends'
+# run once, in the PyTorch pytest process (backend-independent); the XLA ones are
+# JAX's, and run in the JAX pytest process (their children strip its XLA_FLAGS).
+in_jax_process = pytest.mark.runs_in("jax")
 
 LATE = """
 import os, jax.numpy as jnp, keras_hiri
@@ -22,12 +25,14 @@ assert os.environ.get("XLA_FLAGS") == {flags!r}, os.environ.get("XLA_FLAGS")
 """
 
 
+@pytest.mark.backend_independent
 @pytest.mark.skipif(runtime._glibc() is None, reason="the setting is glibc's (Linux)")
 def test_freed_memory_is_reused_without_page_faults():
     assert second_malloc_faults("") > BLOCK_PAGES // 2  # glibc's default: the block comes back from the kernel
     assert second_malloc_faults("import keras_hiri\nassert keras_hiri.retain_freed_memory() is True\n") < 100
 
 
+@in_jax_process
 def test_xla_compiles_with_its_own_kernels_after_the_call():
     default, expected = ynn_fusions("")
     assert default >= 1  # jaxlib 0.10 hands this program to YNNPACK
@@ -41,12 +46,14 @@ def test_xla_compiles_with_its_own_kernels_after_the_call():
     assert ynn_fusions(setup, env={"XLA_FLAGS": flags})[0] == 0
 
 
+@in_jax_process
 @pytest.mark.parametrize("flags", [None, "--xla_backend_optimization_level=1"])
 def test_a_call_after_jax_compiled_raises_and_puts_xla_flags_back(flags):
     env = {"XLA_FLAGS": flags} if flags else None
     assert ynn_fusions(LATE.format(flags=flags), env=env)[0] >= 1
 
 
+@in_jax_process
 def test_another_jaxlib_release_is_left_alone():
     """XLA aborts on a flag it does not know: only the measured release gets it."""
     setup = ("import os, jaxlib, keras_hiri\njaxlib.__version__ = '0.11.0'\n"
@@ -54,6 +61,7 @@ def test_another_jaxlib_release_is_left_alone():
     assert ynn_fusions(setup)[0] >= 1
 
 
+@pytest.mark.backend_independent
 def test_other_backends_are_left_alone():
     assert keras.backend.backend() != "jax"  # backend-independent tests run in the PyTorch process
     before = os.environ.get("XLA_FLAGS")

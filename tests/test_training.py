@@ -48,9 +48,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     cmd = [sys.executable, "-m", "tests.resume_helper"]
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
-    subprocess.run(cmd + [full], check=True, cwd=ROOT, env=env, timeout=900)
-    killed = subprocess.run(cmd + [resumed, "--kill-epoch", "1", "--kill-batch", "0"],
-                            cwd=ROOT, env=env, timeout=900)
+    uninterrupted = subprocess.Popen(cmd + [full], cwd=ROOT, env=env)  # side by side with the killed run
+    try:
+        killed = subprocess.run(cmd + [resumed, "--kill-epoch", "1", "--kill-batch", "0"],
+                                cwd=ROOT, env=env, timeout=900)
+        assert uninterrupted.wait(timeout=900) == 0
+    finally:
+        uninterrupted.kill()  # no-op once it has exited
     assert killed.returncode == -signal.SIGKILL
     assert len(_history(os.path.join(resumed, "history.csv"))) == 1  # died in epoch 2 of 2
     assert not os.path.exists(os.path.join(resumed, "final.keras"))
