@@ -41,6 +41,7 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -363,17 +364,16 @@ def backend_rounds_table(all_results, batch):
     return "\n".join(lines)
 
 
-def run_setting_pairs(backend, args, progress):
+def run_setting_pairs(setting, rounds, backend, args, progress):
     """S@448 in fresh processes, without and with the process setting
-    ``args.setting`` (a ``keras_hiri`` function of :data:`PROCESS_SETTINGS`),
-    alternated ``args.setting_rounds`` times: machine drift hits both alike
-    (separate runs minutes apart differ by more than a setting does on this
-    machine)."""
+    ``setting`` (a ``keras_hiri`` function of :data:`PROCESS_SETTINGS`),
+    alternated ``rounds`` times: machine drift hits both alike (separate runs
+    minutes apart differ by more than a setting does on this machine)."""
     results = []
-    for _ in range(args.setting_rounds):
+    for _ in range(rounds):
         for applied in (False, True):
-            spec = {**job_spec(S448, backend, args), args.setting: applied}
-            results.append(run_worker(__file__, spec, backend, f"S@448 {args.setting}={applied}"))
+            spec = {**job_spec(S448, backend, args), setting: applied}
+            results.append(run_worker(__file__, spec, backend, f"S@448 {setting}={applied}"))
             progress.add(1)
     return results
 
@@ -666,10 +666,10 @@ def main(argv=None):
         run_and_report(args, 1, run_s448, backend_rounds_table, rounds=args.alternate_backends)
         return
     for option, setting in ALTERNATE_OPTIONS.items():
-        args.setting_rounds = getattr(args, option.replace("-", "_"))
-        if args.setting_rounds:
-            args.setting = setting
-            run_and_report(args, 2 * args.setting_rounds, run_setting_pairs, setting_table(setting))
+        rounds = getattr(args, option.replace("-", "_"))
+        if rounds:
+            run_and_report(args, 2 * rounds, functools.partial(run_setting_pairs, setting, rounds),
+                           setting_table(setting))
             return
     run_and_report(args, len(jobs(args)), run_backend, markdown)
 

@@ -49,17 +49,23 @@ print("FAULTS", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 BLOCK_PAGES = (256 << 20) // 4096
 
 
-def second_malloc_faults(setup):
-    """Runs ``setup`` and then :data:`SECOND_MALLOC_FAULTS` in a fresh Python
-    process (in the repository, so ``benchmarks`` and ``keras_hiri_cli`` import);
-    returns the page faults it printed."""
+def _child_stdout(code, env=None):
+    """Runs ``code`` in a fresh Python process in the repository (so
+    ``benchmarks`` and ``keras_hiri_cli`` import), with ``env`` (default: this
+    process's); asserts it succeeded and returns what it printed."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", setup + SECOND_MALLOC_FAULTS], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    return int(out.stdout.split("FAULTS")[-1])
+    return out.stdout
+
+
+def second_malloc_faults(setup):
+    """Runs ``setup`` and then :data:`SECOND_MALLOC_FAULTS` in a fresh Python
+    process; returns the page faults it printed."""
+    return int(_child_stdout(setup + SECOND_MALLOC_FAULTS).split("FAULTS")[-1])
 
 
 # Python code that compiles a small JAX program for the CPU (a matmul, GELU and
@@ -81,15 +87,10 @@ def ynn_fusions(setup, env=None):
     JAX (in the repository; XLA_FLAGS as in ``env``, unset by default, and no
     persistent compilation cache); returns
     (the count of YNNPACK fusions, the result's sum)."""
-    import subprocess
-    import sys
-
     dropped = ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR")  # the JAX test process's settings
     env = {k: v for k, v in os.environ.items() if k not in dropped} | {"KERAS_BACKEND": "jax"} | (env or {})
-    out = subprocess.run([sys.executable, "-c", setup + YNN_FUSIONS], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return int(out.stdout.split("YNN")[-1].split()[0]), float(out.stdout.split("SUM")[-1])
+    out = _child_stdout(setup + YNN_FUSIONS, env)
+    return int(out.split("YNN")[-1].split()[0]), float(out.split("SUM")[-1])
 
 
 def to_numpy(x):

@@ -241,7 +241,7 @@ def test_stage_latency_times_a_training_step_per_part(capsys):
     out = capsys.readouterr().out
     assert "training step (forward + backward + AdamW)" in out
     rows = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()
-            if line.split() and line.split()[0] in ("stem", "total") or line.startswith(("stage", "head"))}
+            if line.startswith(("stem", "stage", "head", "total"))}
     assert {"stem", "stage1", "stage3_downsample", "stage5", "head", "total"} <= set(rows)
     # Each part's row is its increment over the previous cut (one step each: noise can make
     # a small part's negative); they add up to the whole model's step.

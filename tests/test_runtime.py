@@ -11,7 +11,6 @@ from tests.helpers import BLOCK_PAGES, second_malloc_faults, ynn_fusions
 # Each check runs in a child process. The allocator's and the other backends'
 # run once, in the PyTorch pytest process (backend-independent); the XLA ones are
 # JAX's, and run in the JAX pytest process (their children strip its XLA_FLAGS).
-in_jax_process = pytest.mark.runs_in("jax")
 
 LATE = """
 import os, jax.numpy as jnp, keras_hiri
@@ -32,7 +31,7 @@ def test_freed_memory_is_reused_without_page_faults():
     assert second_malloc_faults("import keras_hiri\nassert keras_hiri.retain_freed_memory() is True\n") < 100
 
 
-@in_jax_process
+@pytest.mark.runs_in("jax")
 def test_xla_compiles_with_its_own_kernels_after_the_call():
     default, expected = ynn_fusions("")
     assert default >= 1  # jaxlib 0.10 hands this program to YNNPACK
@@ -46,14 +45,14 @@ def test_xla_compiles_with_its_own_kernels_after_the_call():
     assert ynn_fusions(setup, env={"XLA_FLAGS": flags})[0] == 0
 
 
-@in_jax_process
+@pytest.mark.runs_in("jax")
 @pytest.mark.parametrize("flags", [None, "--xla_backend_optimization_level=1"])
 def test_a_call_after_jax_compiled_raises_and_puts_xla_flags_back(flags):
     env = {"XLA_FLAGS": flags} if flags else None
     assert ynn_fusions(LATE.format(flags=flags), env=env)[0] >= 1
 
 
-@in_jax_process
+@pytest.mark.runs_in("jax")
 def test_another_jaxlib_release_is_left_alone():
     """XLA aborts on a flag it does not know: only the measured release gets it."""
     setup = ("import os, jaxlib, keras_hiri\njaxlib.__version__ = '0.11.0'\n"
