@@ -8,7 +8,8 @@ horizontal flip, RandAugment, Random Erasing, CutMix, MixUp and label
 smoothing. The pipeline runs in ``tf.data`` whatever the Keras backend is, so the
 same input pipeline feeds TensorFlow, JAX and PyTorch models.
 
-Keras core's augmentation layers (``RandAugment``, ``RandomFlip``,
+Keras core's augmentation layers (``RandAugment`` with a per-image
+equalization, see :mod:`keras_hiri.randaugment`; ``RandomFlip``,
 ``RandomErasing``: KerasCV's successors, Keras >= 3.9) are used, not keras-cv: keras-cv is frozen since 2024 and its layers are written for
 the TensorFlow backend, while the core layers switch to TensorFlow ops inside
 ``tf.data`` on every backend. Keras has no random-resized-crop layer, so that one
@@ -21,6 +22,7 @@ import keras
 
 from keras_hiri import extras
 from keras_hiri.pipeline import check_augmentations
+from keras_hiri.randaugment import recipe_randaugment
 from keras_hiri.recipe import DEFAULTS
 
 tf = extras.require_tensorflow("keras_hiri.augmentation (the tf.data pipeline)")
@@ -84,14 +86,7 @@ class TrainAugment:
         self.augmentations = check_augmentations(augmentations)
         layers = [keras.layers.RandomFlip("horizontal", seed=seed)] if flip else []
         if randaugment:
-            layers.append(
-                keras.layers.RandAugment(
-                    value_range=(0, 255),
-                    num_ops=DEFAULTS["randaugment_ops"],
-                    factor=DEFAULTS["randaugment_factor"],
-                    seed=seed,
-                )
-            )
+            layers.append(recipe_randaugment(seed))
         if erasing_prob > 0:
             layers.append(
                 keras.layers.RandomErasing(factor=erasing_prob, value_range=(0, 255), seed=seed)

@@ -8,8 +8,9 @@ TensorFlow and feeds ``fit`` on every backend. Each batch is a pure function of
 * the random-resized crop and horizontal flip of a sample: drawn by NumPy from
   ``(seed, epoch, sample index)`` and applied as one affine resampling at the
   source resolution, then an antialiased resize (``keras.ops.image``);
-* RandAugment and Random Erasing (Keras core layers, run eagerly on the Keras
-  backend): the state of each layer's ``generator`` is set from the batch key,
+* RandAugment (:func:`keras_hiri.randaugment.recipe_randaugment`: Keras core's,
+  with a per-image equalization) and Random Erasing (Keras core), run eagerly on
+  the Keras backend: the state of each layer's ``generator`` is set from the batch key,
   then the layer draws its parameters (``get_random_transformation``) and
   applies them (``transform_images``).
 
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hiri.randaugment import recipe_randaugment
 from keras_hiri.recipe import DEFAULTS
 
 # Each batch may draw up to this many seeds from a layer's generator before the
@@ -152,7 +154,7 @@ class KeyedImageDataset(keras.utils.PyDataset):
         batch_size: samples per batch (training drops the last partial batch).
         train: random crop/flip/RandAugment/Erasing and a keyed order if
             ``True``; the central ``crop_pct`` view in order otherwise.
-        randaugment: apply ``keras.layers.RandAugment`` (training).
+        randaugment: apply the recipe's RandAugment (training).
         erasing_prob: ``keras.layers.RandomErasing`` factor; 0 disables it.
         augmentations: extra Keras core image-augmentation layers (e.g.
             ``keras.layers.RandomContrast(0.2)``), applied in order after the
@@ -194,10 +196,7 @@ class KeyedImageDataset(keras.utils.PyDataset):
         self.epoch = 0
         self.augmenters = []
         if train and randaugment:
-            self.augmenters.append(keras.layers.RandAugment(
-                value_range=(0, 255), num_ops=DEFAULTS["randaugment_ops"],
-                factor=DEFAULTS["randaugment_factor"], seed=self.seed,
-            ))
+            self.augmenters.append(recipe_randaugment(self.seed))
         if train and erasing_prob > 0:
             self.augmenters.append(keras.layers.RandomErasing(
                 factor=erasing_prob, value_range=(0, 255), seed=self.seed,
