@@ -71,7 +71,11 @@ def run(args):
     detector.compile(optimizer=keras.optimizers.AdamW(
         keras.optimizers.schedules.CosineDecay(args.learning_rate, steps), weight_decay=0.05,
         clipnorm=10.0))
-    common.build_optimizer(detector)  # TensorFlow then traces the train step once, not twice
+    # TensorFlow then traces the train step once, not twice (a one-batch copy of
+    # the pipeline: iterating the training one would move its shuffle on).
+    first = detection.train_dataset(x[:args.batch_size], boxes[:args.batch_size],
+                                    labels[:args.batch_size], args.batch_size, args.seed)
+    common.build_training_state(detector, next(iter(first)))
     start = time.time()
     # keras-hub's task fit passes shuffle=True along with our (shuffled) tf.data
     # pipeline, and Keras warns that it is ignored: true, and beside the point.
