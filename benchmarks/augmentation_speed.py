@@ -18,7 +18,6 @@ factor 0.5):
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -41,21 +40,12 @@ def _layer(name):
                                     factor=DEFAULTS["randaugment_factor"], seed=0)
 
 
-def _median_seconds(step, warmup, repeats):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(spec):
     import keras
     import numpy as np
     import tensorflow as tf
+
+    from keras_hiri import profiling
 
     batch, size = spec["batch"], spec["size"]
     images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3)).astype("float32")
@@ -65,7 +55,7 @@ def measure(spec):
     dataset = tf.data.Dataset.from_tensors(images).repeat().map(lambda x: layer(x, training=True))
     build_s = time.perf_counter() - start
     batches = iter(dataset)
-    tf_data_s = _median_seconds(lambda: next(batches).numpy(), spec["warmup"], spec["repeats"])
+    tf_data_s = profiling.time_calls(lambda: next(batches).numpy(), spec["warmup"], spec["repeats"])[0]
 
     eager_layer = _layer(spec["layer"])
     x = keras.ops.convert_to_tensor(images)
@@ -74,7 +64,7 @@ def measure(spec):
         transformation = eager_layer.get_random_transformation(x, training=True)
         keras.ops.convert_to_numpy(eager_layer.transform_images(x, transformation, training=True))
 
-    eager_s = _median_seconds(eager, spec["warmup"], spec["repeats"])
+    eager_s = profiling.time_calls(eager, spec["warmup"], spec["repeats"])[0]
     return {**spec, "backend": keras.backend.backend(), "build_s": build_s, "tf_data_s": tf_data_s,
             "eager_s": eager_s}
 

@@ -22,13 +22,11 @@ Shapes are those of HIRI-ViT-S at 448 (batch 8).
 """
 
 import argparse
-import statistics
-import time
 
 import keras
 import numpy as np
 
-from keras_hiri import common
+from keras_hiri import common, profiling
 
 # (input shape, stride, where it occurs in HIRI-ViT-S @ 448)
 SHAPES = [
@@ -63,14 +61,7 @@ def compiled(fn):
 
 
 def median_ms(fn, x, repeats):
-    fn(x)
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * profiling.time_calls(lambda: fn(x), warmup=2, repeats=repeats)[0]
 
 
 def depthwise_table(rng, repeats):

@@ -17,14 +17,12 @@ that part's forward, backward and weight update.
 """
 
 import argparse
-import statistics
-import time
 
 import keras
 import numpy as np
 
 import keras_hiri
-from keras_hiri.profiling import latency, part_of
+from keras_hiri.profiling import latency, part_of, time_calls
 
 
 def cuts(model):
@@ -46,14 +44,7 @@ def train_latency(model, x, warmup, repeats, jit_compile):
     ``model`` on ``x`` against zeros of its output."""
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="mse", jit_compile=jit_compile)
     y = np.zeros((len(x),) + tuple(model.output.shape[1:]), "float32")
-    for _ in range(max(warmup, 1)):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time_calls(lambda: model.train_on_batch(x, y), max(warmup, 1), repeats)[0]
 
 
 def main(argv=None):

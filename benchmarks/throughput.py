@@ -252,20 +252,16 @@ def measure_gemm(spec):
     import keras
     import numpy as np
 
+    from keras_hiri.profiling import time_calls
+
     n = GEMM_SIZE
     rng = np.random.default_rng(0)
     a, b = (keras.ops.convert_to_tensor(rng.normal(size=(n, n)).astype("float32")) for _ in "ab")
     inputs = [keras.Input((n,), batch_size=n), keras.Input((n,), batch_size=n)]
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: keras.ops.matmul(*t))(inputs))
     model.compile(jit_compile="auto")
-    for _ in range(spec["warmup"] + 1):
-        model.predict_on_batch([a, b])
-    times = []
-    for _ in range(max(spec["repeats"], 5)):
-        start = time.perf_counter()
-        model.predict_on_batch([a, b])
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    median = time_calls(lambda: model.predict_on_batch([a, b]), spec["warmup"] + 1,
+                        max(spec["repeats"], 5))[0]
     return {**spec, "backend": keras.backend.backend(), "median_s": median,
             "gmac_per_s": n**3 / median / 1e9}
 

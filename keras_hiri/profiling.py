@@ -217,11 +217,9 @@ def profile(model, input_shape=None):
     return Profile(model.name, tuple(input_shape), rows, non_trainable)
 
 
-def latency(model, x, warmup=2, repeats=5, jit_compile="auto"):
-    """Seconds per ``model.predict_on_batch(x)``: ``warmup`` untimed calls
-    (tracing / compiling happens there), then ``repeats`` timed ones. The
-    model is compiled with ``jit_compile`` first, unless that is ``None``
-    (then it is used as compiled).
+def time_calls(fn, warmup=2, repeats=5):
+    """Seconds per call of ``fn()``: ``warmup`` untimed calls (tracing and
+    compiling happen there), then ``repeats`` timed ones.
 
     Returns:
         ``(median, times)``: the median and every timed call, in seconds.
@@ -231,13 +229,25 @@ def latency(model, x, warmup=2, repeats=5, jit_compile="auto"):
             "warmup and repeats must be >= 0 and >= 1 respectively. "
             f"Received: warmup={warmup}, repeats={repeats}"
         )
-    if jit_compile is not None:
-        model.compile(jit_compile=jit_compile)
     for _ in range(warmup):
-        model.predict_on_batch(x)
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model.predict_on_batch(x)
+        fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), times
+
+
+def latency(model, x, warmup=2, repeats=5, jit_compile="auto"):
+    """Seconds per ``model.predict_on_batch(x)``: ``warmup`` untimed calls
+    (tracing / compiling happens there), then ``repeats`` timed ones. The
+    model is compiled with ``jit_compile`` first, unless that is ``None``
+    (then it is used as compiled).
+
+    Returns:
+        ``(median, times)``: the median and every timed call, in seconds.
+    """
+    if jit_compile is not None:
+        model.compile(jit_compile=jit_compile)
+    return time_calls(lambda: model.predict_on_batch(x), warmup, repeats)

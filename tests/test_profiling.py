@@ -105,3 +105,14 @@ def test_latency_times_every_repeat_and_checks_its_arguments():
     assert min(times) <= median <= max(times)
     with pytest.raises(ValueError, match="warmup and repeats"):
         latency(model, images(2), repeats=0)
+
+
+def test_time_calls_runs_warmup_untimed_then_times_each_repeat():
+    from keras_hiri.profiling import time_calls
+
+    calls = []
+    median, times = time_calls(lambda: calls.append(len(calls)), warmup=2, repeats=3)
+    assert calls == [0, 1, 2, 3, 4] and len(times) == 3
+    assert min(times) <= median <= max(times)
+    with pytest.raises(ValueError, match="Received: warmup=-1, repeats=1"):
+        time_calls(lambda: None, warmup=-1, repeats=1)
