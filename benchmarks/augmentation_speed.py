@@ -15,14 +15,13 @@ factor 0.5):
     python benchmarks/augmentation_speed.py --backends jax --size 224 --repeats 5
 """
 
-import argparse
 import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import run_and_report, run_worker  # noqa: E402  (shared by the benchmarks)
+from throughput import benchmark_parser, run_and_report, run_worker  # noqa: E402  (shared by the benchmarks)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 LAYERS = ("keras", "keras_hiri")
@@ -103,14 +102,8 @@ def markdown(all_results, batch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--batch", type=int, default=8)
+    parser = benchmark_parser(__doc__, BACKENDS, warmup=1, repeats=5)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", help="also write every result to this JSON file")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(json.loads(args.worker))))

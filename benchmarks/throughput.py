@@ -572,6 +572,19 @@ PROCESS_SETTINGS = {
 ALTERNATE_OPTIONS = {"alternate-retain": "retain_freed_memory", "alternate-ynnpack": "disable_ynnpack_fusions"}
 
 
+def benchmark_parser(doc, backends, warmup, repeats):
+    """The arguments every benchmark script takes: ``--worker`` (internal),
+    ``--backends``, ``--batch``, ``--warmup``, ``--repeats``, ``--json``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--backends", nargs="+", default=list(backends), choices=backends)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--json", help="also write every result to this JSON file")
+    return parser
+
+
 def add_process_arguments(parser):
     """The options for process settings every benchmark's workers can apply."""
     for name, text in PROCESS_SETTINGS.items():
@@ -614,15 +627,10 @@ def _kernel_setting(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser = benchmark_parser(__doc__, BACKENDS, warmup=2, repeats=5)
     parser.add_argument("--prepare", help=argparse.SUPPRESS)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--variants", nargs="+", default=["S", "B", "L"], choices=["S", "B", "L"])
     parser.add_argument("--resolutions", nargs="+", type=int, default=[224, 384, 448, 768])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--compile", choices=["auto", "jit", "none"], default=None,
         help="override the per-backend compile mode (default: "
@@ -634,7 +642,6 @@ def main(argv=None):
         "(repeatable; default: every switch 'auto')",
     )
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
-    parser.add_argument("--json", help="also write every result to this JSON file")
     add_process_arguments(parser)
     for option, setting in ALTERNATE_OPTIONS.items():
         parser.add_argument(

@@ -20,7 +20,6 @@ Printed ratios (targets from the issue):
     python benchmarks/train_step.py --backends torch --repeats 3
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -29,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    add_process_arguments, process_settings, run_and_report, run_worker, speed_settings, worker_spec,
+    add_process_arguments, benchmark_parser, process_settings, run_and_report, run_worker, speed_settings, worker_spec,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -154,13 +153,7 @@ def markdown(all_results, batch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="also write every result to this JSON file")
+    parser = benchmark_parser(__doc__, BACKENDS, warmup=2, repeats=3)
     add_process_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
