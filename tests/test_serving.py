@@ -88,7 +88,7 @@ def test_existing_version_is_not_overwritten(served):
         export(model, str(tmp / "served"), version=2)
 
 
-@pytest.mark.backend_independent
+@pytest.mark.runs_in("tensorflow")  # the export's own work; elsewhere it adds the hand-off to a TensorFlow process
 def test_onnx_runs_in_onnxruntime_and_matches(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
@@ -132,7 +132,7 @@ def test_top_k_is_refused_for_a_backbone(tmp_path):
         export(model, str(tmp_path), top_k=3)
 
 
-@pytest.mark.backend_independent
+@pytest.mark.runs_in("tensorflow")  # the export's own work; elsewhere it adds the hand-off to a TensorFlow process
 def test_pooled_backbone_serves_features_without_top_k(tmp_path):
     served = export(tiny_model(include_top=False, pooling="avg"), str(tmp_path / "features"))
     code = (
@@ -158,7 +158,7 @@ np.savez(sys.argv[3], images=nchw["probabilities"].numpy(), bytes=from_bytes["pr
 """
 
 
-@pytest.mark.backend_independent
+@pytest.mark.runs_in("tensorflow")  # the export's own work; elsewhere it adds the hand-off to a TensorFlow process
 def test_channels_first_model_serves_nchw_images_and_decoded_bytes(tmp_path):
     model = tiny_model(input_shape=(3, *images(1).shape[1:3]), data_format="channels_first")
     x = images(2)  # NHWC
