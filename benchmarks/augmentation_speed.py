@@ -9,7 +9,10 @@ factor 0.5):
   ``keras_hiri.augmentation.train_pipeline`` pays once);
 * ``tf.data batch``: median seconds per batch through that map;
 * ``eager batch``: median seconds per batch of the layer run eagerly on the
-  Keras backend (what ``keras_hiri.KeyedImageDataset`` runs).
+  Keras backend (what ``keras_hiri.KeyedImageDataset`` runs);
+* ``eager per image``: the same batch with the layer applied to one image at a
+  time, the price of choosing RandAugment's operations per image (timm) rather
+  than per batch (Keras).
 
     python benchmarks/augmentation_speed.py
     python benchmarks/augmentation_speed.py --backends jax --size 224 --repeats 5
@@ -63,9 +66,16 @@ def measure(spec):
         transformation = eager_layer.get_random_transformation(x, training=True)
         keras.ops.convert_to_numpy(eager_layer.transform_images(x, transformation, training=True))
 
+    def eager_per_image():
+        for i in range(batch):
+            image = x[i:i + 1]
+            transformation = eager_layer.get_random_transformation(image, training=True)
+            keras.ops.convert_to_numpy(eager_layer.transform_images(image, transformation, training=True))
+
     eager_s = profiling.time_calls(eager, spec["warmup"], spec["repeats"])[0]
+    per_image_s = profiling.time_calls(eager_per_image, spec["warmup"], spec["repeats"])[0]
     return {**spec, "backend": keras.backend.backend(), "build_s": build_s, "tf_data_s": tf_data_s,
-            "eager_s": eager_s}
+            "eager_s": eager_s, "eager_per_image_s": per_image_s}
 
 
 def run_backend(backend, args, progress):
@@ -79,17 +89,19 @@ def run_backend(backend, args, progress):
 
 
 def markdown(all_results, batch):
-    lines = ["| backend | RandAugment | tf.data build (s) | tf.data batch (s) | eager batch (s) |",
-             "|---|---|---|---|---|"]
+    lines = ["| backend | RandAugment | tf.data build (s) | tf.data batch (s) | eager batch (s) | "
+             "eager per image (s) | per image / batch |",
+             "|---|---|---|---|---|---|---|"]
     ratios = []
     for backend, results in all_results.items():
         ok = {r["layer"]: r for r in results if "error" not in r}
         for r in results:
             if "error" in r:
-                lines.append(f"| {backend} | {r['layer']} | failed | | |")
+                lines.append(f"| {backend} | {r['layer']} | failed | | | | |")
                 continue
             lines.append(f"| {backend} | {r['layer']} | {r['build_s']:.2f} | {r['tf_data_s']:.3f} | "
-                         f"{r['eager_s']:.3f} |")
+                         f"{r['eager_s']:.3f} | {r['eager_per_image_s']:.3f} | "
+                         f"{r['eager_per_image_s'] / r['eager_s']:.2f}x |")
         if len(ok) == 2:
             k, h = ok["keras"], ok["keras_hiri"]
             ratios.append(f"{backend}: build {k['build_s'] / h['build_s']:.2f}x, tf.data batch "

@@ -254,13 +254,13 @@ def test_stage_latency_times_a_training_step_per_part(capsys):
 def test_augmentation_speed_table_and_ratios():
     bench = load_script("benchmarks", "augmentation_speed")
     row = lambda layer, build, batch, eager: {  # noqa: E731
-        "layer": layer, "build_s": build, "tf_data_s": batch, "eager_s": eager, "size": 224, "batch": 8,
-        "warmup": 1, "repeats": 5}
+        "layer": layer, "build_s": build, "tf_data_s": batch, "eager_s": eager, "eager_per_image_s": 2 * eager,
+        "size": 224, "batch": 8, "warmup": 1, "repeats": 5}
     table = bench.markdown({"jax": [row("keras", 20.0, 0.8, 1.6), row("keras_hiri", 2.0, 0.4, 0.8)],
                             "torch": [row("keras", 1.0, 0.5, 0.5), {"layer": "keras_hiri", "error": "x"}]},
                            batch=8)
-    assert "| jax | keras | 20.00 | 0.800 | 1.600 |" in table
-    assert "| torch | keras_hiri | failed | | |" in table
+    assert "| jax | keras | 20.00 | 0.800 | 1.600 | 3.200 | 2.00x |" in table
+    assert "| torch | keras_hiri | failed | | | | |" in table
     assert "jax: build 10.00x, tf.data batch 2.00x, eager batch 2.00x" in table
     assert "torch:" not in table  # no ratio from a failed row
     assert "batch 8 of 224x224 images" in table
