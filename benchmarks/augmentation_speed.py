@@ -62,18 +62,13 @@ def measure(spec):
     eager_layer = _layer(spec["layer"])
     x = keras.ops.convert_to_tensor(images)
 
-    def eager():
-        transformation = eager_layer.get_random_transformation(x, training=True)
-        keras.ops.convert_to_numpy(eager_layer.transform_images(x, transformation, training=True))
+    def augment(images):
+        transformation = eager_layer.get_random_transformation(images, training=True)
+        keras.ops.convert_to_numpy(eager_layer.transform_images(images, transformation, training=True))
 
-    def eager_per_image():
-        for i in range(batch):
-            image = x[i:i + 1]
-            transformation = eager_layer.get_random_transformation(image, training=True)
-            keras.ops.convert_to_numpy(eager_layer.transform_images(image, transformation, training=True))
-
-    eager_s = profiling.time_calls(eager, spec["warmup"], spec["repeats"])[0]
-    per_image_s = profiling.time_calls(eager_per_image, spec["warmup"], spec["repeats"])[0]
+    eager_s = profiling.time_calls(lambda: augment(x), spec["warmup"], spec["repeats"])[0]
+    per_image_s = profiling.time_calls(lambda: [augment(x[i:i + 1]) for i in range(batch)],
+                                       spec["warmup"], spec["repeats"])[0]
     return {**spec, "backend": keras.backend.backend(), "build_s": build_s, "tf_data_s": tf_data_s,
             "eager_s": eager_s, "eager_per_image_s": per_image_s}
 

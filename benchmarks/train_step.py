@@ -28,7 +28,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    add_process_arguments, benchmark_parser, process_settings, run_and_report, run_worker, speed_settings, worker_spec,
+    add_process_arguments, benchmark_parser, process_settings, run_and_report, run_worker, speed_settings,
+    worker_spec,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")

@@ -10,8 +10,8 @@
 # core busy (tracing and compiling are single-threaded), and CI has two.
 #   stream 1: pytest tensorflow, then pytest torch
 #   stream 2: the installed-wheel smoke of jax, pytest jax, the smoke of torch
-# (balanced by the seconds of a CI run, 2026-11-27: jax 1101 s, tensorflow 825 s,
-# torch 638 s, smoke jax 178 s, smoke torch 77 s; tests that check JAX in child
+# (balanced by the seconds of a CI run, 2026-11-27: jax 1163 s, tensorflow 941 s,
+# torch 567 s, smoke jax 168 s, smoke torch 78 s; tests that check JAX in child
 # processes are marked runs_in("jax") to keep them in stream 2)
 # Each stream's output is printed whole when both are done, with the seconds
 # each part took.

@@ -80,7 +80,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "runs_in(backend): does not depend on the test process's backend (it checks one backend in "
-        "child processes); runs only in that backend's process (KERAS_HIRI_ALL_TESTS=1: everywhere)",
+        "child processes, or its work is cheapest there); runs only in that backend's process "
+        "(KERAS_HIRI_ALL_TESTS=1: everywhere)",
     )
 
 
