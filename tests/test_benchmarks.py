@@ -6,6 +6,8 @@ table, and draw the figure, on hand-made results; XLA's memory accounting is
 also checked on one tiny model compiled in a JAX subprocess.
 """
 
+import argparse
+
 import pytest
 
 from keras_hiri import runtime
@@ -264,3 +266,44 @@ def test_augmentation_speed_table_and_ratios():
     assert "jax: build 10.00x, tf.data batch 2.00x, eager batch 2.00x" in table
     assert "torch:" not in table  # no ratio from a failed row
     assert "batch 8 of 224x224 images" in table
+
+
+def _gpu_row(model, resolution, dtype, images_per_s, loop=None, **extra):
+    row = {"model": model, "resolution": resolution, "dtype": dtype, "images_per_s": images_per_s,
+           "median_s": 128 / images_per_s, "gmacs": 2.0, "device": "GPU X", "float32_mode": "mode Y", **extra}
+    return {**row, "loop_images_per_s": loop} if loop else row
+
+
+def test_gpu_throughput_ratios_prefer_the_bare_forward_loop():
+    bench = load_script("benchmarks", "gpu_throughput")
+    results = [
+        {"model": "GEMM", "resolution": 8192, "dtype": "bfloat16", "tmac_per_s": 100.0, "device": "GPU X",
+         "float32_mode": "mode Y"},
+        _gpu_row("S", 448, "bfloat16", 1000, loop=2000),
+        _gpu_row("S", 224, "bfloat16", 3000),  # no loop measured: predict_on_batch's figure
+        _gpu_row("ConvNeXtTiny", 224, "bfloat16", 2500, loop=4000),
+        {"model": "B", "resolution": 448, "dtype": "bfloat16", "error": "out of memory"},
+    ]
+    ratios = bench.ratios(results, "bfloat16")
+    assert ratios["P1_gpu"] == pytest.approx(2000 / 4000)
+    assert ratios["P2_plain_gpu"] == pytest.approx(3000 / 2000)
+    assert ratios["S448_vs_paper"] == pytest.approx(2000 / bench.PAPER_S448)
+    assert bench.ratios(results, "float16") == {}
+    table = bench.markdown({"jax": results}, batch=128, command="python benchmarks/gpu_throughput.py")
+    assert "### jax on GPU X, batch 128" in table
+    assert "| dense GEMM 8192³ | — | 100 TMAC/s |" in table
+    assert "| HIRI-ViT-S@448 | 1000 / 2000 | 4 (4 %) |" in table  # 2 GMACs x 2000 img/s
+    assert "| HIRI-ViT-B@448 | failed | — |" in table
+    assert "P1_gpu = 0.50 (target >= 1.0)" in table and "- float32 mode: mode Y" in table
+
+
+def test_gpu_throughput_runs_the_ratio_rows_first():
+    bench = load_script("benchmarks", "gpu_throughput")
+    args = argparse.Namespace(
+        variants=["B", "S"], resolutions=[224, 448], peers=["ConvNeXtBase", "ConvNeXtTiny"],
+        dtypes=["float32", "float16"], batch=4, warmup=1, repeats=2, allow_cpu=True, gemm_size=64)
+    rows = [(j["model"], j["resolution"]) for j in bench.jobs(args)][::2]
+    assert rows == [("GEMM", 64), ("S", 448), ("ConvNeXtTiny", 224), ("S", 224), ("B", 448), ("B", 224),
+                    ("ConvNeXtBase", 224)]
+    assert [j["dtype"] for j in bench.jobs(args)][:2] == ["float32", "float16"]
+    assert bench.jobs(argparse.Namespace(**{**vars(args), "gemm_size": 0}))[0]["model"] == "S"
