@@ -281,12 +281,14 @@ def test_gpu_throughput_ratios_prefer_the_bare_forward_loop():
          "float32_mode": "mode Y"},
         _gpu_row("S", 448, "bfloat16", 1000, loop=2000),
         _gpu_row("S", 224, "bfloat16", 3000),  # no loop measured: predict_on_batch's figure
+        _gpu_row("S", 224, "bfloat16", 2400, loop=2500, pinned=True),
         _gpu_row("ConvNeXtTiny", 224, "bfloat16", 2500, loop=4000),
         {"model": "B", "resolution": 448, "dtype": "bfloat16", "error": "out of memory"},
     ]
     ratios = bench.ratios(results, "bfloat16")
     assert ratios["P1_gpu"] == pytest.approx(2000 / 4000)
     assert ratios["P2_plain_gpu"] == pytest.approx(3000 / 2000)
+    assert ratios["P2_gpu"] == pytest.approx(2500 / 2000)
     assert ratios["S448_vs_paper"] == pytest.approx(2000 / bench.PAPER_S448)
     assert bench.ratios(results, "float16") == {}
     table = bench.markdown({"jax": results}, batch=128, command="python benchmarks/gpu_throughput.py")
@@ -294,6 +296,7 @@ def test_gpu_throughput_ratios_prefer_the_bare_forward_loop():
     assert "| dense GEMM 8192³ | — | 100 TMAC/s |" in table
     assert "| HIRI-ViT-S@448 | 1000 / 2000 | 4 (4 %) |" in table  # 2 GMACs x 2000 img/s
     assert "| HIRI-ViT-B@448 | failed | — |" in table
+    assert "| HIRI-ViT-S@224 pinned | 2400 / 2500 |" in table
     assert "P1_gpu = 0.50 (target >= 1.0)" in table and "- float32 mode: mode Y" in table
 
 
@@ -301,9 +304,12 @@ def test_gpu_throughput_runs_the_ratio_rows_first():
     bench = load_script("benchmarks", "gpu_throughput")
     args = argparse.Namespace(
         variants=["B", "S"], resolutions=[224, 448], peers=["ConvNeXtBase", "ConvNeXtTiny"],
-        dtypes=["float32", "float16"], batch=4, warmup=1, repeats=2, allow_cpu=True, gemm_size=64)
+        dtypes=["float32", "float16"], batch=4, warmup=1, repeats=2, allow_cpu=True, gemm_size=64,
+        pinned=True)
     rows = [(j["model"], j["resolution"]) for j in bench.jobs(args)][::2]
-    assert rows == [("GEMM", 64), ("S", 448), ("ConvNeXtTiny", 224), ("S", 224), ("B", 448), ("B", 224),
-                    ("ConvNeXtBase", 224)]
+    assert rows == [("GEMM", 64), ("S", 448), ("ConvNeXtTiny", 224), ("S", 224), ("S", 224), ("B", 448),
+                    ("B", 224), ("ConvNeXtBase", 224)]
+    assert [j["pinned"] for j in bench.jobs(args)][::2] == [False, False, False, True, False, False, False, False]
     assert [j["dtype"] for j in bench.jobs(args)][:2] == ["float32", "float16"]
     assert bench.jobs(argparse.Namespace(**{**vars(args), "gemm_size": 0}))[0]["model"] == "S"
+    assert not any(j["pinned"] for j in bench.jobs(argparse.Namespace(**{**vars(args), "pinned": False})))
