@@ -100,13 +100,19 @@ def _device():
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def _mark_ready(spec):
+    """Tells the other processes of this wave that this one will not compile any more."""
+    if spec.get("sync_dir"):
+        open(os.path.join(spec["sync_dir"], f"ready-{spec['index']}"), "w").close()
+
+
 def _take_turn(spec):
-    """Waits until every process of this wave has compiled, then holds the
-    timing lock (released when the process exits)."""
+    """Waits until every process of this wave has compiled (or failed), then
+    holds the timing lock (released when the process exits)."""
     sync_dir = spec.get("sync_dir")
     if not sync_dir:
         return None
-    open(os.path.join(sync_dir, f"ready-{spec['index']}"), "w").close()
+    _mark_ready(spec)
     deadline = time.time() + 900
     while sum(n.startswith("ready-") for n in os.listdir(sync_dir)) < spec["wave"]:
         if time.time() > deadline:
@@ -221,7 +227,11 @@ def worker(spec):
 
         if not torch.cuda.is_available():
             raise RuntimeError("no GPU visible to PyTorch (pass --allow-cpu to run the path on a CPU)")
-    result = (measure_gemm if spec["model"] == "GEMM" else measure)(spec)
+    try:
+        result = (measure_gemm if spec["model"] == "GEMM" else measure)(spec)
+    except BaseException:
+        _mark_ready(spec)  # the others of the wave need not wait for this one
+        raise
     return {**result, "backend": keras.backend.backend(), "device": _device(),
             "float32_mode": _float32_mode()}
 
