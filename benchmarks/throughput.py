@@ -380,7 +380,7 @@ def setting_table(setting):
     the setting), steady memory and page faults."""
 
     def table(all_results, batch):
-        lines = [f"| backend | without s/batch, per round | {setting}() s/batch, per round "
+        lines = [f"| backend | without s/batch, per round | {setting_call(setting)} s/batch, per round "
                  "| speed-up (median of per-round ratios) | steady peak MiB, without / with "
                  "| minor page faults per batch, without / with |",
                  "|---|---|---|---|---|---|"]
@@ -556,20 +556,32 @@ def speed_settings(result=None):
                    if os.environ.get(name))
     for name in PROCESS_SETTINGS:
         if result and result.get(name):
-            text += f"; keras_hiri.{name}() in every model's process"
+            text += f"; {setting_call(name)} in every model's process"
     return text
 
 
-# keras_hiri.runtime's process settings (name: what it does), each an option of
-# every benchmark (--retain-freed-memory, ...) that its workers apply first.
+# keras_hiri.runtime's process settings (name: what it does, the keras_hiri
+# function its workers call first, that function's arguments), each an option of
+# every benchmark (--retain-freed-memory, ...).
 PROCESS_SETTINGS = {
-    "retain_freed_memory": "glibc keeps freed memory instead of re-faulting it",
-    "disable_ynnpack_fusions": "JAX: XLA's own CPU kernels instead of YNNPACK's fusions",
+    "retain_freed_memory": ("glibc keeps freed memory instead of re-faulting it", "retain_freed_memory", {}),
+    "disable_ynnpack_fusions": (
+        "JAX: XLA's own CPU kernels instead of YNNPACK's fusions", "disable_ynnpack_fusions", {}),
+    "keep_ynnpack_reductions": (
+        "JAX: XLA's own CPU kernels, YNNPACK's fusions for reductions only", "disable_ynnpack_fusions",
+        {"keep": ("reduce",)}),
 }
 
 
+def setting_call(name):
+    """The call a process setting makes, as text: ``keras_hiri.f(...)``."""
+    _, function, kwargs = PROCESS_SETTINGS[name]
+    return f"keras_hiri.{function}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+
+
 # The options that time S@448 without and with one process setting, alternated.
-ALTERNATE_OPTIONS = {"alternate-retain": "retain_freed_memory", "alternate-ynnpack": "disable_ynnpack_fusions"}
+ALTERNATE_OPTIONS = {"alternate-retain": "retain_freed_memory", "alternate-ynnpack": "disable_ynnpack_fusions",
+                     "alternate-ynnpack-reductions": "keep_ynnpack_reductions"}
 
 
 def benchmark_parser(doc, backends, warmup, repeats):
@@ -587,9 +599,9 @@ def benchmark_parser(doc, backends, warmup, repeats):
 
 def add_process_arguments(parser):
     """The options for process settings every benchmark's workers can apply."""
-    for name, text in PROCESS_SETTINGS.items():
+    for name, (text, _, _) in PROCESS_SETTINGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", action="store_true",
-                            help=f"call keras_hiri.{name}() first in every model's process ({text}; "
+                            help=f"call {setting_call(name)} first in every model's process ({text}; "
                             "see its docstring)")
 
 
@@ -606,7 +618,8 @@ def apply_process_settings(spec):
         import keras_hiri
 
         for name in chosen:
-            getattr(keras_hiri, name)()
+            _, function, kwargs = PROCESS_SETTINGS[name]
+            getattr(keras_hiri, function)(**kwargs)
 
 
 def worker_spec(text):
@@ -646,7 +659,7 @@ def main(argv=None):
     for option, setting in ALTERNATE_OPTIONS.items():
         parser.add_argument(
             f"--{option}", type=int, default=0, metavar="ROUNDS",
-            help=f"instead of the table: S@448 without and with keras_hiri.{setting}(), alternated ROUNDS "
+            help=f"instead of the table: S@448 without and with {setting_call(setting)}, alternated ROUNDS "
             "times in fresh processes, and the speed-up",
         )
     parser.add_argument(

@@ -61,10 +61,12 @@ def retain_freed_memory():
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _LARGEST)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _LARGEST))
 
 
-# The XLA flag that leaves no op to YNNPACK's fusions (an empty list of fusion
-# kinds), and the jaxlib releases it was measured on: XLA aborts the process on
-# a flag it does not know, so another jaxlib is left alone.
-_NO_YNN_FUSIONS = "--xla_cpu_experimental_ynn_fusion_type="
+# The XLA flag that lists the kinds of op XLA may hand to YNNPACK's fusions
+# ("dot", "eltwise", "reduce"; an empty list: none), the kinds a caller may
+# keep, and the jaxlib releases it was measured on: XLA aborts the process on a
+# flag it does not know, so another jaxlib is left alone.
+_YNN_FUSION_TYPES = "--xla_cpu_experimental_ynn_fusion_type="
+_KEEPABLE = ("eltwise", "reduce")
 _MEASURED_JAXLIB = ("0.10.",)
 
 
@@ -77,7 +79,7 @@ def _compiles_ynn_fusions():
     return "__ynn_fusion" in jax.jit(lambda a: a @ a).lower(x).compile().as_text()
 
 
-def disable_ynnpack_fusions():
+def disable_ynnpack_fusions(keep=()):
     """Has XLA compile JAX programs for the CPU with its own kernels instead of
     handing matmuls, convolutions and element-wise chains to YNNPACK's fusions.
 
@@ -91,14 +93,20 @@ def disable_ynnpack_fusions():
     need YNNPACK, runs slower. **Training gets slower**: a training step of
     S@448 (forward, backward, AdamW) took 2x as long (7.55 -> 15.04 s), so
     this is for processes that only infer (docs/RESULTS.md, "XLA's own CPU
-    kernels as one call"). It applies to every JAX program the process
-    compiles for the CPU, which is why the ``keras-hiri`` command (which
-    trains too) does not make this call.
+    kernels as one call"). ``keep=("reduce",)`` leaves the reductions to
+    YNNPACK: training then runs as fast as with XLA's defaults and inference
+    still ~1.3x faster (docs/RESULTS.md, "Keeping YNNPACK's reductions").
+    It applies to every JAX program the process compiles for the CPU.
 
     XLA reads its flags (``XLA_FLAGS``) once, when JAX compiles its first
     program, so call this before anything runs on JAX (importing Keras and
     keras_hiri is fine; building a model is not). It appends the flag to
-    ``XLA_FLAGS`` and checks that a probe compile has no YNNPACK fusion.
+    ``XLA_FLAGS`` and checks that a probe compile (a matmul) has no YNNPACK
+    fusion.
+
+    Args:
+        keep: the kinds of YNNPACK fusion to keep, from ``("eltwise",
+            "reduce")``; matmuls and convolutions always go to XLA's kernels.
 
     Returns:
         ``True`` where applied (the JAX backend with jaxlib 0.10, the release
@@ -106,9 +114,14 @@ def disable_ynnpack_fusions():
         the process); ``False`` elsewhere, where nothing changes.
 
     Raises:
+        ValueError: ``keep`` names a kind not in ``("eltwise", "reduce")``.
         RuntimeError: JAX compiled a program before the call, so XLA has
             read its flags; ``XLA_FLAGS`` is put back as it was.
     """
+    if isinstance(keep, str) or any(kind not in _KEEPABLE for kind in keep):
+        raise ValueError(
+            f"keep must be a sequence of YNNPACK fusion kinds from {_KEEPABLE}. Received: keep={keep!r}")
+    flag = _YNN_FUSION_TYPES + ",".join(sorted(set(keep)))
     import keras
 
     if keras.backend.backend() != "jax":
@@ -118,8 +131,8 @@ def disable_ynnpack_fusions():
     if not jaxlib.__version__.startswith(_MEASURED_JAXLIB):
         return False
     before = os.environ.get("XLA_FLAGS")
-    if _NO_YNN_FUSIONS not in (before or "").split():
-        os.environ["XLA_FLAGS"] = f"{before or ''} {_NO_YNN_FUSIONS}".strip()
+    if flag not in (before or "").split():
+        os.environ["XLA_FLAGS"] = f"{before or ''} {flag}".strip()
     if _compiles_ynn_fusions():
         if before is None:
             del os.environ["XLA_FLAGS"]
@@ -128,5 +141,5 @@ def disable_ynnpack_fusions():
         raise RuntimeError(
             "keras_hiri.disable_ynnpack_fusions() came too late: JAX has already compiled a program in "
             "this process, and XLA read its flags then. Call it before building a model or running "
-            f"anything on JAX, or start the process with XLA_FLAGS={_NO_YNN_FUSIONS}")
+            f"anything on JAX, or start the process with XLA_FLAGS={flag}")
     return True

@@ -76,7 +76,7 @@ YNN_FUSIONS = """
 import jax, jax.numpy as jnp, numpy as np
 x = jnp.asarray(np.random.default_rng(0).normal(size=(64, 128)), "float32")
 w = jnp.asarray(np.random.default_rng(1).normal(size=(128, 256)), "float32") / 11.3
-f = jax.jit(lambda x, w: jax.nn.gelu(x @ w, approximate=False) * 0.5)
+f = jax.jit(lambda x, w: jnp.sum(jax.nn.gelu(x @ w, approximate=False) * 0.5, axis=-1))  # dot, eltwise, reduce
 print("YNN", f.lower(x, w).compile().as_text().count("kind\\":\\"__ynn_fusion"))
 print("SUM", repr(float(f(x, w).sum())))
 """

@@ -43,6 +43,20 @@ def test_xla_compiles_with_its_own_kernels_after_the_call():
     setup = ("import os, keras_hiri\nassert keras_hiri.disable_ynnpack_fusions() is True\n"
              f"assert os.environ['XLA_FLAGS'] == {flags!r}\n")
     assert ynn_fusions(setup, env={"XLA_FLAGS": flags})[0] == 0
+    # keep=("reduce",): the reduction stays a YNNPACK fusion, the matmul and GELU do not.
+    setup = ("import os, keras_hiri\nassert keras_hiri.disable_ynnpack_fusions(keep=('reduce',)) is True\n"
+             f"assert os.environ['XLA_FLAGS'] == {flags + 'reduce'!r}\n")
+    count, total = ynn_fusions(setup)
+    assert 0 < count < default
+    assert total == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("keep", [("dot",), "reduce", ("reduce", "concatenate")])
+def test_keep_names_only_the_kinds_that_can_be_kept(keep):
+    with pytest.raises(ValueError, match=r"keep must be a sequence of YNNPACK fusion kinds from "
+                                         r"\('eltwise', 'reduce'\)\. Received: keep="):
+        runtime.disable_ynnpack_fusions(keep=keep)
 
 
 @pytest.mark.runs_in("jax")
