@@ -18,7 +18,10 @@ Bad input (a missing file, a file that is not an image, an unknown variant or
 weights name) prints ``keras-hiri: error: ...`` and exits with status 2.
 
 Run as a command, keras-hiri keeps freed memory in its process
-(keras_hiri.retain_freed_memory: PyTorch ~1.2x faster on Linux).
+(keras_hiri.retain_freed_memory: PyTorch ~1.2x faster on Linux) and, on JAX
+with jaxlib 0.10, leaves only reductions to YNNPACK's fusions
+(keras_hiri.disable_ynnpack_fusions(keep=("reduce",)): a training step of
+HIRI-ViT-S@448 ~1.5x and inference ~1.2x faster on a CPU).
 """
 
 import argparse
@@ -66,7 +69,9 @@ def main(argv=None):
     try:
         verb = importlib.import_module(f"keras_hiri.cli.{args.command}")
         if argv is None:  # this process is the keras-hiri command
-            importlib.import_module("keras_hiri.runtime").retain_freed_memory()
+            runtime = importlib.import_module("keras_hiri.runtime")
+            runtime.retain_freed_memory()
+            runtime.disable_ynnpack_fusions(keep=("reduce",))
         return verb.main(rest) or 0
     except ValueError as e:
         print(f"keras-hiri: error: {e}", file=sys.stderr)

@@ -46,12 +46,17 @@ def test_only_the_command_keeps_freed_memory(as_command):
 
 
 @pytest.mark.runs_in("jax")  # XLA's setting, checked in a child process
-def test_the_command_leaves_xla_its_ynnpack_fusions():
-    """disable_ynnpack_fusions() halves JAX's training speed, and the command's
-    verbs train: it is not among the settings the command makes for itself."""
+@pytest.mark.parametrize("as_command", [True, False])
+def test_only_the_command_leaves_ynnpack_the_reductions_alone(as_command):
+    """``keras-hiri`` gives matmuls, convolutions and element-wise chains to XLA's
+    own kernels and keeps YNNPACK's reductions (training and inference faster);
+    ``main(argv)`` called by another program leaves XLA's flags alone."""
     argv = ["keras-hiri", "profile", "--variant", "tiny", "--resolution", "64"]
-    count, _ = ynn_fusions(f"import sys\nfrom keras_hiri_cli import main\nsys.argv = {argv!r}\nmain()\n")
-    assert count >= 1
+    call = f"sys.argv = {argv!r}\nmain()" if as_command else f"main({argv[1:]!r})"
+    expected = "--xla_cpu_experimental_ynn_fusion_type=reduce" if as_command else None
+    count, _ = ynn_fusions(f"import os, sys\nfrom keras_hiri_cli import main\n{call}\n"
+                           f"assert os.environ.get('XLA_FLAGS') == {expected!r}, os.environ.get('XLA_FLAGS')\n")
+    assert count >= 1  # the reduction, in both cases
 
 
 @pytest.mark.backend_independent
