@@ -51,7 +51,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import benchmark_parser  # noqa: E402
+from throughput import benchmark_parser, build, worker_result  # noqa: E402
 
 BACKENDS = ("jax", "torch")
 PEERS = ("ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase")
@@ -182,19 +182,15 @@ def measure(spec):
     import numpy as np
 
     import keras_hiri
+    from keras_hiri.profiling import time_calls
 
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy(POLICIES[spec["dtype"]])
-    size = spec["resolution"]
-    if spec["model"] in PEERS:
-        model = getattr(keras.applications, spec["model"])(weights=None, input_shape=(size, size, 3))
-    else:
-        model = keras_hiri.HiriViT(spec["model"], input_shape=(size, size, 3),
-                                   pin_late_grids=spec.get("pinned", False))
+    model = build(spec)  # the benchmarks' one builder: the HIRI-ViT variant (pinned or not) or the peer
     gmacs = keras_hiri.profile(model).gmacs
+    size = spec["resolution"]
     x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
     x = keras.ops.convert_to_tensor(x)  # on the GPU from here on
-    from keras_hiri.profiling import time_calls
 
     start = time.perf_counter()
     model.predict_on_batch(x)
@@ -217,16 +213,9 @@ def measure(spec):
 def worker(spec):
     import keras
 
-    if not spec["allow_cpu"] and keras.backend.backend() == "jax":
-        import jax
-
-        if jax.default_backend() == "cpu":
-            raise RuntimeError("no GPU visible to JAX (pass --allow-cpu to run the path on a CPU)")
-    if not spec["allow_cpu"] and keras.backend.backend() == "torch":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("no GPU visible to PyTorch (pass --allow-cpu to run the path on a CPU)")
+    if not spec["allow_cpu"] and _device() == "cpu":
+        raise RuntimeError(f"no GPU visible to {keras.backend.backend()} (pass --allow-cpu to run the path "
+                           "on a CPU)")
     try:
         result = (measure_gemm if spec["model"] == "GEMM" else measure)(spec)
     except BaseException:
@@ -276,12 +265,7 @@ def run_wave(specs, backend, timeout):
                     p.kill()
                 out, err = proc.communicate()
                 err += f"\ntimed out after {timeout} s"
-            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-            if proc.returncode or not lines:
-                print(f"\n[{backend}] {label(spec)} failed:\n{err[-2000:]}", file=sys.stderr)
-                results.append({**spec, "backend": backend, "error": err[-300:]})
-            else:
-                results.append(json.loads(lines[-1]))
+            results.append(worker_result(spec, backend, label(spec), proc.returncode, out, err))
     return results
 
 

@@ -412,10 +412,16 @@ def run_worker(script, spec, backend, title):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)],
                           env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        print(f"\n[{backend}] {title} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-        return {**spec, "backend": backend, "error": proc.stderr[-300:]}
+    return worker_result(spec, backend, title, proc.returncode, proc.stdout, proc.stderr)
+
+
+def worker_result(spec, backend, title, returncode, stdout, stderr):
+    """A finished worker's result: the JSON line it printed last, or the spec
+    with an ``error`` (reported) where it failed or printed none."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    if returncode or not lines:
+        print(f"\n[{backend}] {title} failed:\n{stderr[-3000:]}", file=sys.stderr)
+        return {**spec, "backend": backend, "error": stderr[-300:]}
     return json.loads(lines[-1])
 
 
