@@ -313,3 +313,42 @@ def test_gpu_throughput_runs_the_ratio_rows_first():
     assert [j["dtype"] for j in bench.jobs(args)][:2] == ["float32", "float16"]
     assert bench.jobs(argparse.Namespace(**{**vars(args), "gemm_size": 0}))[0]["model"] == "S"
     assert not any(j["pinned"] for j in bench.jobs(argparse.Namespace(**{**vars(args), "pinned": False})))
+
+
+def test_torch_ops_counts_each_kind_and_its_multiply_adds():
+    torch = pytest.importorskip("torch")
+    from torch.profiler import ProfilerActivity, profile
+
+    torch_ops = load_script("benchmarks", "torch_ops")
+    a, b, bias = torch.ones(64, 32), torch.ones(32, 16), torch.zeros(16)
+    x, w = torch.ones(2, 8, 20, 20), torch.ones(12, 8, 3, 3)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(2):  # two "forward passes": the figures are per call
+            torch.mm(a, b)
+            torch.addmm(bias, a, b)
+            y = torch.nn.functional.conv2d(x, w, stride=2, padding=1)  # 10x10 output grid
+            torch.nn.functional.gelu(y) + y
+    kinds, top = torch_ops.summarise(prof.events(), calls=2)
+    assert kinds["GEMM"]["macs"] == 2 * 64 * 32 * 16
+    assert kinds["convolution"]["macs"] == 2 * 12 * 10 * 10 * 8 * 3 * 3
+    assert kinds["GELU"]["ms"] > 0 and kinds["GELU"]["macs"] == 0
+    assert kinds["other element-wise"]["ms"] > 0  # the add
+    assert {"GEMM", "convolution", "GELU"} <= {op["kind"] for op in top}
+    assert all(first["ms"] >= second["ms"] for first, second in zip(top, top[1:]))
+    assert torch_ops.kind_of("aten::view") == torch_ops.REST
+
+
+def test_torch_ops_profiles_a_real_model_in_a_worker():
+    torch_ops = load_script("benchmarks", "torch_ops")
+    spec = {"model": "tiny", "resolution": 64, "batch": 2, "warmup": 1, "repeats": 1, "top": 3}
+    result = torch_ops.run_worker(torch_ops.__file__, spec, "torch", "tiny")
+    assert "error" not in result, result.get("error")
+    kinds = result["kinds"]
+    assert kinds["GEMM"]["macs"] > 0 and kinds["convolution"]["macs"] > 0 and len(result["top"]) == 3
+    # The multiply-adds counted from the profiler's records are the model's (keras_hiri.profile
+    # counts one image).
+    counted = sum(kind["macs"] for kind in kinds.values())
+    assert counted == pytest.approx(result["gmacs"] * 1e9 * spec["batch"], rel=0.02)
+    table = torch_ops.markdown([result, {**spec, "model": "ConvNeXtTiny", "error": "boom"}])
+    assert "| GEMM | " in table and "HIRI-ViT-tiny@64 ms/batch" in table
+    assert table.rstrip().endswith("failed: ConvNeXtTiny@64")
