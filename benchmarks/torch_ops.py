@@ -37,7 +37,8 @@ ROWS = [
 GEMMS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 CONVOLUTIONS = ("aten::mkldnn_convolution", "aten::convolution_overrideable", "aten::_slow_conv2d_forward",
                 "aten::thnn_conv2d", "aten::_conv_depthwise2d")
-ATTENTION = ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_attention_math")
+# The fused CPU kernel; the unfused fallback runs as bmm/softmax ops, counted under their own kinds.
+ATTENTION = ("aten::_scaled_dot_product_flash_attention_for_cpu",)
 KINDS = {
     "GEMM": GEMMS,
     "convolution": CONVOLUTIONS,
