@@ -18,10 +18,9 @@ compare the kinds' shares, and the timed median with ``throughput.py``.
 """
 
 import json
+import math
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
@@ -63,13 +62,6 @@ def kind_of(name):
     return KIND_OF.get(name, REST)
 
 
-def _prod(values):
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
-
-
 def macs(name, shapes, args):
     """Multiply-adds of one GEMM, convolution or attention call from the
     profiler's recorded input ``shapes`` and concrete ``args``; 0 for any other
@@ -77,10 +69,10 @@ def macs(name, shapes, args):
     try:
         if name in ("aten::mm", "aten::bmm"):
             a, b = shapes[0], shapes[1]
-            return _prod(a) * b[-1]
+            return math.prod(a) * b[-1]
         if name in ("aten::addmm", "aten::baddbmm"):
             a, b = shapes[1], shapes[2]
-            return _prod(a) * b[-1]
+            return math.prod(a) * b[-1]
         if name in CONVOLUTIONS:
             x, w = shapes[0], shapes[1]  # NCHW input, (out, in / groups, kh, kw) weight
             padding, stride, dilation = args[3], args[4], args[5]
@@ -88,10 +80,10 @@ def macs(name, shapes, args):
                 (x[2 + i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1
                 for i in range(2)
             ]
-            return x[0] * _prod(grid) * _prod(w)
+            return x[0] * math.prod(grid) * math.prod(w)
         if name in ATTENTION:  # q k^T and the weights times v: (B, heads, N, d) x (B, heads, M, d)
             q, k = shapes[0], shapes[1]
-            return 2 * _prod(q) * k[-2]
+            return 2 * math.prod(q) * k[-2]
     except (IndexError, TypeError):
         return 0
     return 0
@@ -109,11 +101,11 @@ def summarise(events, calls):
         shapes = [list(s) for s in (e.input_shapes or [])]
         args = list(getattr(e, "concrete_inputs", None) or [])
         ms, count = e.self_cpu_time_total / 1e3 / calls, macs(e.name, shapes, args) / calls
-        kind = kinds[kind_of(e.name)]
-        kind["ms"] += ms
-        kind["macs"] += count
+        kind = kind_of(e.name)
+        kinds[kind]["ms"] += ms
+        kinds[kind]["macs"] += count
         key = f"{e.name} {[s for s in shapes if s]}"
-        op = ops.setdefault(key, {"op": key, "kind": kind_of(e.name), "ms": 0.0, "macs": 0})
+        op = ops.setdefault(key, {"op": key, "kind": kind, "ms": 0.0, "macs": 0})
         op["ms"] += ms
         op["macs"] += count
     top = sorted(ops.values(), key=lambda o: -o["ms"])
@@ -127,25 +119,20 @@ def measure(spec):
     from torch.profiler import ProfilerActivity, profile
 
     import keras_hiri
+    from keras_hiri.profiling import latency
 
     keras.utils.set_random_seed(0)
     model = build(spec)
     gmacs = keras_hiri.profile(model).gmacs
     size = spec["resolution"]
     x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
-    for _ in range(spec["warmup"]):
-        model.predict_on_batch(x)
-    times = []
-    for _ in range(spec["repeats"]):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append(time.perf_counter() - start)
+    median, _ = latency(model, x, spec["warmup"], spec["repeats"], jit_compile=None)  # eager, as Keras runs it
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(spec["repeats"]):
             model.predict_on_batch(x)
     kinds, top = summarise(prof.events(), spec["repeats"])
     return {**spec, "backend": "torch", "torch": torch.__version__, "gmacs": gmacs,
-            "median_s": statistics.median(times), "kinds": kinds, "top": top[:spec["top"]]}
+            "median_s": median, "kinds": kinds, "top": top[:spec["top"]]}
 
 
 def _cell(kind, total):
