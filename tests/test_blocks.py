@@ -29,6 +29,23 @@ def test_block_keeps_shape_and_round_trips(layer, grid):
     assert layer.compute_output_shape(x.shape) == x.shape
 
 
+def test_drop_path_runs_in_training_only_and_drops_whole_samples(monkeypatch):
+    layer = blocks.CFFNBlock(8, mlp_ratio=2, drop_path=0.5)
+    x = _x((32, 4, 4, 8))
+    layer(x)  # builds
+    calls = []
+    drop_call = layer.drop_path.call
+    monkeypatch.setattr(layer.drop_path, "call", lambda *a, **k: calls.append(k) or drop_call(*a, **k))
+    inference = to_numpy(layer(x, training=False))
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), inference)
+    assert calls == []  # the identity is not called outside training
+    trained = to_numpy(layer(x, training=True))
+    assert len(calls) == 1
+    dropped = np.all(trained == x, axis=(1, 2, 3))
+    assert 0 < dropped.sum() < len(x)  # whole samples keep only the shortcut
+    assert not np.any(np.all(inference == x, axis=(1, 2, 3)))
+
+
 def test_attention_matches_numpy_reference():
     layer = blocks.MultiHeadSelfAttention(8, 2)
     x = _x((2, 5, 8))
