@@ -15,6 +15,9 @@
    switches against the generic ``keras.ops`` sequence it replaces (bias and
    padding inside torch's conv, the CFFN's ``DWConv(z) + z`` as one depthwise
    conv, the Dense bias inside ``addmm``, inference BN as one ``addcmul``).
+5. The HR block's sum of its branches, ``x + upsample(low)``: the upsampled
+   map materialised (``common.upsample_2x_to``) against one broadcast add over
+   a 6-d view of ``x`` (``common.add_upsampled_2x``), eager and compiled.
 
 Shapes are those of HIRI-ViT-S at 448 (batch 8).
 
@@ -178,6 +181,33 @@ def torch_fusion_table(rng, repeats):
               f"{times['ops'] / times[fast]:>13.2f}x{times['separate'] / times[fast]:>14.2f}x")
 
 
+def eager(fn):
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return lambda x: jax.block_until_ready(fn(x))
+    if backend == "torch":
+        return compiled(fn)  # PyTorch is eager either way; no_grad as in inference
+    return fn
+
+
+def upsample_add_table(rng, repeats):
+    from keras import ops
+
+    print("\nHR block: x + upsample_2x(low), materialised against one broadcast add")
+    print(f"  {'where':<24}{'x':>16}{'mode':>10}{'materialised ms':>17}{'broadcast ms':>14}{'speed-up':>10}")
+    modes = [("eager", eager)] + ([("compiled", compiled)] if keras.backend.backend() != "torch" else [])
+    for shape, where in [((8, 112, 112, 32), "stage-1 HR block"), ((8, 56, 56, 64), "stage-2 HR block")]:
+        b, h, w, c = shape
+        x = ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
+        low = ops.convert_to_tensor(rng.normal(size=(b, h // 2, w // 2, c)).astype("float32"))
+        for mode, wrap in modes:
+            slow = median_ms(wrap(lambda x: ops.add(x, common.upsample_2x_to(low, x))), x, repeats)
+            fast = median_ms(wrap(lambda x: common.add_upsampled_2x(x, low)), x, repeats)
+            print(f"  {where:<24}{str(shape[1:]):>16}{mode:>10}{slow:>17.2f}{fast:>14.2f}{slow / fast:>9.2f}x")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -186,6 +216,7 @@ def main(argv=None):
     print(f"backend {keras.backend.backend()}")
     depthwise_table(rng, args.repeats)
     gelu_table(rng, args.repeats)
+    upsample_add_table(rng, args.repeats)
     if keras.backend.backend() == "torch":
         torch_layout_table(rng, args.repeats)
         torch_fusion_table(rng, args.repeats)

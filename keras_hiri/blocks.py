@@ -77,8 +77,7 @@ class HRBlock(_Residual):
         hi = self.hi_dw(y)
         lo = self.lo_bn(self.lo_dw(y), training=training)
         lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
-        lo = common.upsample_2x_to(lo, hi)
-        return self.add_branch(x, hi + lo, training)
+        return self.add_branch(x, common.add_upsampled_2x(hi, lo), training)
 
     def bn_folds(self):
         # ``norm`` comes *before* the zero-padded depthwise convs: folding it

@@ -329,6 +329,21 @@ def upsample_2x_to(x, like):
     return x[:, :h, :w, :]
 
 
+def add_upsampled_2x(x, low):
+    """``x + upsample_2x_to(low, x)``, the HR block's sum of its branches.
+
+    On an even, static grid it is one broadcast add over ``x`` seen as
+    ``(B, h/2, 2, w/2, 2, C)``, so the upsampled map is never materialised
+    (``python benchmarks/kernels.py``: faster on every backend at the HR
+    stages' maps, docs/DESIGN.md); on odd or dynamic grids, the sum itself.
+    """
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    if h is None or w is None or c is None or h % 2 or w % 2:
+        return ops.add(x, upsample_2x_to(low, x))
+    out = ops.add(ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c)), low[:, :, None, :, None, :])
+    return ops.reshape(out, (-1, h, w, c))
+
+
 _BUILD_TRACE = threading.local()  # set while a CompositeLayer.build traces its call
 
 

@@ -67,6 +67,24 @@ def test_upsample_crops_to_odd_grid():
     np.testing.assert_array_equal(got, [[0, 0, 1], [0, 0, 1], [2, 2, 3], [2, 2, 3], [4, 4, 5]])
 
 
+@pytest.mark.parametrize("grid", [(5, 3), (6, 4), (4, 3)])
+def test_add_upsampled_2x_repeats_low_and_crops_to_the_grid(grid):
+    x = np.random.default_rng(0).normal(size=(2, *grid, 3)).astype("float32")
+    low = np.random.default_rng(1).normal(size=(2, (grid[0] + 1) // 2, (grid[1] + 1) // 2, 3)).astype("float32")
+    want = x + low.repeat(2, axis=1).repeat(2, axis=2)[:, :grid[0], :grid[1]]
+    np.testing.assert_array_equal(to_numpy(common.add_upsampled_2x(x, low)), want)
+
+
+def test_add_upsampled_2x_on_a_grid_unknown_until_called():
+    """The reshape path needs static even grids; a dynamic one takes the other."""
+    x_in, low_in = keras.Input((None, None, 3)), keras.Input((None, None, 3))
+    model = keras.Model([x_in, low_in], keras.layers.Lambda(lambda t: common.add_upsampled_2x(*t))([x_in, low_in]))
+    x = np.random.default_rng(0).normal(size=(1, 5, 4, 3)).astype("float32")
+    low = np.random.default_rng(1).normal(size=(1, 3, 2, 3)).astype("float32")
+    want = x + low.repeat(2, axis=1).repeat(2, axis=2)[:, :5, :4]
+    np.testing.assert_allclose(to_numpy(model([x, low])), want, rtol=0, atol=0)
+
+
 def test_drop_path_is_identity_in_inference_and_drops_whole_samples_in_training():
     layer = common.DropPath(0.5, seed=1)
     x = np.ones((64, 3, 3, 2), "float32")
