@@ -15,6 +15,11 @@ compare the kinds' shares, and the timed median with ``throughput.py``.
 
     python benchmarks/torch_ops.py
     python benchmarks/torch_ops.py --retain-freed-memory --top 8 --json out.json
+    python benchmarks/torch_ops.py --from-json out.json --plot out.png   # draw a stored run again
+
+``--plot`` draws each model's batch as one bar split by kind, with the timed
+median's excess over the profiled aten time (Python: Keras' layer calls; a
+lower bound, as the profiler slows every op) as a hatched end.
 """
 
 import json
@@ -170,6 +175,40 @@ def markdown(results):
     return "\n".join(lines)
 
 
+def plot(results, out):
+    """One horizontal bar per model: its profiled ms per batch split by kind,
+    then the timed median's excess over that (Python outside aten ops), hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        raise ValueError("no model to plot: every row failed")
+    names = [f"{label(r)}@{r['resolution']}" for r in ok]
+    fig, ax = plt.subplots(figsize=(11, 1.6 + 0.7 * len(ok)))
+    left = [0.0] * len(ok)
+    colours = plt.get_cmap("tab10")
+    for i, kind in enumerate(list(KINDS) + [REST]):
+        widths = [r["kinds"][kind]["ms"] for r in ok]
+        ax.barh(names, widths, left=left, color=colours(i), label=kind)
+        left = [a + b for a, b in zip(left, widths)]
+    python = [max(0.0, 1e3 * r["median_s"] - total) for r, total in zip(ok, left)]
+    ax.barh(names, python, left=left, color="white", edgecolor="0.4", hatch="//",
+            label="timed median beyond the profiled ops (Python; a lower bound, the profiler slows the ops)")
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per batch")
+    ax.set_title(f"Where PyTorch's eager time goes (batch {ok[0]['batch']}, torch {ok[0]['torch']}, CPU)")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return python
+
+
 def run_backend(backend, args, progress):
     results = []
     for row in ROWS:
@@ -183,6 +222,8 @@ def run_backend(backend, args, progress):
 def main(argv=None):
     parser = benchmark_parser(__doc__, ("torch",), warmup=3, repeats=3)
     parser.add_argument("--top", type=int, default=6, help="how many single ops to list per model")
+    parser.add_argument("--plot", help="also draw the results as a PNG at this path")
+    parser.add_argument("--from-json", help="measure nothing: print the table (and --plot) of a stored --json run")
     add_process_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
@@ -190,7 +231,22 @@ def main(argv=None):
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1 or args.top < 0:
         parser.error("--warmup, --repeats and --batch must be >= 1, --top >= 0")
-    run_and_report(args, len(ROWS), run_backend, lambda results, batch: markdown(results["torch"]))
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = json.load(f)["torch"]
+        print(markdown(results))
+    else:
+        stored = {}
+
+        def table(results, batch):
+            stored.update(results)
+            return markdown(results["torch"])
+
+        run_and_report(args, len(ROWS), run_backend, table)
+        results = stored["torch"]
+    if args.plot:
+        plot(results, args.plot)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ also checked on one tiny model compiled in a JAX subprocess.
 """
 
 import argparse
+import json
 
 import pytest
 
@@ -338,7 +339,7 @@ def test_torch_ops_counts_each_kind_and_its_multiply_adds():
     assert torch_ops.kind_of("aten::view") == torch_ops.REST
 
 
-def test_torch_ops_profiles_a_real_model_in_a_worker():
+def test_torch_ops_profiles_a_real_model_in_a_worker(tmp_path, capsys):
     torch_ops = load_script("benchmarks", "torch_ops")
     spec = {"model": "tiny", "resolution": 64, "batch": 2, "warmup": 1, "repeats": 1, "top": 3}
     result = torch_ops.run_worker(torch_ops.__file__, spec, "torch", "tiny")
@@ -352,3 +353,16 @@ def test_torch_ops_profiles_a_real_model_in_a_worker():
     table = torch_ops.markdown([result, {**spec, "model": "ConvNeXtTiny", "error": "boom"}])
     assert "| GEMM | " in table and "HIRI-ViT-tiny@64 ms/batch" in table
     assert table.rstrip().endswith("failed: ConvNeXtTiny@64")
+    # A stored run is printed and drawn again without measuring; the hatched end of the bar
+    # is the timed median's excess over the profiled ops.
+    pytest.importorskip("matplotlib")
+    stored, png = tmp_path / "run.json", tmp_path / "run.png"
+    stored.write_text(json.dumps({"torch": [result, {**spec, "model": "ConvNeXtTiny", "error": "boom"}]}))
+    capsys.readouterr()
+    torch_ops.main(["--from-json", str(stored), "--plot", str(png)])
+    assert capsys.readouterr().out.startswith(table)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    profiled = sum(kind["ms"] for kind in kinds.values())
+    assert torch_ops.plot([result], str(png)) == [pytest.approx(max(0.0, 1e3 * result["median_s"] - profiled))]
+    with pytest.raises(ValueError, match="every row failed"):
+        torch_ops.plot([{**spec, "error": "boom"}], str(png))
