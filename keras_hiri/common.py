@@ -334,8 +334,9 @@ def add_upsampled_2x(x, low):
 
     On an even, static grid it is one broadcast add over ``x`` seen as
     ``(B, h/2, 2, w/2, 2, C)``, so the upsampled map is never materialised
-    (``python benchmarks/kernels.py``: faster on every backend at the HR
-    stages' maps, docs/DESIGN.md); on odd or dynamic grids, the sum itself.
+    (``python benchmarks/kernels.py``: 1.3-2x faster eagerly on PyTorch and
+    TensorFlow at the HR stages' maps, the same compiled; docs/DESIGN.md); on
+    odd or dynamic grids, the sum itself.
     """
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     if h is None or w is None or c is None or h % 2 or w % 2:
