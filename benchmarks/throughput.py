@@ -698,8 +698,8 @@ def main(argv=None):
 
 def run_and_report(args, rows_per_backend, run_backend, table, rounds=1):
     """Runs every backend's rows ``rounds`` times, the backends alternated in
-    each round (a progress bar over all), prints ``table`` of the results, and
-    writes them to ``args.json`` when given."""
+    each round (a progress bar over all), prints ``table`` of the results,
+    writes them to ``args.json`` when given, and returns them by backend."""
     from keras.utils import Progbar
 
     progress = Progbar(rows_per_backend * len(args.backends) * rounds, unit_name="model")
@@ -711,6 +711,7 @@ def run_and_report(args, rows_per_backend, run_backend, table, rounds=1):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_results, f, indent=1)
+    return all_results
 
 
 if __name__ == "__main__":

@@ -236,14 +236,8 @@ def main(argv=None):
             results = json.load(f)["torch"]
         print(markdown(results))
     else:
-        stored = {}
-
-        def table(results, batch):
-            stored.update(results)
-            return markdown(results["torch"])
-
-        run_and_report(args, len(ROWS), run_backend, table)
-        results = stored["torch"]
+        results = run_and_report(args, len(ROWS), run_backend,
+                                 lambda results, batch: markdown(results["torch"]))["torch"]
     if args.plot:
         plot(results, args.plot)
         print(f"wrote {args.plot}")

@@ -36,7 +36,7 @@ class _Residual(common.CompositeLayer):
         on PyTorch eager on a 2-core CPU), and these identities were
         32 of HIRI-ViT-S's 274 layer calls per forward pass.
         """
-        if training and self.drop_path.rate > 0:
+        if self.drop_path.drops(training):
             branch = self.drop_path(branch, training=training)
         return x + branch
 

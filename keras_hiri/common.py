@@ -568,8 +568,13 @@ class DropPath(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
 
+    def drops(self, training):
+        """Whether a call with this ``training`` drops anything (otherwise the
+        layer is the identity, and callers may skip calling it)."""
+        return bool(training) and self.rate > 0.0
+
     def call(self, x, training=None):
-        if not training or self.rate == 0.0:
+        if not self.drops(training):
             return x
         keep = 1.0 - self.rate
         shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
