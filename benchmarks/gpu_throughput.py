@@ -148,10 +148,11 @@ def measure_gemm(spec):
 LOOP_CALLS = 10
 
 
-def _forward(model):
+def _forward(model, torch_compile=False):
     """The bare forward pass, without ``predict_on_batch``'s per-call work
     (gathering the state, converting the logits to NumPy): on JAX ``jax.jit``
-    of the model's stateless call, on PyTorch the eager call under no_grad."""
+    of the model's stateless call, on PyTorch the eager call under no_grad
+    (through ``torch.compile`` with ``torch_compile``)."""
     import keras
 
     if keras.backend.backend() == "jax":
@@ -163,9 +164,11 @@ def _forward(model):
         return lambda x: compiled(*state, x)
     import torch
 
+    call = torch.compile(model) if torch_compile else model
+
     def run(x):
         with torch.no_grad():
-            return model(x, training=False)
+            return call(x, training=False)
 
     return run
 
@@ -187,6 +190,8 @@ def measure(spec):
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy(POLICIES[spec["dtype"]])
     model = build(spec)  # the benchmarks' one builder: the HIRI-ViT variant (pinned or not) or the peer
+    if spec.get("torch_compile"):  # predict_on_batch through torch.compile, as a user turns it on
+        model.compile(jit_compile=True)
     gmacs = keras_hiri.profile(model).gmacs
     size = spec["resolution"]
     x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
@@ -197,7 +202,7 @@ def measure(spec):
     first = time.perf_counter() - start
     for _ in range(max(spec["warmup"] - 1, 0)):
         model.predict_on_batch(x)
-    forward = _forward(model)
+    forward = _forward(model, spec.get("torch_compile", False))
     time_calls(lambda: _loop(forward, x), 1, 1)  # compiles
     lock = _take_turn(spec)
     # The loop first: predict_on_batch on JAX donates the state buffers the loop holds.
@@ -236,7 +241,8 @@ def jobs(args):
     rows = ([("GEMM", args.gemm_size, False)] if args.gemm_size else []) + first
     rows += [w for w in wanted if w not in first]
     return [{"model": m, "resolution": r, "pinned": pinned, "dtype": d, "batch": args.batch,
-             "warmup": args.warmup, "repeats": args.repeats, "allow_cpu": args.allow_cpu}
+             "warmup": args.warmup, "repeats": args.repeats, "allow_cpu": args.allow_cpu,
+             "torch_compile": args.torch_compile}
             for m, r, pinned in rows for d in args.dtypes]
 
 
@@ -271,7 +277,8 @@ def run_wave(specs, backend, timeout):
 
 def label(r):
     name = r["model"] if r["model"] in PEERS or r["model"] == "GEMM" else f"HIRI-ViT-{r['model']}"
-    return f"{name}@{r['resolution']}" + (" pinned" if r.get("pinned") else "")
+    return (f"{name}@{r['resolution']}" + (" pinned" if r.get("pinned") else "")
+            + (" torch.compile" if r.get("torch_compile") and r["model"] != "GEMM" else ""))
 
 
 def _key(r):
@@ -350,6 +357,9 @@ def markdown(all_results, batch, command):
                 lines.append(f"- {d}: " + "; ".join(parts))
         if ok:
             lines.append(f"- float32 mode: {ok[0]['float32_mode']}")
+        if any(r.get("torch_compile") for r in ok):
+            lines.append("- torch.compile: `predict_on_batch` with `jit_compile=True`, the loop through "
+                         "`torch.compile(model)`")
         lines.append("")
     lines.append(f"`{command}`: one fresh process per row; img/s of `predict_on_batch` (median call) / of the "
                  f"bare forward pass, {LOOP_CALLS} batches queued back to back (where measured; the TMAC/s "
@@ -371,6 +381,9 @@ def main(argv=None):
     parser.add_argument("--pinned", action=argparse.BooleanOptionalAction, default=True,
                         help="also S@224 with the paper's pinned late grids (the issue's P2)")
     parser.add_argument("--gemm-size", type=int, default=GEMM_SIZE, help="side of the GEMM rows' matrices")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="PyTorch: predict_on_batch with jit_compile=True and the loop through torch.compile "
+                             "(Keras' torch backend runs eagerly by default)")
     parser.add_argument("--table", metavar="JSON", help="only print the table of a saved --json run")
     args = parser.parse_args(argv)
     if args.worker:

@@ -306,7 +306,7 @@ def test_gpu_throughput_runs_the_ratio_rows_first():
     args = argparse.Namespace(
         variants=["B", "S"], resolutions=[224, 448], peers=["ConvNeXtBase", "ConvNeXtTiny"],
         dtypes=["float32", "float16"], batch=4, warmup=1, repeats=2, allow_cpu=True, gemm_size=64,
-        pinned=True)
+        pinned=True, torch_compile=False)
     rows = [(j["model"], j["resolution"]) for j in bench.jobs(args)][::2]
     assert rows == [("GEMM", 64), ("S", 448), ("ConvNeXtTiny", 224), ("S", 224), ("S", 224), ("B", 448),
                     ("B", 224), ("ConvNeXtBase", 224)]
@@ -314,6 +314,14 @@ def test_gpu_throughput_runs_the_ratio_rows_first():
     assert [j["dtype"] for j in bench.jobs(args)][:2] == ["float32", "float16"]
     assert bench.jobs(argparse.Namespace(**{**vars(args), "gemm_size": 0}))[0]["model"] == "S"
     assert not any(j["pinned"] for j in bench.jobs(argparse.Namespace(**{**vars(args), "pinned": False})))
+    assert not any(j["torch_compile"] for j in bench.jobs(args))
+    compiled = bench.jobs(argparse.Namespace(**{**vars(args), "torch_compile": True}))
+    assert all(j["torch_compile"] for j in compiled)
+    table = bench.markdown({"torch": [_gpu_row("S", 448, "float32", 100, torch_compile=True)]}, batch=4,
+                           command="python benchmarks/gpu_throughput.py --torch-compile")
+    assert "- torch.compile: `predict_on_batch` with `jit_compile=True`" in table
+    assert "torch.compile" not in bench.markdown({"torch": [_gpu_row("S", 448, "float32", 100)]}, batch=4,
+                                                 command="python benchmarks/gpu_throughput.py")
 
 
 def test_torch_ops_counts_each_kind_and_its_multiply_adds():
