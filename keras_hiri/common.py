@@ -4,7 +4,8 @@ Everything here is backend-agnostic (``keras.ops`` only). The conventions follow
 the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
 
 * convolutions: ``normal(0, sqrt(2 / fan_out))``; linear layers: truncated
-  normal with std 0.02; all biases zero;
+  normal with std 0.02 (both drawn by NumPy on the host, see
+  :class:`TruncatedNormal`); all biases zero;
 * BatchNorm: momentum 0.9 (PyTorch 0.1), epsilon 1e-5; LayerNorm: epsilon 1e-6;
 * GELU is the exact (erf) form, as ``torch.nn.GELU()`` (backend kernel choices
   live in :mod:`keras_hiri.kernels`);
@@ -17,6 +18,7 @@ the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
 import threading
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_hiri import kernels
@@ -34,15 +36,80 @@ def register(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 
+def _host_normal(seed, shape, truncated, mean, stddev, dtype):
+    """``normal(mean, stddev)`` samples of ``dtype`` (a backend tensor), drawn
+    by NumPy from an int ``seed`` in float32 (float64 for a float64 ``dtype``);
+    ``truncated`` redraws the standard samples beyond two standard deviations
+    (as ``keras.random.truncated_normal``)."""
+    dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+    rng = np.random.default_rng(seed)
+    sample_dtype = np.float64 if dtype == "float64" else np.float32
+    values = rng.standard_normal(shape, dtype=sample_dtype)
+    if truncated:
+        outside = np.abs(values) > 2.0
+        while outside.any():
+            values[outside] = rng.standard_normal(int(outside.sum()), dtype=sample_dtype)
+            outside = np.abs(values) > 2.0
+    values *= stddev
+    values += mean
+    return ops.convert_to_tensor(values.astype(dtype, copy=False), dtype=dtype)
+
+
+@register
+class TruncatedNormal(keras.initializers.TruncatedNormal):
+    """``keras.initializers.TruncatedNormal`` whose samples NumPy draws on the
+    host from the initializer's int seed (a ``SeedGenerator`` seed takes
+    Keras' own path).
+
+    Keras draws on the backend: on JAX every new kernel shape compiles an XLA
+    program for the sampler and more for its scale and shift (HIRI-ViT-S: 130
+    compiles, 10 s of a 13.7 s first build on a 2-core CPU;
+    ``python benchmarks/build_time.py``). The distribution, the seeding
+    (``keras.utils.set_random_seed`` fixes it; an int seed gives the same
+    values on every call) and the config are Keras'; the values are the same
+    on every backend.
+    """
+
+    def __call__(self, shape, dtype=None):
+        if not isinstance(self.seed, int):
+            return super().__call__(shape, dtype=dtype)
+        return _host_normal(self.seed, tuple(shape), True, self.mean, self.stddev, dtype)
+
+
+@register
+class VarianceScaling(keras.initializers.VarianceScaling):
+    """``keras.initializers.VarianceScaling`` whose normal distributions NumPy
+    samples on the host, for the reason :class:`TruncatedNormal` gives (the
+    uniform one, explicit fan axes and a ``SeedGenerator`` seed take Keras'
+    own path)."""
+
+    def __call__(self, shape, dtype=None):
+        custom_axes = getattr(self, "input_axes", None) is not None  # Keras >= 3.12's option
+        if not isinstance(self.seed, int) or self.distribution == "uniform" or custom_axes:
+            return super().__call__(shape, dtype=dtype)
+        shape = tuple(shape)
+        # Keras' fans: a kernel's last two axes are (in, out), the rest its receptive field.
+        if len(shape) < 2:
+            fan_in = fan_out = shape[0] if shape else 1
+        else:
+            receptive = int(np.prod(shape[:-2]))
+            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        stddev = np.sqrt(self.scale / max(1.0, fan))
+        truncated = self.distribution == "truncated_normal"
+        if truncated:
+            stddev /= 0.87962566103423978  # std of a unit normal truncated at +-2, as Keras
+        return _host_normal(self.seed, shape, truncated, 0.0, stddev, dtype)
+
+
 def conv_initializer():
     """``normal(0, sqrt(2 / fan_out))`` as in the authors' ``_init_weights``."""
-    return keras.initializers.VarianceScaling(
-        scale=2.0, mode="fan_out", distribution="untruncated_normal"
-    )
+    return VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
 
 
 def dense_initializer():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
+    """Truncated ``normal(0, 0.02)`` as in the authors' ``_init_weights``."""
+    return TruncatedNormal(stddev=0.02)
 
 
 def gelu(x):

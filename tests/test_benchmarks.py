@@ -374,3 +374,40 @@ def test_torch_ops_profiles_a_real_model_in_a_worker(tmp_path, capsys):
     assert torch_ops.plot([result], str(png)) == [pytest.approx(max(0.0, 1e3 * result["median_s"] - profiled))]
     with pytest.raises(ValueError, match="every row failed"):
         torch_ops.plot([{**spec, "error": "boom"}], str(png))
+
+
+def test_build_time_table_pairs_host_and_keras_rows():
+    bench = load_script("benchmarks", "build_time")
+    args = argparse.Namespace(models=["S@224", "ConvNeXtTiny@224"])
+    assert bench.rows(args) == [{"model": "S@224", "initializers": "host"},
+                                {"model": "S@224", "initializers": "keras"},
+                                {"model": "ConvNeXtTiny@224", "initializers": "keras"}]
+    results = {"jax": [
+        {"model": "S@224", "initializers": "host", "first_s": 2.0, "second_s": 1.0, "xla_compiles": 18,
+         "xla_compile_s": 0.4},
+        {"model": "S@224", "initializers": "keras", "first_s": 13.0, "second_s": 1.2, "xla_compiles": 130,
+         "xla_compile_s": 10.0},
+        {"model": "ConvNeXtTiny@224", "initializers": "keras", "error": "boom"},
+    ]}
+    table = bench.table(results)
+    assert "| jax | S@224 | 2.00 / 13.00 | 6.50 | 1.00 / 1.20 | 18 (0.4) / 130 (10.0) |" in table
+    assert "| jax | ConvNeXtTiny@224 | failed | - | - | - |" in table
+
+
+def test_build_time_worker_times_two_builds_with_keras_initializers():
+    """The keras row really builds with Keras' own initializers (the classes
+    the layers hold), and the host row with keras_hiri's."""
+    import keras
+
+    bench = load_script("benchmarks", "build_time")
+    from keras_hiri import common
+
+    saved = common.conv_initializer, common.dense_initializer
+    try:
+        result = bench.worker({"model": "S@224", "initializers": "keras"})
+        assert type(common.dense_initializer()) is keras.initializers.TruncatedNormal
+        assert type(common.conv_initializer()) is keras.initializers.VarianceScaling
+    finally:
+        common.conv_initializer, common.dense_initializer = saved
+    assert result["first_s"] > 0 and result["second_s"] > 0 and result["backend"] == keras.backend.backend()
+    assert type(common.dense_initializer()) is common.TruncatedNormal

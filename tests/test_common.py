@@ -266,3 +266,90 @@ def test_build_training_state_makes_the_first_fit_trace_once_and_leaves_no_trace
         assert history[key] == pytest.approx(plain_history[key], rel=1e-6), key
     if keras.backend.backend() == "tensorflow":  # why the call exists (Keras 3.15)
         assert plain_traces == 2
+
+
+def test_dense_initializer_draws_keras_truncated_normal_on_the_host():
+    """Truncated at two standard deviations (redrawn, not clipped), the same
+    values for the same int seed on every call and every backend (NumPy's
+    draw), and Keras' config."""
+    init = common.TruncatedNormal(stddev=0.02, seed=7)
+    values = to_numpy(init((256, 512)))
+    assert values.dtype == np.float32 and values.shape == (256, 512)
+    assert np.abs(values).max() <= 0.04 + 1e-7
+    assert np.abs(values).max() > 0.039  # redrawn near the bound, not clipped far inside it
+    assert not np.any(np.abs(values) == 0.04)  # nothing piled up at the bound
+    # A unit normal truncated at +-2 has standard deviation 0.880.
+    assert values.std() == pytest.approx(0.02 * 0.8796, rel=0.01)
+    assert abs(values.mean()) < 1e-3
+    np.testing.assert_array_equal(to_numpy(init((256, 512))), values)
+    untouched = np.random.default_rng(7).standard_normal((256, 512), dtype=np.float32)
+    inside = np.abs(untouched) <= 2
+    np.testing.assert_allclose(values[inside], 0.02 * untouched[inside], rtol=1e-6)
+    assert not np.array_equal(to_numpy(common.TruncatedNormal(stddev=0.02, seed=8)((256, 512))), values)
+    config = init.get_config()
+    assert config == keras.initializers.TruncatedNormal(stddev=0.02, seed=7).get_config()
+    assert keras.initializers.get(keras.saving.serialize_keras_object(init)).__class__ is common.TruncatedNormal
+
+
+@pytest.mark.parametrize("shape, fan", [((3, 3, 16, 32), 9 * 32), ((7, 7, 64, 1), 49), ((48, 96), 96)])
+def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(shape, fan):
+    init = common.conv_initializer()
+    assert isinstance(init, common.VarianceScaling) and isinstance(init.seed, int)
+    values = to_numpy(init(shape))
+    expected = np.sqrt(2.0 / fan) * np.random.default_rng(init.seed).standard_normal(shape, dtype=np.float32)
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+    keras_values = to_numpy(keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal", seed=3)(shape))
+    assert values.std() == pytest.approx(keras_values.std(), rel=0.15)  # Keras' scale (and fans)
+
+
+def test_host_initializers_leave_other_cases_to_keras():
+    """A SeedGenerator seed, the uniform distribution and explicit fan axes
+    take Keras' own sampler; float64 and bfloat16 come out as Keras' own
+    (JAX without x64 makes float64 float32)."""
+    generator = keras.random.SeedGenerator(1)
+    init = common.TruncatedNormal(stddev=0.02, seed=generator)
+    first, second = to_numpy(init((64, 64))), to_numpy(init((64, 64)))
+    assert not np.array_equal(first, second)  # a generator advances, as in Keras
+    assert np.abs(first).max() <= 0.04 + 1e-6
+    uniform = common.VarianceScaling(scale=2.0, mode="fan_out", distribution="uniform", seed=1)
+    limit = np.sqrt(3 * 2.0 / 64)
+    values = to_numpy(uniform((32, 64)))
+    assert np.abs(values).max() <= limit and values.std() > limit / 2  # uniform, not normal(0, limit / sqrt 3)
+    for dtype in ("float64", "bfloat16"):
+        out = common.TruncatedNormal(stddev=0.02, seed=1)((8, 8), dtype=dtype)
+        reference = keras.initializers.TruncatedNormal(stddev=0.02, seed=1)((8, 8), dtype=dtype)
+        assert keras.backend.standardize_dtype(out.dtype) == keras.backend.standardize_dtype(reference.dtype)
+
+
+def test_a_seeded_build_gives_the_same_weights():
+    keras.utils.set_random_seed(3)
+    first = [to_numpy(w) for w in tiny_model().weights]
+    keras.utils.set_random_seed(3)
+    second = [to_numpy(w) for w in tiny_model().weights]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert any(a.std() > 0 for a in first)
+
+
+@pytest.mark.runs_in("jax")
+def test_initializers_compile_no_xla_program_on_jax():
+    """Keras' samplers compile an XLA program for every new kernel shape on
+    JAX (HIRI-ViT-S: 130 at build); the host-drawn ones compile none."""
+    import jax.monitoring
+
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        common.conv_initializer()((5, 5, 11, 13))
+        common.dense_initializer()((17, 19))
+        assert compiles == []
+        keras.initializers.TruncatedNormal(stddev=0.02)((23, 29))
+        assert compiles  # the counter sees Keras' sampler compile
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
