@@ -1,19 +1,20 @@
-"""Model construction time: HIRI-ViT's host-sampled initializers against Keras' own.
+"""Model construction time: the ``init`` kernel switch, host-drawn weights against Keras' sampler.
 
 Building a model draws every weight. Keras' initializers sample on the
 backend; on JAX each new kernel shape then compiles an XLA program for the
 sampler and more for its scale and shift, and HIRI-ViT-S has many distinct
 shapes. keras_hiri's ``TruncatedNormal`` and ``VarianceScaling``
-(``keras_hiri/common.py``) draw the same distributions with NumPy on the host.
+(``keras_hiri/common.py``) draw the same distributions with NumPy on the host
+under ``init = "host"`` and are Keras' own under ``init = "keras"``
+(``keras_hiri.kernels``; ``"auto"`` picks ``host`` on JAX only).
 
 Every (backend, model, initializers) row is a fresh process, which first runs
 one backend op (the backend's own start-up is not counted), then times the
 first build of the model and a second one in the same process (what a test
 suite or a notebook pays again). On JAX it also counts the XLA compilations
-of the first build (``jax.monitoring``). ``keras`` rows build the same model
-with Keras' ``TruncatedNormal`` and ``VarianceScaling`` in place of
-keras_hiri's (same arguments); ConvNeXtTiny from ``keras.applications``
-(``weights=None``, Keras' initializers) is the yardstick.
+of the first build (``jax.monitoring``). ConvNeXtTiny from
+``keras.applications`` (``weights=None``, Keras' initializers) is the
+yardstick.
 
     python benchmarks/build_time.py
     python benchmarks/build_time.py --backends jax --models S@448 --json build_time.json
@@ -29,18 +30,6 @@ from throughput import benchmark_parser, run_and_report, run_worker  # noqa: E40
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("S@224", "S@448", "ConvNeXtTiny@224")
-
-
-def _use_keras_initializers():
-    """Makes keras_hiri's layer factories take Keras' own initializers (the
-    ``keras`` rows): the same distributions, sampled on the backend."""
-    import keras
-
-    from keras_hiri import common
-
-    common.conv_initializer = lambda: keras.initializers.VarianceScaling(
-        scale=2.0, mode="fan_out", distribution="untruncated_normal")
-    common.dense_initializer = lambda: keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 def _build(model, size):
@@ -67,8 +56,9 @@ def worker(spec):
                 compiles["seconds"] += duration
 
         jax.monitoring.register_event_duration_secs_listener(listener)
-    if spec["initializers"] == "keras":
-        _use_keras_initializers()
+    from keras_hiri import kernels
+
+    kernels.set_kernel("init", spec["initializers"])
     keras.utils.set_random_seed(0)
     model, size = spec["model"].split("@")
     times = []

@@ -4,7 +4,7 @@ Everything here is backend-agnostic (``keras.ops`` only). The conventions follow
 the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
 
 * convolutions: ``normal(0, sqrt(2 / fan_out))``; linear layers: truncated
-  normal with std 0.02 (both drawn by NumPy on the host, see
+  normal with std 0.02 (on JAX drawn by NumPy on the host, see
   :class:`TruncatedNormal`); all biases zero;
 * BatchNorm: momentum 0.9 (PyTorch 0.1), epsilon 1e-5; LayerNorm: epsilon 1e-6;
 * GELU is the exact (erf) form, as ``torch.nn.GELU()`` (backend kernel choices
@@ -45,33 +45,40 @@ def _host_normal(seed, shape, truncated, mean, stddev, dtype):
     rng = np.random.default_rng(seed)
     sample_dtype = np.float64 if dtype == "float64" else np.float32
     values = rng.standard_normal(shape, dtype=sample_dtype)
-    if truncated:
-        outside = np.abs(values) > 2.0
-        while outside.any():
-            values[outside] = rng.standard_normal(int(outside.sum()), dtype=sample_dtype)
-            outside = np.abs(values) > 2.0
+    if truncated:  # one pass over the whole array, then only over what was redrawn
+        flat = values.reshape(-1)
+        outside = np.flatnonzero(np.abs(flat) > 2.0)
+        while outside.size:
+            redrawn = rng.standard_normal(outside.size, dtype=sample_dtype)
+            flat[outside] = redrawn
+            outside = outside[np.abs(redrawn) > 2.0]
     values *= stddev
-    values += mean
+    if mean:
+        values += mean
     return ops.convert_to_tensor(values.astype(dtype, copy=False), dtype=dtype)
+
+
+def _draws_on_host(initializer):
+    return isinstance(initializer.seed, int) and kernels.use_host_sampling()
 
 
 @register
 class TruncatedNormal(keras.initializers.TruncatedNormal):
     """``keras.initializers.TruncatedNormal`` whose samples NumPy draws on the
-    host from the initializer's int seed (a ``SeedGenerator`` seed takes
-    Keras' own path).
+    host from the initializer's int seed where the ``init`` kernel switch says
+    so (on JAX by default; a ``SeedGenerator`` seed takes Keras' own path).
 
     Keras draws on the backend: on JAX every new kernel shape compiles an XLA
-    program for the sampler and more for its scale and shift (HIRI-ViT-S: 130
-    compiles, 10 s of a 13.7 s first build on a 2-core CPU;
+    program for the sampler and more for its scale and shift (HIRI-ViT-S: 128
+    compiles, 9.7 s of a 12.4 s first build on a 2-core CPU;
     ``python benchmarks/build_time.py``). The distribution, the seeding
     (``keras.utils.set_random_seed`` fixes it; an int seed gives the same
-    values on every call) and the config are Keras'; the values are the same
-    on every backend.
+    values on every call) and the config are Keras'; the host's values are
+    NumPy's (the same on every backend), not those Keras' sampler gives.
     """
 
     def __call__(self, shape, dtype=None):
-        if not isinstance(self.seed, int):
+        if not _draws_on_host(self):
             return super().__call__(shape, dtype=dtype)
         return _host_normal(self.seed, tuple(shape), True, self.mean, self.stddev, dtype)
 
@@ -79,13 +86,13 @@ class TruncatedNormal(keras.initializers.TruncatedNormal):
 @register
 class VarianceScaling(keras.initializers.VarianceScaling):
     """``keras.initializers.VarianceScaling`` whose normal distributions NumPy
-    samples on the host, for the reason :class:`TruncatedNormal` gives (the
-    uniform one, explicit fan axes and a ``SeedGenerator`` seed take Keras'
-    own path)."""
+    samples on the host where and for the reason :class:`TruncatedNormal`
+    gives (the uniform one, explicit fan axes and a ``SeedGenerator`` seed
+    take Keras' own path)."""
 
     def __call__(self, shape, dtype=None):
         custom_axes = getattr(self, "input_axes", None) is not None  # Keras >= 3.12's option
-        if not isinstance(self.seed, int) or self.distribution == "uniform" or custom_axes:
+        if not _draws_on_host(self) or self.distribution == "uniform" or custom_axes:
             return super().__call__(shape, dtype=dtype)
         shape = tuple(shape)
         # Keras' fans: a kernel's last two axes are (in, out), the rest its receptive field.

@@ -2,7 +2,7 @@
 
 Model code calls :func:`gelu`, :func:`attention`, :func:`conv`,
 :func:`depthwise_conv`, :func:`dense`, :func:`batch_norm` and asks
-:func:`use_unrolled_depthwise`; everything else is backend-agnostic
+:func:`use_unrolled_depthwise` and :func:`use_host_sampling`; everything else is backend-agnostic
 ``keras.ops``. Each switch has a generic implementation and a faster one for
 some backend, chosen by ``"auto"`` only where it was measured faster (or where
 the generic op fails), and ``tests/test_kernels.py`` checks that every
@@ -42,6 +42,14 @@ switch         implementations     ``"auto"`` picks
                ``torch_affine``    one ``addcmul`` (Keras' torch op makes three
                                    passes); ``ops`` elsewhere (XLA and grappler
                                    fuse the passes themselves)
+``init``       ``keras``,          ``host`` on JAX: the weights' normal draws
+               ``host``            made by NumPy (``common.TruncatedNormal``,
+                                   ``common.VarianceScaling``); Keras' samplers
+                                   compile XLA programs per kernel shape there
+                                   (HIRI-ViT-S's first build 12.4 -> 2.7 s);
+                                   ``keras`` elsewhere (Keras' own sampler: on
+                                   PyTorch the host draw made S's build 1.4 ->
+                                   2.2 s, on TensorFlow no faster)
 =============  ==================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims.
@@ -57,6 +65,7 @@ SWITCHES = {
     "conv": ("auto", "ops", "torch_nhwc"),
     "dense": ("auto", "ops", "torch_addmm"),
     "batchnorm": ("auto", "ops", "torch_affine"),
+    "init": ("auto", "keras", "host"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
 
@@ -102,6 +111,8 @@ def resolve(name, dtype=None):
         return "torch_addmm" if backend == "torch" else "ops"
     if name == "batchnorm":
         return "torch_affine" if backend == "torch" else "ops"
+    if name == "init":
+        return "host" if backend == "jax" else "keras"
     return "explicit" if backend == "jax" and dtype == "float16" else "fused"
 
 
@@ -123,6 +134,11 @@ def gelu(x):
 
 def use_unrolled_depthwise():
     return resolve("depthwise") == "unrolled"
+
+
+def use_host_sampling():
+    """Whether the weights' normal initialisers draw with NumPy (the ``init`` switch)."""
+    return resolve("init") == "host"
 
 
 def attention(q, k, v):

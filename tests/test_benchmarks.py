@@ -394,20 +394,16 @@ def test_build_time_table_pairs_host_and_keras_rows():
     assert "| jax | ConvNeXtTiny@224 | failed | - | - | - |" in table
 
 
-def test_build_time_worker_times_two_builds_with_keras_initializers():
-    """The keras row really builds with Keras' own initializers (the classes
-    the layers hold), and the host row with keras_hiri's."""
+def test_build_time_worker_sets_the_init_switch_its_row_names():
     import keras
 
-    bench = load_script("benchmarks", "build_time")
-    from keras_hiri import common
+    from keras_hiri import kernels
 
-    saved = common.conv_initializer, common.dense_initializer
+    bench = load_script("benchmarks", "build_time")
+    saved = kernels.get_kernel("init")
     try:
         result = bench.worker({"model": "S@224", "initializers": "keras"})
-        assert type(common.dense_initializer()) is keras.initializers.TruncatedNormal
-        assert type(common.conv_initializer()) is keras.initializers.VarianceScaling
+        assert kernels.get_kernel("init") == "keras"
     finally:
-        common.conv_initializer, common.dense_initializer = saved
+        kernels.set_kernel("init", saved)
     assert result["first_s"] > 0 and result["second_s"] > 0 and result["backend"] == keras.backend.backend()
-    assert type(common.dense_initializer()) is common.TruncatedNormal

@@ -268,7 +268,15 @@ def test_build_training_state_makes_the_first_fit_trace_once_and_leaves_no_trace
         assert plain_traces == 2
 
 
-def test_dense_initializer_draws_keras_truncated_normal_on_the_host():
+@pytest.fixture
+def host_sampling():
+    saved = kernels.get_kernel("init")
+    kernels.set_kernel("init", "host")
+    yield
+    kernels.set_kernel("init", saved)
+
+
+def test_dense_initializer_draws_keras_truncated_normal_on_the_host(host_sampling):
     """Truncated at two standard deviations (redrawn, not clipped), the same
     values for the same int seed on every call and every backend (NumPy's
     draw), and Keras' config."""
@@ -292,7 +300,7 @@ def test_dense_initializer_draws_keras_truncated_normal_on_the_host():
 
 
 @pytest.mark.parametrize("shape, fan", [((3, 3, 16, 32), 9 * 32), ((7, 7, 64, 1), 49), ((48, 96), 96)])
-def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(shape, fan):
+def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(host_sampling, shape, fan):
     init = common.conv_initializer()
     assert isinstance(init, common.VarianceScaling) and isinstance(init.seed, int)
     values = to_numpy(init(shape))
@@ -303,7 +311,18 @@ def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(shape, fan):
     assert values.std() == pytest.approx(keras_values.std(), rel=0.15)  # Keras' scale (and fans)
 
 
-def test_host_initializers_leave_other_cases_to_keras():
+def test_initializers_with_the_keras_switch_are_keras_own(host_sampling):
+    """``init = "keras"``: exactly what Keras' classes give for the same seed."""
+    kernels.set_kernel("init", "keras")
+    pairs = [(common.TruncatedNormal(stddev=0.02, seed=5), keras.initializers.TruncatedNormal(stddev=0.02, seed=5)),
+             (common.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal", seed=5),
+              keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal",
+                                                 seed=5))]
+    for ours, theirs in pairs:
+        np.testing.assert_array_equal(to_numpy(ours((3, 3, 8, 16))), to_numpy(theirs((3, 3, 8, 16))))
+
+
+def test_host_initializers_leave_other_cases_to_keras(host_sampling):
     """A SeedGenerator seed, the uniform distribution and explicit fan axes
     take Keras' own sampler; float64 and bfloat16 come out as Keras' own
     (JAX without x64 makes float64 float32)."""
@@ -335,7 +354,9 @@ def test_a_seeded_build_gives_the_same_weights():
 @pytest.mark.runs_in("jax")
 def test_initializers_compile_no_xla_program_on_jax():
     """Keras' samplers compile an XLA program for every new kernel shape on
-    JAX (HIRI-ViT-S: 130 at build); the host-drawn ones compile none."""
+    JAX (HIRI-ViT-S: 128 at build); the host-drawn ones, JAX's default,
+    compile none."""
+    assert kernels.resolve("init") == "host"
     import jax.monitoring
 
     compiles = []

@@ -57,6 +57,8 @@ def test_auto_choices_and_bad_switches(restore_switches):
     assert kernels.resolve("gelu") == ("fused" if backend == "torch" else "erf")
     assert kernels.resolve("attention", "float32") == "fused"
     assert kernels.resolve("attention", "float16") == ("explicit" if backend == "jax" else "fused")
+    assert kernels.resolve("init") == ("host" if backend == "jax" else "keras")
+    assert kernels.use_host_sampling() == (backend == "jax")
     kernels.set_kernel("gelu", "erf")
     assert kernels.resolve("gelu") == "erf"
     with pytest.raises(ValueError, match="Unknown kernel switch"):
