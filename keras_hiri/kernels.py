@@ -137,8 +137,19 @@ def use_unrolled_depthwise():
 
 
 def use_host_sampling():
-    """Whether the weights' normal initialisers draw with NumPy (the ``init`` switch)."""
-    return resolve("init") == "host"
+    """Whether the weights' normal initialisers draw with NumPy now (the
+    ``init`` switch). Not while JAX traces: a symbolic pass that reads a weight
+    not yet initialised makes Keras draw a throw-away placeholder, which
+    Keras' sampler traces abstractly, at no cost, where NumPy would draw it."""
+    return resolve("init") == "host" and not _jax_tracing()
+
+
+def _jax_tracing():
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return isinstance(jax.numpy.zeros(()), jax.core.Tracer)
 
 
 def attention(q, k, v):

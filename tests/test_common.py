@@ -374,3 +374,22 @@ def test_initializers_compile_no_xla_program_on_jax():
         assert compiles  # the counter sees Keras' sampler compile
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.runs_in("jax")
+def test_jax_builds_draw_each_weight_once_on_the_host(monkeypatch):
+    """Tracing a layer reads weights not yet initialised, for which Keras draws
+    a placeholder: while JAX traces, that draw is Keras' (abstract, free), so
+    NumPy draws each kernel once, for its real value."""
+    assert kernels.use_host_sampling()
+    draws = []
+    host_normal = common._host_normal
+
+    def counting(seed, shape, *args):
+        draws.append(shape)
+        return host_normal(seed, shape, *args)
+
+    monkeypatch.setattr(common, "_host_normal", counting)
+    model = tiny_model()
+    kernels_2d = [w for w in model.weights if len(w.shape) >= 2]
+    assert len(draws) == len(kernels_2d) > 0
