@@ -70,7 +70,7 @@ class TruncatedNormal(keras.initializers.TruncatedNormal):
 
     Keras draws on the backend: on JAX every new kernel shape compiles an XLA
     program for the sampler and more for its scale and shift (HIRI-ViT-S: 128
-    compiles, 9.7 s of a 12.4 s first build on a 2-core CPU;
+    compiles, 9.1 s of an 11.7 s first build on a 2-core CPU;
     ``python benchmarks/build_time.py``). The distribution, the seeding
     (``keras.utils.set_random_seed`` fixes it; an int seed gives the same
     values on every call) and the config are Keras'; the host's values are

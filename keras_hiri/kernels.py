@@ -46,10 +46,10 @@ switch         implementations     ``"auto"`` picks
                ``host``            made by NumPy (``common.TruncatedNormal``,
                                    ``common.VarianceScaling``); Keras' samplers
                                    compile XLA programs per kernel shape there
-                                   (HIRI-ViT-S's first build 12.4 -> 2.7 s);
+                                   (HIRI-ViT-S's first build 11.7 -> 2.2 s);
                                    ``keras`` elsewhere (Keras' own sampler: on
-                                   PyTorch the host draw made S's build 1.4 ->
-                                   2.2 s, on TensorFlow no faster)
+                                   PyTorch the host draw made S's build 1.4-1.6
+                                   -> 1.8 s, on TensorFlow no faster)
 =============  ==================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims.
