@@ -42,7 +42,7 @@ def _host_normal(seed, shape, truncated, mean, stddev, dtype):
     ``truncated`` redraws the standard samples beyond two standard deviations
     (as ``keras.random.truncated_normal``)."""
     dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed % 2**64)  # NumPy takes non-negative seeds; Keras any int
     sample_dtype = np.float64 if dtype == "float64" else np.float32
     values = rng.standard_normal(shape, dtype=sample_dtype)
     if truncated:  # one pass over the whole array, then only over what was redrawn

@@ -294,6 +294,7 @@ def test_dense_initializer_draws_keras_truncated_normal_on_the_host(host_samplin
     inside = np.abs(untouched) <= 2
     np.testing.assert_allclose(values[inside], 0.02 * untouched[inside], rtol=1e-6)
     assert not np.array_equal(to_numpy(common.TruncatedNormal(stddev=0.02, seed=8)((256, 512))), values)
+    assert np.abs(to_numpy(common.TruncatedNormal(stddev=0.02, seed=-7)((4, 4)))).max() <= 0.04 + 1e-7
     config = init.get_config()
     assert config == keras.initializers.TruncatedNormal(stddev=0.02, seed=7).get_config()
     assert keras.initializers.get(keras.saving.serialize_keras_object(init)).__class__ is common.TruncatedNormal
