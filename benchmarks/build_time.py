@@ -26,20 +26,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import benchmark_parser, run_and_report, run_worker  # noqa: E402
+from throughput import benchmark_parser, build, run_and_report, run_worker  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("S@224", "S@448", "ConvNeXtTiny@224")
-
-
-def _build(model, size):
-    import keras
-
-    import keras_hiri
-
-    if model == "ConvNeXtTiny":
-        return keras.applications.ConvNeXtTiny(weights=None, input_shape=(size, size, 3))
-    return keras_hiri.HiriViT(model, input_shape=(size, size, 3))
 
 
 def worker(spec):
@@ -64,7 +54,7 @@ def worker(spec):
     times = []
     for _ in range(2):
         start = time.perf_counter()
-        built = _build(model, int(size))
+        built = build({"model": model, "resolution": int(size)})  # the benchmarks' one builder
         times.append(time.perf_counter() - start)
         del built
     result = {**spec, "backend": keras.backend.backend(), "first_s": times[0], "second_s": times[1]}
