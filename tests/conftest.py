@@ -43,6 +43,17 @@ def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
 
 
+@pytest.fixture
+def restore_switches():
+    """Puts every kernel switch (``keras_hiri.kernels``) back as it was after the test."""
+    from keras_hiri import kernels
+
+    saved = {name: kernels.get_kernel(name) for name in kernels.SWITCHES}
+    yield
+    for name, implementation in saved.items():
+        kernels.set_kernel(name, implementation)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)

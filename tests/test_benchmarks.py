@@ -394,16 +394,12 @@ def test_build_time_table_pairs_host_and_keras_rows():
     assert "| jax | ConvNeXtTiny@224 | failed | - | - | - |" in table
 
 
-def test_build_time_worker_sets_the_init_switch_its_row_names():
+def test_build_time_worker_sets_the_init_switch_its_row_names(restore_switches):
     import keras
 
     from keras_hiri import kernels
 
     bench = load_script("benchmarks", "build_time")
-    saved = kernels.get_kernel("init")
-    try:
-        result = bench.worker({"model": "S@224", "initializers": "keras"})
-        assert kernels.get_kernel("init") == "keras"
-    finally:
-        kernels.set_kernel("init", saved)
+    result = bench.worker({"model": "S@224", "initializers": "keras"})
+    assert kernels.get_kernel("init") == "keras"
     assert result["first_s"] > 0 and result["second_s"] > 0 and result["backend"] == keras.backend.backend()

@@ -268,18 +268,11 @@ def test_build_training_state_makes_the_first_fit_trace_once_and_leaves_no_trace
         assert plain_traces == 2
 
 
-@pytest.fixture
-def host_sampling():
-    saved = kernels.get_kernel("init")
-    kernels.set_kernel("init", "host")
-    yield
-    kernels.set_kernel("init", saved)
-
-
-def test_dense_initializer_draws_keras_truncated_normal_on_the_host(host_sampling):
+def test_dense_initializer_draws_keras_truncated_normal_on_the_host(restore_switches):
     """Truncated at two standard deviations (redrawn, not clipped), the same
     values for the same int seed on every call and every backend (NumPy's
     draw), and Keras' config."""
+    kernels.set_kernel("init", "host")
     init = common.TruncatedNormal(stddev=0.02, seed=7)
     values = to_numpy(init((256, 512)))
     assert values.dtype == np.float32 and values.shape == (256, 512)
@@ -301,7 +294,8 @@ def test_dense_initializer_draws_keras_truncated_normal_on_the_host(host_samplin
 
 
 @pytest.mark.parametrize("shape, fan", [((3, 3, 16, 32), 9 * 32), ((7, 7, 64, 1), 49), ((48, 96), 96)])
-def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(host_sampling, shape, fan):
+def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(restore_switches, shape, fan):
+    kernels.set_kernel("init", "host")
     init = common.conv_initializer()
     assert isinstance(init, common.VarianceScaling) and isinstance(init.seed, int)
     values = to_numpy(init(shape))
@@ -312,7 +306,7 @@ def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(host_samplin
     assert values.std() == pytest.approx(keras_values.std(), rel=0.15)  # Keras' scale (and fans)
 
 
-def test_initializers_with_the_keras_switch_are_keras_own(host_sampling):
+def test_initializers_with_the_keras_switch_are_keras_own(restore_switches):
     """``init = "keras"``: exactly what Keras' classes give for the same seed."""
     kernels.set_kernel("init", "keras")
     pairs = [(common.TruncatedNormal(stddev=0.02, seed=5), keras.initializers.TruncatedNormal(stddev=0.02, seed=5)),
@@ -323,10 +317,11 @@ def test_initializers_with_the_keras_switch_are_keras_own(host_sampling):
         np.testing.assert_array_equal(to_numpy(ours((3, 3, 8, 16))), to_numpy(theirs((3, 3, 8, 16))))
 
 
-def test_host_initializers_leave_other_cases_to_keras(host_sampling):
+def test_host_initializers_leave_other_cases_to_keras(restore_switches):
     """A SeedGenerator seed, the uniform distribution and explicit fan axes
     take Keras' own sampler; float64 and bfloat16 come out as Keras' own
     (JAX without x64 makes float64 float32)."""
+    kernels.set_kernel("init", "host")
     generator = keras.random.SeedGenerator(1)
     init = common.TruncatedNormal(stddev=0.02, seed=generator)
     first, second = to_numpy(init((64, 64))), to_numpy(init((64, 64)))

@@ -8,14 +8,6 @@ from keras_hiri import kernels
 from tests.helpers import to_numpy
 
 
-@pytest.fixture
-def restore_switches():
-    saved = {name: kernels.get_kernel(name) for name in kernels.SWITCHES}
-    yield
-    for name, implementation in saved.items():
-        kernels.set_kernel(name, implementation)
-
-
 def _eager_and_compiled(fn, *inputs):
     """``fn`` run eagerly and inside a jit-compiled functional model."""
     eager = to_numpy(fn(*[keras.ops.convert_to_tensor(x) for x in inputs]))
