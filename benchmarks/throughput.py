@@ -38,6 +38,7 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
     python benchmarks/throughput.py --alternate-retain 3 --backends torch   # that setting's speed-up
     python benchmarks/throughput.py --alternate-ynnpack 3 --backends jax    # disable_ynnpack_fusions()'s
     python benchmarks/throughput.py --alternate-backends 3   # S@448 only, T_b from alternated rounds
+    python benchmarks/throughput.py --alternate-models 5     # P1, P2, M from alternated rounds
 """
 
 import argparse
@@ -325,6 +326,61 @@ def run_s448(backend, args, progress):
     result = run_worker(__file__, job_spec(S448, backend, args), backend, f"S@448 on {backend}")
     progress.add(1)
     return [result]
+
+
+RATIO_ROWS = (S448, {"model": "ConvNeXtTiny", "resolution": 224}, {"model": "S", "resolution": 224, "pinned": True})
+ROUND_RATIOS = ("P1", "P2", "M", "M_steady")
+
+
+def run_ratio_rows(rounds_done, backend, args, progress):
+    """One round of ``--alternate-models`` on ``backend``: the rows P1, P2 and M
+    need (:data:`RATIO_ROWS`), each in a fresh process, in reverse order every
+    other round so that no model always runs first. ``rounds_done`` counts the
+    rounds per backend across calls."""
+    done = rounds_done.get(backend, 0)
+    rounds_done[backend] = done + 1
+    results = []
+    for row in RATIO_ROWS if done % 2 == 0 else RATIO_ROWS[::-1]:
+        spec = job_spec(row, backend, args)
+        results.append(run_worker(__file__, spec, backend, f"{label(spec)}@{row['resolution']}"))
+        progress.add(1)
+    return results
+
+
+def _median_and_range(values, key):
+    """``"median (min-max)"`` of ``values`` and whether the median meets ``key``'s target."""
+    op, target = TARGETS[key]
+    middle = statistics.median(values)
+    met = middle >= target if op == ">=" else middle <= target
+    return f"{middle:.2f} ({min(values):.2f}-{max(values):.2f}) {'met' if met else 'missed'}"
+
+
+def model_rounds_table(all_results, batch):
+    """The rounds of ``--alternate-models``: each model's s/batch per round, and
+    P1, P2, M and M_steady as the median (and range) of the per-round ratios;
+    a round where a worker failed gives no ratio."""
+    names = [f"{label(r)}@{r['resolution']}" for r in RATIO_ROWS]
+    lines = ["| backend | " + " | ".join(f"{n} s/batch, per round" for n in names) + " | "
+             + " | ".join(f"{k} {TARGETS[k][0]} {TARGETS[k][1]}, median (range)" for k in ROUND_RATIOS) + " |",
+             "|---|" + "---|" * (len(names) + len(ROUND_RATIOS))]
+    for backend, rows in all_results.items():
+        rounds = [rows[i:i + len(RATIO_ROWS)] for i in range(0, len(rows), len(RATIO_ROWS))]
+        columns = []
+        for row in RATIO_ROWS:
+            picked = [find(rnd, row["model"], row["resolution"], pinned=bool(row.get("pinned"))) or {"error": "-"}
+                      for rnd in rounds]
+            columns.append(_per_round(picked))
+        per_round = [ratios(rnd) for rnd in rounds]
+        cells = []
+        for key in ROUND_RATIOS:
+            values = [r[key] for r in per_round if key in r]
+            cells.append(_median_and_range(values, key) if values else "-")
+        lines.append(f"| {backend} | " + " | ".join(columns) + " | " + " | ".join(cells) + " |")
+    first = next(r for rs in all_results.values() for r in rs)
+    lines += ["", f"batch {batch}, median of {first['repeats']} timed batches per process, each model in a "
+                  f"fresh process, {len(RATIO_ROWS)} models per round (order reversed every other round), the "
+                  "backends alternated in every round; ratios within a round" + speed_settings(first)]
+    return "\n".join(lines)
 
 
 def _per_round(rows):
@@ -669,6 +725,11 @@ def main(argv=None):
             "times in fresh processes, and the speed-up",
         )
     parser.add_argument(
+        "--alternate-models", type=int, default=0, metavar="ROUNDS",
+        help="instead of the table: S@448, ConvNeXtTiny@224 and pinned S@224 in fresh processes, ROUNDS "
+        "rounds, and P1, P2, M as medians of per-round ratios",
+    )
+    parser.add_argument(
         "--alternate-backends", type=int, default=0, metavar="ROUNDS",
         help="instead of the table: S@448 on each backend in fresh processes, the backends alternated "
         "ROUNDS times, and T_b from per-round ratios",
@@ -684,6 +745,10 @@ def main(argv=None):
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")
+    if args.alternate_models:
+        run_and_report(args, len(RATIO_ROWS), functools.partial(run_ratio_rows, {}), model_rounds_table,
+                       rounds=args.alternate_models)
+        return
     if args.alternate_backends:
         run_and_report(args, 1, run_s448, backend_rounds_table, rounds=args.alternate_backends)
         return

@@ -126,6 +126,40 @@ def test_rounds_alternate_the_backends(monkeypatch):
     assert order == ["tensorflow", "torch"] * 3
 
 
+def test_model_rounds_table_takes_each_ratio_within_a_round():
+    throughput = load_script("benchmarks", "throughput")
+    s448 = lambda seconds, mib=300.0: _row("S", 448, seconds, peak_mib=mib, steady_peak_mib=mib)  # noqa: E731
+    cnt = lambda seconds, mib=400.0: _row("ConvNeXtTiny", 224, seconds, peak_mib=mib, steady_peak_mib=mib)  # noqa: E731
+    pinned = lambda seconds: _row("S", 224, seconds, pinned=True)  # noqa: E731
+    rows = [s448(1.0), cnt(0.9), pinned(0.8),        # P1 0.90, P2 1.25, M 0.75
+            pinned(1.0), cnt(2.4), s448(2.0),         # (reversed order) P1 1.20, P2 2.00, M 0.75
+            s448(1.0, 800.0), cnt(1.1), pinned(1.0),  # P1 1.10, P2 1.00, M 2.00
+            {"error": "x", **s448(1)}, cnt(1.0), pinned(1.0)]  # a failed S@448: no ratio from this round
+    table = throughput.model_rounds_table({"jax": rows}, batch=8)
+    assert ("| jax | 1.000, 2.000, 1.000, failed | 0.900, 2.400, 1.100, 1.000 | 0.800, 1.000, 1.000, 1.000 "
+            "| 1.10 (0.90-1.20) met | 1.25 (1.00-2.00) met | 0.75 (0.75-2.00) met | 0.75 (0.75-2.00) met |") in table
+    assert "HIRI-ViT-S@448 s/batch, per round | ConvNeXtTiny@224 s/batch, per round" in table
+    assert "P1 >= 1.0, median (range)" in table and "order reversed every other round" in table
+
+
+def test_model_rounds_reverse_the_order_every_other_round(monkeypatch):
+    throughput = load_script("benchmarks", "throughput")
+    ran = []
+    monkeypatch.setattr(throughput, "run_worker", lambda script, spec, backend, title: ran.append(
+        (backend, title)) or {**spec, "backend": backend})
+    args = argparse.Namespace(batch=8, warmup=1, repeats=1, compile=None, kernel=[],
+                              **{name: False for name in throughput.PROCESS_SETTINGS})
+    progress = type("Progress", (), {"add": lambda self, n: None})()
+    done = {}
+    first = throughput.run_ratio_rows(done, "torch", args, progress)
+    throughput.run_ratio_rows(done, "jax", args, progress)
+    throughput.run_ratio_rows(done, "torch", args, progress)
+    order = ["HIRI-ViT-S@448", "ConvNeXtTiny@224", "HIRI-ViT-S pinned@224"]
+    assert ran == ([("torch", t) for t in order] + [("jax", t) for t in order]
+                   + [("torch", t) for t in order[::-1]])
+    assert [r["compile"] for r in first] == ["auto"] * 3 and first[2]["pinned"]
+
+
 def test_torch_against_tensorflow_ratio():
     throughput = load_script("benchmarks", "throughput")
     slow = [dict(r, images_per_s=r["images_per_s"] / 2) if "images_per_s" in r else r for r in RESULTS]
