@@ -27,6 +27,7 @@ Ratios printed per backend (targets from the issue):
        (with the paper's pinned 224 grids, and with the plain schedule)
   P4 = throughput(S@448 folded) / throughput(S@448)          target >= 1.07
        (the two timed alternately in one process, the fairest pairing)
+  G  = GMAC/s(S@448) / the dense GEMM's GMAC/s               target >= 0.5
   M  = peak MiB(S@448) / peak MiB(ConvNeXtTiny@224)           target <= 1.0
        (M_steady: the same for the steady state after warm-up)
 and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8.
@@ -244,6 +245,7 @@ def measure(spec):
 
 
 GEMM_SIZE = 2048
+GEMM_ROW = {"model": "GEMM", "resolution": GEMM_SIZE, "gemm": True}
 
 
 def measure_gemm(spec):
@@ -268,7 +270,7 @@ def measure_gemm(spec):
 
 
 def jobs(args):
-    rows = [{"model": "GEMM", "resolution": GEMM_SIZE, "gemm": True}]
+    rows = [GEMM_ROW]
     hiri = lambda m, r, **kw: {"model": m, "resolution": r, **kw}  # noqa: E731
     if args.quick:
         rows += [hiri("S", 224), hiri("S", 224, pinned=True), hiri("S", 448), hiri("S", 448, folded=True)]
@@ -328,13 +330,18 @@ def run_s448(backend, args, progress):
     return [result]
 
 
-RATIO_ROWS = (S448, {"model": "ConvNeXtTiny", "resolution": 224}, {"model": "S", "resolution": 224, "pinned": True})
-ROUND_RATIOS = ("P1", "P2", "M", "M_steady")
+RATIO_ROWS = (GEMM_ROW, S448, {"model": "ConvNeXtTiny", "resolution": 224},
+              {"model": "S", "resolution": 224, "pinned": True})
+ROUND_RATIOS = ("P1", "P2", "G", "M", "M_steady")
+
+
+def _round_label(row):
+    return "dense GEMM" if row.get("gemm") else f"{label(row)}@{row['resolution']}"
 
 
 def run_ratio_rows(rounds_done, backend, args, progress):
-    """One round of ``--alternate-models`` on ``backend``: the rows P1, P2 and M
-    need (:data:`RATIO_ROWS`), each in a fresh process, in reverse order every
+    """One round of ``--alternate-models`` on ``backend``: the rows P1, P2, G and
+    M need (:data:`RATIO_ROWS`), each in a fresh process, in reverse order every
     other round so that no model always runs first. ``rounds_done`` counts the
     rounds per backend across calls."""
     done = rounds_done.get(backend, 0)
@@ -342,7 +349,7 @@ def run_ratio_rows(rounds_done, backend, args, progress):
     results = []
     for row in RATIO_ROWS if done % 2 == 0 else RATIO_ROWS[::-1]:
         spec = job_spec(row, backend, args)
-        results.append(run_worker(__file__, spec, backend, f"{label(spec)}@{row['resolution']}"))
+        results.append(run_worker(__file__, spec, backend, _round_label(row)))
         progress.add(1)
     return results
 
@@ -356,17 +363,21 @@ def _median_and_range(values, key):
 
 
 def model_rounds_table(all_results, batch):
-    """The rounds of ``--alternate-models``: each model's s/batch per round, and
-    P1, P2, M and M_steady as the median (and range) of the per-round ratios;
-    a round where a worker failed gives no ratio."""
-    names = [f"{label(r)}@{r['resolution']}" for r in RATIO_ROWS]
-    lines = ["| backend | " + " | ".join(f"{n} s/batch, per round" for n in names) + " | "
+    """The rounds of ``--alternate-models``: each model's s/batch (the GEMM's
+    GMAC/s) per round, and P1, P2, G, M and M_steady as the median (and range)
+    of the per-round ratios; a round where a worker failed gives no ratio."""
+    names = [_round_label(r) + (" GMAC/s" if r.get("gemm") else " s/batch") for r in RATIO_ROWS]
+    lines = ["| backend | " + " | ".join(f"{n}, per round" for n in names) + " | "
              + " | ".join(f"{k} {TARGETS[k][0]} {TARGETS[k][1]}, median (range)" for k in ROUND_RATIOS) + " |",
              "|---|" + "---|" * (len(names) + len(ROUND_RATIOS))]
     for backend, rows in all_results.items():
         rounds = [rows[i:i + len(RATIO_ROWS)] for i in range(0, len(rows), len(RATIO_ROWS))]
         columns = []
         for row in RATIO_ROWS:
+            if row.get("gemm"):
+                rates = [next((r for r in rnd if r.get("gemm") and "error" not in r), None) for rnd in rounds]
+                columns.append(", ".join(f"{r['gmac_per_s']:.1f}" if r else "failed" for r in rates))
+                continue
             picked = [find(rnd, row["model"], row["resolution"], pinned=bool(row.get("pinned"))) or {"error": "-"}
                       for rnd in rounds]
             columns.append(_per_round(picked))
@@ -376,7 +387,7 @@ def model_rounds_table(all_results, batch):
             values = [r[key] for r in per_round if key in r]
             cells.append(_median_and_range(values, key) if values else "-")
         lines.append(f"| {backend} | " + " | ".join(columns) + " | " + " | ".join(cells) + " |")
-    first = next(r for rs in all_results.values() for r in rs)
+    first = next(r for rs in all_results.values() for r in rs if not r.get("gemm"))
     lines += ["", f"batch {batch}, median of {first['repeats']} timed batches per process, each model in a "
                   f"fresh process, {len(RATIO_ROWS)} models per round (order reversed every other round), the "
                   "backends alternated in every round; ratios within a round" + speed_settings(first)]
@@ -500,11 +511,14 @@ def find(results, model, resolution, **flags):
 
 
 def ratios(results):
-    """P1, P2 (pinned and plain) and P4 where their rows were measured."""
+    """P1, P2 (pinned and plain), P4 and G where their rows were measured."""
     s448 = find(results, "S", 448, pinned=False, folded=False)
     out = {}
     if s448 is None:
         return out
+    gemm = next((r for r in results if r.get("gemm") and "error" not in r), None)
+    if gemm and "gmacs" in s448:
+        out["G"] = s448["gmacs"] * s448["images_per_s"] / gemm["gmac_per_s"]
     cnt = find(results, "ConvNeXtTiny", 224)
     if cnt:
         out["P1"] = s448["images_per_s"] / cnt["images_per_s"]
@@ -524,12 +538,13 @@ def ratios(results):
 
 
 TARGETS = {"P1": (">=", 1.0), "P2": ("<=", 1.3), "P2_plain": ("<=", 1.3), "P4": (">=", 1.07),
-           "M": ("<=", 1.0), "M_steady": ("<=", 1.0)}
+           "G": (">=", 0.5), "M": ("<=", 1.0), "M_steady": ("<=", 1.0)}
 DEFINITIONS = {
     "P1": "thr(S@448) / thr(ConvNeXtTiny@224)",
     "P2": "time(S@448) / time(S@224, pinned grids)",
     "P2_plain": "time(S@448) / time(S@224, plain schedule)",
     "P4": "thr(S@448 folded) / thr(S@448), timed alternately in one process",
+    "G": "GMAC/s(S@448) / the dense GEMM's GMAC/s (its share of the machine's limit)",
     "M": "peak MiB(S@448) / peak MiB(ConvNeXtTiny@224), first call (compile) included",
     "M_steady": "the same, steady-state inference only (after warm-up)",
 }

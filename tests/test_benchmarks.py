@@ -46,6 +46,7 @@ def test_ratios_come_from_the_right_rows():
     assert ratios["P2_plain"] == pytest.approx(3.6)
     assert ratios["P4"] == pytest.approx(1.10)  # the paired measurement, not the two rows
     assert ratios["M"] == pytest.approx(1.5) and ratios["M_steady"] == pytest.approx(0.75)
+    assert ratios["G"] == pytest.approx(1.0 * 8 / 0.36 / 40.0)  # S@448's GMAC/s over the GEMM row's
 
 
 def test_table_marks_targets_met_and_missed(monkeypatch):
@@ -131,14 +132,16 @@ def test_model_rounds_table_takes_each_ratio_within_a_round():
     s448 = lambda seconds, mib=300.0: _row("S", 448, seconds, peak_mib=mib, steady_peak_mib=mib)  # noqa: E731
     cnt = lambda seconds, mib=400.0: _row("ConvNeXtTiny", 224, seconds, peak_mib=mib, steady_peak_mib=mib)  # noqa: E731
     pinned = lambda seconds: _row("S", 224, seconds, pinned=True)  # noqa: E731
-    rows = [s448(1.0), cnt(0.9), pinned(0.8),        # P1 0.90, P2 1.25, M 0.75
-            pinned(1.0), cnt(2.4), s448(2.0),         # (reversed order) P1 1.20, P2 2.00, M 0.75
-            s448(1.0, 800.0), cnt(1.1), pinned(1.0),  # P1 1.10, P2 1.00, M 2.00
-            {"error": "x", **s448(1)}, cnt(1.0), pinned(1.0)]  # a failed S@448: no ratio from this round
+    gemm = lambda rate: {"model": "GEMM", "resolution": 2048, "gemm": True, "gmac_per_s": rate}  # noqa: E731
+    rows = [gemm(16.0), s448(1.0), cnt(0.9), pinned(0.8),  # P1 0.90, P2 1.25, G 0.50, M 0.75
+            pinned(1.0), cnt(2.4), s448(2.0), gemm(10.0),   # (reversed order) P1 1.20, P2 2.00, G 0.40
+            gemm(8.0), s448(1.0, 800.0), cnt(1.1), pinned(1.0),  # P1 1.10, P2 1.00, G 1.00, M 2.00
+            {"error": "x", **gemm(1)}, {"error": "x", **s448(1)}, cnt(1.0), pinned(1.0)]  # failed: no ratio
     table = throughput.model_rounds_table({"jax": rows}, batch=8)
-    assert ("| jax | 1.000, 2.000, 1.000, failed | 0.900, 2.400, 1.100, 1.000 | 0.800, 1.000, 1.000, 1.000 "
-            "| 1.10 (0.90-1.20) met | 1.25 (1.00-2.00) met | 0.75 (0.75-2.00) met | 0.75 (0.75-2.00) met |") in table
-    assert "HIRI-ViT-S@448 s/batch, per round | ConvNeXtTiny@224 s/batch, per round" in table
+    assert ("| jax | 16.0, 10.0, 8.0, failed | 1.000, 2.000, 1.000, failed | 0.900, 2.400, 1.100, 1.000 "
+            "| 0.800, 1.000, 1.000, 1.000 | 1.10 (0.90-1.20) met | 1.25 (1.00-2.00) met | 0.50 (0.40-1.00) met "
+            "| 0.75 (0.75-2.00) met | 0.75 (0.75-2.00) met |") in table
+    assert "| dense GEMM GMAC/s, per round | HIRI-ViT-S@448 s/batch, per round | ConvNeXtTiny@224 s/batch" in table
     assert "P1 >= 1.0, median (range)" in table and "order reversed every other round" in table
 
 
@@ -154,10 +157,10 @@ def test_model_rounds_reverse_the_order_every_other_round(monkeypatch):
     first = throughput.run_ratio_rows(done, "torch", args, progress)
     throughput.run_ratio_rows(done, "jax", args, progress)
     throughput.run_ratio_rows(done, "torch", args, progress)
-    order = ["HIRI-ViT-S@448", "ConvNeXtTiny@224", "HIRI-ViT-S pinned@224"]
+    order = ["dense GEMM", "HIRI-ViT-S@448", "ConvNeXtTiny@224", "HIRI-ViT-S pinned@224"]
     assert ran == ([("torch", t) for t in order] + [("jax", t) for t in order]
                    + [("torch", t) for t in order[::-1]])
-    assert [r["compile"] for r in first] == ["auto"] * 3 and first[2]["pinned"]
+    assert [r["compile"] for r in first] == ["auto"] * 4 and first[0]["gemm"] and first[3]["pinned"]
 
 
 def test_torch_against_tensorflow_ratio():
