@@ -40,6 +40,7 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
     python benchmarks/throughput.py --alternate-ynnpack 3 --backends jax    # disable_ynnpack_fusions()'s
     python benchmarks/throughput.py --alternate-backends 3   # S@448 only, T_b from alternated rounds
     python benchmarks/throughput.py --alternate-models 5     # P1, P2, M from alternated rounds
+    python benchmarks/throughput.py --kernel-pair conv_bn    # a kernel switch's two settings, paired
 """
 
 import argparse
@@ -184,6 +185,41 @@ def measure_pair(spec):
     medians = {k: statistics.median(v) for k, v in times.items()}
     return {**spec, "backend": keras.backend.backend(), **{f"{k}_s": v for k, v in medians.items()},
             "P4": medians["unfolded"] / medians["folded"]}
+
+
+def measure_kernel_pair(spec):
+    """S@448 built once under each implementation of kernel switch
+    ``spec["kernel_pair"]`` (same seed, so the same weights), compiled under
+    it, then timed alternately call by call in this one process (the switch is
+    set before each call: PyTorch reads it at call time, the compiled backends
+    when they traced). Returns the median s/batch of each, and the largest
+    difference between their outputs."""
+    import keras
+    import numpy as np
+
+    from keras_hiri import kernels
+    from keras_hiri.profiling import latency
+
+    name = spec["kernel_pair"]
+    implementations = [i for i in kernels.SWITCHES[name] if i != "auto"]
+    jit, x = _jit_and_batch(spec)
+    models, outputs = {}, {}
+    for implementation in implementations:
+        kernels.set_kernel(name, implementation)
+        keras.utils.set_random_seed(0)
+        models[implementation] = build(spec)
+        latency(models[implementation], x, warmup=spec["warmup"], repeats=1, jit_compile=jit)
+        outputs[implementation] = np.asarray(models[implementation].predict_on_batch(x))
+    times = {i: [] for i in implementations}
+    for _ in range(spec["repeats"]):
+        for implementation, model in models.items():
+            kernels.set_kernel(name, implementation)
+            times[implementation] += latency(model, x, warmup=0, repeats=1, jit_compile=None)[1]
+    first, second = implementations
+    kernels.set_kernel(name, "auto")
+    return {**spec, "backend": keras.backend.backend(), "implementations": implementations,
+            "auto": kernels.resolve(name), "median_s": {i: statistics.median(t) for i, t in times.items()},
+            "max_abs_diff": float(np.abs(outputs[first] - outputs[second]).max())}
 
 
 def measure(spec):
@@ -391,6 +427,42 @@ def model_rounds_table(all_results, batch):
     lines += ["", f"batch {batch}, median of {first['repeats']} timed batches per process, each model in a "
                   f"fresh process, {len(RATIO_ROWS)} models per round (order reversed every other round), the "
                   "backends alternated in every round; ratios within a round" + speed_settings(first)]
+    return "\n".join(lines)
+
+
+def run_kernel_pairs(rounds, backend, args, progress):
+    """``rounds`` fresh processes of :func:`measure_kernel_pair` on ``backend``."""
+    results = []
+    for _ in range(rounds):
+        spec = {**job_spec(S448, backend, args), "kernel_pair": args.kernel_pair}
+        results.append(run_worker(__file__, spec, backend, f"S@448, {args.kernel_pair} paired"))
+        progress.add(1)
+    return results
+
+
+def kernel_pair_table(all_results, batch):
+    """The table of ``--kernel-pair``: each implementation's s/batch per
+    process, and the speed-up of the second over the first (median of the
+    per-process ratios), with what ``auto`` picks on each backend."""
+    ok = [r for rs in all_results.values() for r in rs if "error" not in r]
+    if not ok:
+        return "every worker failed"
+    name, (first, second) = ok[0]["kernel_pair"], ok[0]["implementations"]
+    lines = [f"| backend | {name}={first} s/batch, per process | {name}={second} s/batch, per process "
+             f"| speed-up of {second} (median of per-process ratios) | largest output difference | auto picks |",
+             "|---|---|---|---|---|---|"]
+    for backend, rows in all_results.items():
+        good = [r for r in rows if "error" not in r]
+        cells = [", ".join("failed" if "error" in r else f"{r['median_s'][i]:.3f}" for r in rows)
+                 for i in (first, second)]
+        speedup = (f"{statistics.median(r['median_s'][first] / r['median_s'][second] for r in good):.3f}x"
+                   if good else "-")
+        diff = f"{max(r['max_abs_diff'] for r in good):.1e}" if good else "-"
+        auto = good[0]["auto"] if good else "-"
+        lines.append(f"| {backend} | {cells[0]} | {cells[1]} | {speedup} | {diff} | {auto} |")
+    lines += ["", f"HIRI-ViT-S@448, batch {batch}, the two models (same weights) in one process timed alternately "
+                  f"call by call, median of {ok[0]['repeats']} calls each; one fresh process per column entry"
+                  + speed_settings(ok[0])]
     return "\n".join(lines)
 
 
@@ -716,6 +788,14 @@ def _kernel_setting(text):
     return name, implementation
 
 
+def _switch_name(text):
+    from keras_hiri.kernels import SWITCHES  # imports Keras: only when --kernel-pair is given
+
+    if text not in SWITCHES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a kernel switch ({', '.join(sorted(SWITCHES))})")
+    return text
+
+
 def main(argv=None):
     parser = benchmark_parser(__doc__, BACKENDS, warmup=2, repeats=5)
     parser.add_argument("--prepare", help=argparse.SUPPRESS)
@@ -740,6 +820,12 @@ def main(argv=None):
             "times in fresh processes, and the speed-up",
         )
     parser.add_argument(
+        "--kernel-pair", type=_switch_name, metavar="SWITCH", default=None,
+        help="instead of the table: S@448 under each implementation of kernel switch SWITCH (e.g. conv_bn), "
+        "the two models timed alternately in one process, --pair-rounds processes per backend",
+    )
+    parser.add_argument("--pair-rounds", type=int, default=3, help="processes per backend for --kernel-pair")
+    parser.add_argument(
         "--alternate-models", type=int, default=0, metavar="ROUNDS",
         help="instead of the table: S@448, ConvNeXtTiny@224 and pinned S@224 in fresh processes, ROUNDS "
         "rounds, and P1, P2, M as medians of per-round ratios",
@@ -755,11 +841,16 @@ def main(argv=None):
         return
     if args.worker:
         spec = worker_spec(args.worker)
-        worker = measure_gemm if spec.get("gemm") else (measure_pair if spec.get("pair") else measure)
+        worker = (measure_gemm if spec.get("gemm") else measure_pair if spec.get("pair")
+                  else measure_kernel_pair if spec.get("kernel_pair") else measure)
         print(json.dumps(worker(spec)))
         return
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")
+    if args.kernel_pair:
+        run_and_report(args, args.pair_rounds, functools.partial(run_kernel_pairs, args.pair_rounds),
+                       kernel_pair_table)
+        return
     if args.alternate_models:
         run_and_report(args, len(RATIO_ROWS), functools.partial(run_ratio_rows, {}), model_rounds_table,
                        rounds=args.alternate_models)

@@ -75,7 +75,7 @@ class HRBlock(_Residual):
     def call(self, x, training=None):
         y = self.norm(x, training=training)
         hi = self.hi_dw(y)
-        lo = self.lo_bn(self.lo_dw(y), training=training)
+        lo = self.conv_bn(self.lo_dw, self.lo_bn, y, training)
         lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
         return self.add_branch(x, common.add_upsampled_2x(hi, lo), training)
 

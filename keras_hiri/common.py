@@ -229,9 +229,13 @@ class Conv2D(_ZeroPadding, keras.layers.Conv2D):
     def call(self, inputs):
         if self.data_format != "channels_last" or self.groups != 1:
             return super().call(inputs)
-        out = kernels.conv(inputs, self.kernel, strides=self.strides, padding=self.kernel_padding,
-                           dilation_rate=self.dilation_rate,
-                           bias=self.bias if self.use_bias else None)
+        return self.convolve(inputs, self.kernel, self.bias if self.use_bias else None)
+
+    def convolve(self, inputs, kernel, bias):
+        """This layer's computation (channels-last, one group) with ``kernel``
+        and ``bias`` (``None``: none) in place of its own weights."""
+        out = kernels.conv(inputs, kernel, strides=self.strides, padding=self.kernel_padding,
+                           dilation_rate=self.dilation_rate, bias=bias)
         return self.activation(out) if self.activation is not None else out
 
 
@@ -319,14 +323,18 @@ class DepthwiseConv2D(_ZeroPadding, keras.layers.DepthwiseConv2D):
             if add_input:
                 raise ValueError(f"add_input needs channels_last. Layer: {self.name!r}")
             return super().call(inputs)
-        bias = self.bias if self.use_bias else None
+        return self.convolve(inputs, self.kernel, self.bias if self.use_bias else None, add_input)
+
+    def convolve(self, inputs, kernel, bias, add_input=False):
+        """This layer's computation (channels-last) with ``kernel`` and ``bias``
+        (``None``: none) in place of its own weights."""
         if self.depth_multiplier != 1 or not _unrolls(self, inputs):
             out = kernels.depthwise_conv(
-                inputs, self.kernel, strides=self.strides, padding=self.kernel_padding,
+                inputs, kernel, strides=self.strides, padding=self.kernel_padding,
                 dilation_rate=self.dilation_rate, bias=bias, add_input=add_input,
             )
         else:
-            kernel = ops.cast(self.kernel, inputs.dtype)
+            kernel = ops.cast(kernel, inputs.dtype)
             out = None
             for (i, j), window in _taps(self, inputs):
                 term = window * kernel[i, j, :, 0]
@@ -419,6 +427,55 @@ def add_upsampled_2x(x, low):
     return ops.reshape(out, (-1, h, w, c))
 
 
+def bn_affine(bn, asarray):
+    """``(s, t)`` per channel such that ``bn(x, training=False) == s * x + t``.
+
+    ``asarray`` converts each weight: to NumPy float64 for
+    :func:`keras_hiri.fold_batchnorm`, to a backend tensor for a fold at call
+    time (:meth:`CompositeLayer.conv_bn`).
+    """
+    s = (asarray(bn.moving_variance) + bn.epsilon) ** -0.5
+    if bn.scale:
+        s = s * asarray(bn.gamma)
+    t = -asarray(bn.moving_mean) * s
+    if bn.center:
+        t = t + asarray(bn.beta)
+    return s, t
+
+
+def scaled_conv(conv, s, t, asarray):
+    """Kernel and bias of ``s * conv(x) + t`` (``conv``: a ``Conv2D`` or
+    ``DepthwiseConv2D``; ``s``, ``t`` per output channel; ``asarray`` as in
+    :func:`bn_affine`)."""
+    kernel = asarray(conv.kernel)
+    scale = s
+    if isinstance(conv, keras.layers.DepthwiseConv2D):  # output channel c * m + j is kernel[..., c, j]
+        shape = tuple(conv.kernel.shape[2:])
+        scale = np.reshape(s, shape) if isinstance(s, np.ndarray) else ops.reshape(s, shape)
+    bias = asarray(conv.bias) * s + t if conv.use_bias else t
+    return kernel * scale, bias
+
+
+def _float32(value):
+    return ops.cast(value, "float32")
+
+
+def _folds_at_call(conv, bn, x, training):
+    """Whether ``bn(conv(x))`` may run as one convolution with the BN folded in
+    (see :meth:`CompositeLayer.conv_bn`)."""
+    return (
+        kernels.fold_bn_at_call()
+        and not isinstance(x, keras.KerasTensor)  # a symbolic call builds the layers
+        and not (training and bn.trainable)  # BN normalises with its moving statistics
+        and isinstance(bn, BatchNormalization) and bn.built and bn.axis in (-1, len(x.shape) - 1)
+        and isinstance(conv, (Conv2D, DepthwiseConv2D)) and conv.built
+        and conv.data_format == "channels_last" and getattr(conv, "groups", 1) == 1
+        and conv.activation in (None, keras.activations.linear)
+        and not getattr(conv, "lora_enabled", False)
+        and conv.dtype_policy.name == bn.dtype_policy.name == "float32"  # not mixed, not quantized
+    )
+
+
 _BUILD_TRACE = threading.local()  # set while a CompositeLayer.build traces its call
 
 
@@ -502,6 +559,25 @@ class CompositeLayer(keras.layers.Layer):
     def sublayers(self):
         """The direct sub-layers, in the order they were created."""
         return [getattr(self, name) for name in self.__dict__.get("_sublayer_names", [])]
+
+    def conv_bn(self, conv, bn, x, training=None):
+        """``bn(conv(x), training=training)`` for a pair :meth:`bn_folds` lists.
+
+        In inference, where the ``conv_bn`` kernel switch resolves to
+        ``"folded"`` (the default on PyTorch and TensorFlow, see
+        :mod:`keras_hiri.kernels`),
+        it is one convolution whose kernel and bias carry the BN (from the
+        current weights, on every call): one pass over the map and one
+        convolution call instead of a convolution, a BN pass and two layer
+        calls. Anywhere else (training, symbolic calls, mixed precision,
+        quantized or LoRA convolutions, a norm that is not a BatchNorm) it is
+        the two layers.
+        """
+        if _folds_at_call(conv, bn, x, training):
+            s, t = bn_affine(bn, _float32)
+            kernel, bias = scaled_conv(conv, s, t, _float32)
+            return conv.convolve(x, kernel, bias)
+        return bn(conv(x), training=training)
 
     @classmethod
     def foldable(cls):
@@ -617,7 +693,7 @@ class ConvNorm:
         return [(("conv",), "norm")] if self.norm_kind == "bn" else []
 
     def call(self, x, training=None):
-        return self.norm(self.conv(x), training=training)
+        return self.conv_bn(self.conv, self.norm, x, training)
 
     def get_config(self):
         config = super().get_config()

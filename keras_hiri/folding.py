@@ -22,28 +22,11 @@ the padded border; and LayerNorms.
 import keras
 import numpy as np
 
-from keras_hiri.common import CompositeLayer
+from keras_hiri.common import CompositeLayer, bn_affine, scaled_conv
 
 
-def _bn_affine(bn):
-    """``(s, t)`` in float64 such that ``bn(x, training=False) == s * x + t``."""
-    mean = np.asarray(bn.moving_mean, "float64")
-    var = np.asarray(bn.moving_variance, "float64")
-    gamma = np.asarray(bn.gamma, "float64") if bn.scale else np.ones_like(mean)
-    beta = np.asarray(bn.beta, "float64") if bn.center else np.zeros_like(mean)
-    s = gamma / np.sqrt(var + bn.epsilon)
-    return s, beta - mean * s
-
-
-def _scaled_conv(conv, s, t):
-    """Kernel and bias of ``s * conv(x) + t`` (``Conv2D`` or ``DepthwiseConv2D``)."""
-    kernel = np.asarray(conv.kernel, "float64")
-    if isinstance(conv, keras.layers.DepthwiseConv2D):
-        kernel = kernel * s.reshape(kernel.shape[2], kernel.shape[3])
-    else:
-        kernel = kernel * s
-    bias = np.asarray(conv.bias, "float64") if conv.use_bias else np.zeros_like(s)
-    return kernel, bias * s + t
+def _float64(value):
+    return np.asarray(value, "float64")
 
 
 def _key(variable):
@@ -60,11 +43,11 @@ def _folded_values(source, target):
         bn = getattr(source, bn_name)
         if not isinstance(bn, keras.layers.BatchNormalization):
             raise ValueError(f"{source.name}.{bn_name} is not a BatchNormalization: {bn!r}")
-        s, t = _bn_affine(bn)
+        s, t = bn_affine(bn, _float64)
         consumed.update(_key(v) for v in bn.weights)
         for i, conv_name in enumerate(conv_names):
             conv, new_conv = getattr(source, conv_name), getattr(target, conv_name)
-            kernel, bias = _scaled_conv(conv, s, t if i == 0 else np.zeros_like(t))
+            kernel, bias = scaled_conv(conv, s, t if i == 0 else np.zeros_like(t), _float64)
             values[_key(new_conv.kernel)] = kernel
             values[_key(new_conv.bias)] = bias
             consumed.update(_key(v) for v in conv.weights)
