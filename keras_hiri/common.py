@@ -226,17 +226,22 @@ class Conv2D(_ZeroPadding, keras.layers.Conv2D):
     ``conv`` kernel switch, bias included); weights and config are Keras',
     and ``padding`` may be an int (zeros on every side)."""
 
-    def call(self, inputs):
+    def call(self, inputs, folded=None):
+        """``folded``: ``(kernel, bias)`` to compute with in place of the
+        layer's own weights (a BN folded in at call time by
+        :meth:`CompositeLayer.conv_bn`; channels-last, one group)."""
         if self.data_format != "channels_last" or self.groups != 1:
+            _check_unfolded(self, folded)
             return super().call(inputs)
-        return self.convolve(inputs, self.kernel, self.bias if self.use_bias else None)
-
-    def convolve(self, inputs, kernel, bias):
-        """This layer's computation (channels-last, one group) with ``kernel``
-        and ``bias`` (``None``: none) in place of its own weights."""
+        kernel, bias = folded or (self.kernel, self.bias if self.use_bias else None)
         out = kernels.conv(inputs, kernel, strides=self.strides, padding=self.kernel_padding,
                            dilation_rate=self.dilation_rate, bias=bias)
         return self.activation(out) if self.activation is not None else out
+
+
+def _check_unfolded(layer, folded):
+    if folded is not None:
+        raise ValueError(f"folded weights need data_format='channels_last' and one group. Layer: {layer.name!r}")
 
 
 def symmetric_padding(kernel_size, strides):
@@ -316,18 +321,18 @@ class DepthwiseConv2D(_ZeroPadding, keras.layers.DepthwiseConv2D):
     (see :func:`set_depthwise_implementation`; depth multiplier 1 only, else
     native); ``padding`` may be an int (zeros on every side)."""
 
-    def call(self, inputs, add_input=False):
+    def call(self, inputs, add_input=False, folded=None):
         """``add_input=True`` returns ``conv(inputs) + inputs`` (one pass on
-        PyTorch, see :func:`keras_hiri.kernels.depthwise_conv`)."""
+        PyTorch, see :func:`keras_hiri.kernels.depthwise_conv`); ``folded``:
+        ``(kernel, bias)`` to compute with in place of the layer's own weights
+        (a BN folded in at call time by :meth:`CompositeLayer.conv_bn`;
+        channels-last)."""
         if self.data_format != "channels_last":
             if add_input:
                 raise ValueError(f"add_input needs channels_last. Layer: {self.name!r}")
+            _check_unfolded(self, folded)
             return super().call(inputs)
-        return self.convolve(inputs, self.kernel, self.bias if self.use_bias else None, add_input)
-
-    def convolve(self, inputs, kernel, bias, add_input=False):
-        """This layer's computation (channels-last) with ``kernel`` and ``bias``
-        (``None``: none) in place of its own weights."""
+        kernel, bias = folded or (self.kernel, self.bias if self.use_bias else None)
         if self.depth_multiplier != 1 or not _unrolls(self, inputs):
             out = kernels.depthwise_conv(
                 inputs, kernel, strides=self.strides, padding=self.kernel_padding,
@@ -575,8 +580,7 @@ class CompositeLayer(keras.layers.Layer):
         """
         if _folds_at_call(conv, bn, x, training):
             s, t = bn_affine(bn, _float32)
-            kernel, bias = scaled_conv(conv, s, t, _float32)
-            return conv.convolve(x, kernel, bias)
+            return conv.call(x, folded=scaled_conv(conv, s, t, _float32))
         return bn(conv(x), training=training)
 
     @classmethod

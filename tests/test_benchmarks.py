@@ -163,6 +163,35 @@ def test_model_rounds_reverse_the_order_every_other_round(monkeypatch):
     assert [r["compile"] for r in first] == ["auto"] * 4 and first[0]["gemm"] and first[3]["pinned"]
 
 
+def test_kernel_pair_table_takes_the_median_of_per_process_ratios():
+    throughput = load_script("benchmarks", "throughput")
+    pair = lambda layers, folded, auto: {  # noqa: E731
+        "model": "S", "resolution": 448, "kernel_pair": "conv_bn", "implementations": ["layers", "folded"],
+        "median_s": {"layers": layers, "folded": folded}, "max_abs_diff": 2e-9, "auto": auto, "repeats": 7}
+    table = throughput.kernel_pair_table({
+        "torch": [pair(0.9, 0.8, "folded"), pair(1.0, 1.0, "folded"), pair(1.2, 1.0, "folded")],
+        "jax": [pair(0.8, 0.9, "layers"), {"error": "x", **pair(1, 1, "layers")}],
+    }, batch=8)
+    assert "| torch | 0.900, 1.000, 1.200 | 0.800, 1.000, 1.000 | 1.125x | 2.0e-09 | folded |" in table
+    assert "| jax | 0.800, failed | 0.900, failed | 0.889x | 2.0e-09 | layers |" in table
+    assert "| conv_bn=layers s/batch, per process | conv_bn=folded s/batch, per process |" in table
+
+
+def test_kernel_pair_worker_times_both_settings_on_the_same_weights(restore_switches, monkeypatch):
+    throughput = load_script("benchmarks", "throughput")
+    from keras_hiri import kernels
+    from tests.tiny import tiny_model
+
+    built = []
+    monkeypatch.setattr(throughput, "build", lambda spec: built.append(kernels.get_kernel("conv_bn")) or tiny_model(
+        input_shape=(64, 64, 3)))
+    result = throughput.measure_kernel_pair({"model": "S", "resolution": 64, "batch": 2, "warmup": 1, "repeats": 2,
+                                             "compile": "auto", "kernel_pair": "conv_bn"})
+    assert built == ["layers", "folded"] and result["implementations"] == ["layers", "folded"]
+    assert set(result["median_s"]) == {"layers", "folded"} and result["max_abs_diff"] < 1e-4
+    assert kernels.get_kernel("conv_bn") == "auto" and result["auto"] == kernels.resolve("conv_bn")
+
+
 def test_torch_against_tensorflow_ratio():
     throughput = load_script("benchmarks", "throughput")
     slow = [dict(r, images_per_s=r["images_per_s"] / 2) if "images_per_s" in r else r for r in RESULTS]
