@@ -461,7 +461,8 @@ def kernel_pair_table(all_results, batch):
         auto = good[0]["auto"] if good else "-"
         lines.append(f"| {backend} | {cells[0]} | {cells[1]} | {speedup} | {diff} | {auto} |")
     lines += ["", f"HIRI-ViT-S@448, batch {batch}, the two models (same weights) in one process timed alternately "
-                  f"call by call, median of {ok[0]['repeats']} calls each; one fresh process per column entry"
+                  f"call by call, median of {ok[0]['repeats']} calls each; a fresh process for each entry of a column "
+                  "(the two columns' n-th entries from the same process)"
                   + speed_settings(ok[0])]
     return "\n".join(lines)
 
