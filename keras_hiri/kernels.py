@@ -61,7 +61,9 @@ switch         implementations     ``"auto"`` picks
                                    XLA fuses the BN itself (0.97x folded)
 =============  ==================  ==============================================
 
-``python benchmarks/kernels.py`` measures the speed claims.
+``python benchmarks/kernels.py`` measures the speed claims op by op;
+``python benchmarks/throughput.py --kernel-pair SWITCH`` times a whole model under
+each implementation of a switch, paired in one process (``conv_bn``'s figures).
 """
 
 import keras
