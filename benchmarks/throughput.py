@@ -425,7 +425,8 @@ def model_rounds_table(all_results, batch):
         lines.append(f"| {backend} | " + " | ".join(columns) + " | " + " | ".join(cells) + " |")
     first = next(r for rs in all_results.values() for r in rs if not r.get("gemm"))
     lines += ["", f"batch {batch}, median of {first['repeats']} timed batches per process, each model in a "
-                  f"fresh process, {len(RATIO_ROWS)} models per round (order reversed every other round), the "
+                  f"fresh process, {len(RATIO_ROWS)} processes per round (the GEMM and three models; order "
+                  "reversed every other round), the "
                   "backends alternated in every round; ratios within a round" + speed_settings(first)]
     return "\n".join(lines)
 
