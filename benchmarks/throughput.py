@@ -174,17 +174,28 @@ def measure_pair(spec):
     keras.utils.set_random_seed(0)
     _set_kernels(spec)
     model = build({**spec, "folded": False})
-    folded = keras_hiri.fold_batchnorm(model)
+    models = {"unfolded": model, "folded": keras_hiri.fold_batchnorm(model)}
     jit, x = _jit_and_batch(spec)
-    times = {"unfolded": [], "folded": []}
-    for m in (model, folded):
+    for m in models.values():
         latency(m, x, warmup=spec["warmup"], repeats=1, jit_compile=jit)  # compile + warm up
-    for _ in range(spec["repeats"]):  # alternate single timed calls
-        for key, m in (("unfolded", model), ("folded", folded)):
-            times[key] += latency(m, x, warmup=0, repeats=1, jit_compile=None)[1]
-    medians = {k: statistics.median(v) for k, v in times.items()}
+    medians = _time_alternately(models, x, spec["repeats"])
     return {**spec, "backend": keras.backend.backend(), **{f"{k}_s": v for k, v in medians.items()},
             "P4": medians["unfolded"] / medians["folded"]}
+
+
+def _time_alternately(models, x, repeats, before_call=lambda key: None):
+    """Median seconds per ``predict_on_batch(x)`` of each of ``models`` (a
+    dict, already compiled and warm), timed one call at a time in turn
+    ``repeats`` times, so drift of a shared machine hits all alike;
+    ``before_call(key)`` runs before each model's call (untimed)."""
+    from keras_hiri.profiling import latency
+
+    times = {key: [] for key in models}
+    for _ in range(repeats):
+        for key, model in models.items():
+            before_call(key)
+            times[key] += latency(model, x, warmup=0, repeats=1, jit_compile=None)[1]
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 def measure_kernel_pair(spec):
@@ -200,6 +211,7 @@ def measure_kernel_pair(spec):
     from keras_hiri import kernels
     from keras_hiri.profiling import latency
 
+    _set_kernels(spec)  # the run's other switches (--kernel)
     name = spec["kernel_pair"]
     implementations = [i for i in kernels.SWITCHES[name] if i != "auto"]
     jit, x = _jit_and_batch(spec)
@@ -210,15 +222,11 @@ def measure_kernel_pair(spec):
         models[implementation] = build(spec)
         latency(models[implementation], x, warmup=spec["warmup"], repeats=1, jit_compile=jit)
         outputs[implementation] = np.asarray(models[implementation].predict_on_batch(x))
-    times = {i: [] for i in implementations}
-    for _ in range(spec["repeats"]):
-        for implementation, model in models.items():
-            kernels.set_kernel(name, implementation)
-            times[implementation] += latency(model, x, warmup=0, repeats=1, jit_compile=None)[1]
+    medians = _time_alternately(models, x, spec["repeats"], lambda i: kernels.set_kernel(name, i))
     first, second = implementations
     kernels.set_kernel(name, "auto")
     return {**spec, "backend": keras.backend.backend(), "implementations": implementations,
-            "auto": kernels.resolve(name), "median_s": {i: statistics.median(t) for i, t in times.items()},
+            "auto": kernels.resolve(name), "median_s": medians,
             "max_abs_diff": float(np.abs(outputs[first] - outputs[second]).max())}
 
 
@@ -282,6 +290,11 @@ def measure(spec):
 
 GEMM_SIZE = 2048
 GEMM_ROW = {"model": "GEMM", "resolution": GEMM_SIZE, "gemm": True}
+
+
+def _gemm(results):
+    """The GEMM row of ``results`` that succeeded, or ``None``."""
+    return next((r for r in results if r.get("gemm") and "error" not in r), None)
 
 
 def measure_gemm(spec):
@@ -392,10 +405,8 @@ def run_ratio_rows(rounds_done, backend, args, progress):
 
 def _median_and_range(values, key):
     """``"median (min-max)"`` of ``values`` and whether the median meets ``key``'s target."""
-    op, target = TARGETS[key]
     middle = statistics.median(values)
-    met = middle >= target if op == ">=" else middle <= target
-    return f"{middle:.2f} ({min(values):.2f}-{max(values):.2f}) {'met' if met else 'missed'}"
+    return f"{middle:.2f} ({min(values):.2f}-{max(values):.2f}) {'met' if _meets(key, middle) else 'missed'}"
 
 
 def model_rounds_table(all_results, batch):
@@ -411,7 +422,7 @@ def model_rounds_table(all_results, batch):
         columns = []
         for row in RATIO_ROWS:
             if row.get("gemm"):
-                rates = [next((r for r in rnd if r.get("gemm") and "error" not in r), None) for rnd in rounds]
+                rates = [_gemm(rnd) for rnd in rounds]
                 columns.append(", ".join(f"{r['gmac_per_s']:.1f}" if r else "failed" for r in rates))
                 continue
             picked = [find(rnd, row["model"], row["resolution"], pinned=bool(row.get("pinned"))) or {"error": "-"}
@@ -431,10 +442,10 @@ def model_rounds_table(all_results, batch):
     return "\n".join(lines)
 
 
-def run_kernel_pairs(rounds, backend, args, progress):
-    """``rounds`` fresh processes of :func:`measure_kernel_pair` on ``backend``."""
+def run_kernel_pairs(backend, args, progress):
+    """``--pair-rounds`` fresh processes of :func:`measure_kernel_pair` on ``backend``."""
     results = []
-    for _ in range(rounds):
+    for _ in range(args.pair_rounds):
         spec = {**job_spec(S448, backend, args), "kernel_pair": args.kernel_pair}
         results.append(run_worker(__file__, spec, backend, f"S@448, {args.kernel_pair} paired"))
         progress.add(1)
@@ -590,7 +601,7 @@ def ratios(results):
     out = {}
     if s448 is None:
         return out
-    gemm = next((r for r in results if r.get("gemm") and "error" not in r), None)
+    gemm = _gemm(results)
     if gemm and "gmacs" in s448:
         out["G"] = s448["gmacs"] * s448["images_per_s"] / gemm["gmac_per_s"]
     cnt = find(results, "ConvNeXtTiny", 224)
@@ -624,6 +635,12 @@ DEFINITIONS = {
 }
 
 
+def _meets(key, value):
+    """Whether ``value`` meets the target of ratio ``key`` (:data:`TARGETS`)."""
+    op, target = TARGETS[key]
+    return value >= target if op == ">=" else value <= target
+
+
 def _memory_cell(r):
     steady = r.get("steady_peak_mib")  # absent from JSON written before it was measured
     return f"{r['peak_mib']:.0f}" + (f" ({steady:.0f})" if steady is not None else "")
@@ -631,8 +648,7 @@ def _memory_cell(r):
 
 def markdown(all_results, batch):
     backends = list(all_results)
-    peak = {b: next((r["gmac_per_s"] for r in all_results[b] if r.get("gemm") and "error" not in r),
-                    None) for b in backends}
+    peak = {b: (_gemm(all_results[b]) or {}).get("gmac_per_s") for b in backends}
     head = "| model | input | GMACs | " + " | ".join(
         f"{b} img/s | {b} ms/batch | {b} GMAC/s (% of GEMM peak) | {b} peak MiB (steady)"
         for b in backends
@@ -669,8 +685,7 @@ def markdown(all_results, batch):
             if value is None:
                 cells.append("-")
             else:
-                ok = value >= target if op == ">=" else value <= target
-                cells.append(f"{value:.2f} {'(met)' if ok else '(missed)'}")
+                cells.append(f"{value:.2f} {'(met)' if _meets(key, value) else '(missed)'}")
         lines.append(f"| {key} | {DEFINITIONS[key]} | {op} {target} | " + " | ".join(cells) + " |")
     s448 = {b: find(all_results[b], "S", 448, pinned=False, folded=False) for b in backends}
     if s448.get("tensorflow"):
@@ -850,8 +865,7 @@ def main(argv=None):
     if args.warmup < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--warmup, --repeats and --batch must be >= 1")
     if args.kernel_pair:
-        run_and_report(args, args.pair_rounds, functools.partial(run_kernel_pairs, args.pair_rounds),
-                       kernel_pair_table)
+        run_and_report(args, args.pair_rounds, run_kernel_pairs, kernel_pair_table)
         return
     if args.alternate_models:
         run_and_report(args, len(RATIO_ROWS), functools.partial(run_ratio_rows, {}), model_rounds_table,

@@ -8,17 +8,7 @@ import keras_hiri
 from keras_hiri import folding
 from keras_hiri.common import model_layers
 from tests.helpers import to_numpy
-from tests.tiny import TINY, TINY_CLASSES, images, randomize_batchnorm_statistics, tiny_model
-
-
-def _randomized(model, seed=0):
-    randomize_batchnorm_statistics(model, seed)
-    # Non-zero conv biases too, so the "bias * s + t" part of the fold matters.
-    rng = np.random.default_rng(seed + 1)
-    for layer in model_layers(model):
-        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and layer.use_bias:
-            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape).astype("float32"))
-    return model
+from tests.tiny import TINY, TINY_CLASSES, images, randomize_for_folding, tiny_model
 
 
 def _all_outputs(model, x):
@@ -41,7 +31,7 @@ def _batchnorms(model):
 
 
 def test_folded_model_computes_the_same_outputs():
-    model = _randomized(tiny_model(classifier_activation=None))
+    model = randomize_for_folding(tiny_model(classifier_activation=None))
     folded = keras_hiri.fold_batchnorm(model)
     assert type(folded) is type(model)
     _assert_same(model, folded, images(2))
@@ -72,7 +62,7 @@ def test_only_the_batchnorms_in_front_of_convolutions_remain():
     ids=["conv-stem-plain", "vit-stem-bn", "irds-b-bn"],
 )
 def test_ablation_layouts_fold_exactly(options):
-    model = _randomized(tiny_model(classifier_activation=None, **options))
+    model = randomize_for_folding(tiny_model(classifier_activation=None, **options))
     folded = keras_hiri.fold_batchnorm(model)
     _assert_same(model, folded, images(2, seed=3))
     assert not any(
@@ -82,7 +72,7 @@ def test_ablation_layouts_fold_exactly(options):
 
 
 def test_source_model_is_unchanged_and_folded_model_round_trips(tmp_path):
-    model = _randomized(tiny_model(classifier_activation=None))
+    model = randomize_for_folding(tiny_model(classifier_activation=None))
     before = [to_numpy(w).copy() for w in model.weights]
     folded = keras_hiri.fold_batchnorm(model)
     for b, w in zip(before, model.weights):

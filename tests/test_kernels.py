@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import kernels
-from keras_hiri.common import model_layers
+from keras_hiri import common, kernels
 from tests.helpers import to_numpy
 
 
@@ -226,15 +225,11 @@ def test_jit_compile_predicts_what_eager_does(restore_switches):
 def _single_conv_pairs(model):
     """The (conv, BN) pairs of ``bn_folds()`` with one convolution: those
     ``CompositeLayer.conv_bn`` can fold at call time."""
-    from keras_hiri import common
-
     return sum(len(convs) == 1 for layer in common.model_layers(model)
                if isinstance(layer, common.CompositeLayer) for convs, _ in layer.bn_folds())
 
 
 def _count_folds(monkeypatch):
-    from keras_hiri import common
-
     folds = []
     affine = common.bn_affine
     monkeypatch.setattr(common, "bn_affine", lambda *a: folds.append(1) or affine(*a))
@@ -247,18 +242,15 @@ def test_conv_bn_implementations_agree(restore_switches, monkeypatch, options):
     under ``conv_bn="folded"`` (counted), and the model's outputs equal the
     two layers' eagerly and as the backend compiles predict; a training call
     keeps the layers."""
-    from tests.tiny import randomize_batchnorm_statistics, tiny_model
+    from tests.tiny import images, randomize_for_folding, tiny_model
 
     folds = _count_folds(monkeypatch)
-    x = np.random.default_rng(0).uniform(0, 255, (2, 100, 76, 3)).astype("float32")
+    x = images(2)
     outputs = {}
     for implementation in ("layers", "folded"):
         kernels.set_kernel("conv_bn", implementation)
         keras.utils.set_random_seed(0)
-        model = tiny_model(classifier_activation=None, **options)  # a fresh trace per setting
-        randomize_batchnorm_statistics(model)
-        for layer in (v for v in model.weights if v.path.endswith("bias")):
-            layer.assign(np.random.default_rng(1).normal(0, 0.1, layer.shape).astype("float32"))
+        model = randomize_for_folding(tiny_model(classifier_activation=None, **options))  # a trace per setting
         del folds[:]
         eager = to_numpy(model(x, training=False))
         assert len(folds) == (_single_conv_pairs(model) if implementation == "folded" else 0)
@@ -284,7 +276,7 @@ def test_conv_bn_keeps_the_layers_where_it_cannot_fold(restore_switches, monkeyp
     assert kernels.fold_bn_at_call()
     model = tiny_model(dtype="mixed_bfloat16")
     assert folds == [] and _single_conv_pairs(model) >= 5
-    assert all(layer.built for layer in model_layers(model))
+    assert all(layer.built for layer in common.model_layers(model))
     model(np.zeros((1, 100, 76, 3), "float32"), training=False)
     assert folds == []
     kernels.set_kernel("conv_bn", "auto")

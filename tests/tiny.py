@@ -41,3 +41,16 @@ def randomize_batchnorm_statistics(model, seed=0):
             layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
             layer.gamma.assign(rng.uniform(0.8, 1.2, c).astype("float32"))
             layer.beta.assign(rng.normal(0, 0.1, c).astype("float32"))
+
+
+def randomize_for_folding(model, seed=0):
+    """:func:`randomize_batchnorm_statistics`, plus non-zero conv biases, so
+    the ``bias * s + t`` part of a BN fold matters. Returns ``model``."""
+    import keras
+
+    randomize_batchnorm_statistics(model, seed)
+    rng = np.random.default_rng(seed + 1)
+    for layer in model_layers(model):
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and layer.use_bias:
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape).astype("float32"))
+    return model
