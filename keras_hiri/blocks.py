@@ -76,7 +76,7 @@ class HRBlock(_Residual):
         y = self.norm(x, training=training)
         hi = self.hi_dw(y)
         lo = self.conv_bn(self.lo_dw, self.lo_bn, y, training)
-        lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
+        lo = self.lo_fc2(common.gelu(self.lo_fc1(lo), training))
         return self.add_branch(x, common.add_upsampled_2x(hi, lo), training)
 
     def bn_folds(self):
@@ -104,8 +104,8 @@ class CFFN(common.CompositeLayer):
         self.fc2 = common.dense(self.dim, name=f"{n}_fc2", dtype=self.dtype_policy)
         super().build(input_shape)
 
-    def call(self, x):
-        z = common.gelu(self.fc1(x))
+    def call(self, x, training=None):
+        z = common.gelu(self.fc1(x), training)
         return self.fc2(self.dw(z, add_input=True))  # DWConv3x3(z) + z
 
     def compute_output_shape(self, input_shape):

@@ -119,9 +119,9 @@ def dense_initializer():
     return TruncatedNormal(stddev=0.02)
 
 
-def gelu(x):
+def gelu(x, training=None):
     """Exact GELU (``torch.nn.GELU()``); see :func:`keras_hiri.kernels.gelu`."""
-    return kernels.gelu(x)
+    return kernels.gelu(x, bool(training))
 
 
 @register
@@ -321,7 +321,7 @@ class DepthwiseConv2D(_ZeroPadding, keras.layers.DepthwiseConv2D):
     (see :func:`set_depthwise_implementation`; depth multiplier 1 only, else
     native); ``padding`` may be an int (zeros on every side)."""
 
-    def call(self, inputs, add_input=False, folded=None):
+    def call(self, inputs, add_input=False, folded=None, training=None):
         """``add_input=True`` returns ``conv(inputs) + inputs`` (one pass on
         PyTorch, see :func:`keras_hiri.kernels.depthwise_conv`); ``folded``:
         ``(kernel, bias)`` to compute with in place of the layer's own weights
@@ -348,6 +348,7 @@ class DepthwiseConv2D(_ZeroPadding, keras.layers.DepthwiseConv2D):
                 out = out + ops.cast(bias, out.dtype)
             if add_input:
                 out = out + inputs
+            out = kernels.fence(out, bool(training))  # the taps' slices stay in XLA's loop fusion
         return self.activation(out) if self.activation is not None else out
 
 

@@ -35,12 +35,12 @@ class ClassAttentionHead(common.CompositeLayer):
         self.fc2 = common.dense(dim, name=f"{n}_fc2", dtype=self.dtype_policy)
         super().build(input_shape)
 
-    def call(self, x):
+    def call(self, x, training=None):
         tokens = to_tokens(x)
         cls = ops.mean(tokens, axis=1, keepdims=True)
         seq = self.norm1(ops.concatenate([cls, tokens], axis=1))
         cls = cls + self.attn(seq[:, :1], context=seq)
-        cls = cls + self.fc2(common.gelu(self.fc1(self.norm2(cls))))
+        cls = cls + self.fc2(common.gelu(self.fc1(self.norm2(cls)), training))
         return cls[:, 0]
 
     def compute_output_shape(self, input_shape):

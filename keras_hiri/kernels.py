@@ -1,7 +1,7 @@
 """Kernel switches: the one place where a backend decides how an op computes.
 
 Model code calls :func:`gelu`, :func:`attention`, :func:`conv`,
-:func:`depthwise_conv`, :func:`dense`, :func:`batch_norm` and asks
+:func:`depthwise_conv`, :func:`dense`, :func:`batch_norm`, :func:`fence` and asks
 :func:`use_unrolled_depthwise`, :func:`use_host_sampling` and
 :func:`fold_bn_at_call`; everything else is backend-agnostic
 ``keras.ops``. Each switch has a generic implementation and a faster one for
@@ -59,6 +59,16 @@ switch         implementations     ``"auto"`` picks
                                    layer calls): S@448 1.07x faster on PyTorch,
                                    1.03x on TensorFlow; ``layers`` on JAX, where
                                    XLA fuses the BN itself (0.97x folded)
+``fence``      ``none``,           ``reduce_precision`` on JAX with CPU devices:
+               ``reduce_precision``  the unrolled depthwise sum and the GELU's
+                                   ``Phi(x)`` end in an identity XLA's YNNPACK
+                                   fusions do not take in, so XLA's own loop
+                                   fusion computes them with their constants and
+                                   slices inline instead of materialising them
+                                   as whole-map operands of a library fusion:
+                                   S@448's compiled temporaries 210 -> 118 MiB
+                                   (``benchmarks/xla_memory.py``); ``none``
+                                   elsewhere (nothing to fence)
 =============  ==================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims op by op;
@@ -78,6 +88,7 @@ SWITCHES = {
     "batchnorm": ("auto", "ops", "torch_affine"),
     "init": ("auto", "keras", "host"),
     "conv_bn": ("auto", "layers", "folded"),
+    "fence": ("auto", "none", "reduce_precision"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
 
@@ -127,23 +138,51 @@ def resolve(name, dtype=None):
         return "host" if backend == "jax" else "keras"
     if name == "conv_bn":
         return "folded" if backend in ("torch", "tensorflow") else "layers"
+    if name == "fence":
+        return "reduce_precision" if _on_jax_cpu() else "none"
     return "explicit" if backend == "jax" and dtype == "float16" else "fused"
 
 
 _INV_SQRT2 = 0.7071067811865476
 
 
-def gelu(x):
+def gelu(x, training=False):
     """Exact GELU, ``0.5 x (1 + erf(x / sqrt 2))`` (``torch.nn.GELU()``).
 
     The ``erf`` implementation computes it as ``x (0.5 + 0.5 erf(x / sqrt 2))``:
     the same speed, and with jaxlib 0.10 at XLA's defaults HIRI-ViT-S@448's
     compiled inference needs 210 MiB of temporaries instead of 246 (XLA's
     YNNPACK fusions materialise fewer broadcast constants; training's are
-    unchanged; ``benchmarks/xla_memory.py``, docs/RESULTS.md)."""
+    unchanged; ``benchmarks/xla_memory.py``, docs/RESULTS.md); ``Phi(x)`` ends
+    in a :func:`fence` unless ``training``."""
     if resolve("gelu") == "fused":
         return ops.gelu(x, approximate=False)
-    return x * (0.5 + 0.5 * ops.erf(x * _INV_SQRT2))
+    return x * fence(0.5 + 0.5 * ops.erf(x * _INV_SQRT2), training)
+
+
+def fence(x, training=False):
+    """``x`` itself, computed where XLA's CPU library fusions stop (the
+    ``fence`` switch).
+
+    jaxlib 0.10's CPU compiler hands convolutions and matmuls to YNNPACK
+    fusions together with the element-wise work around them, and a library
+    fusion takes what it cannot compute itself (slices, broadcast scalar
+    constants) as operands materialised to the whole activation's shape; XLA
+    keeps each alive from where it is made to its last use. With
+    ``reduce_precision`` (an exact identity at the dtype's own exponent and
+    mantissa widths, which YNNPACK does not take and XLA does not remove) the
+    element-wise chain before it stays in XLA's own loop fusion, with its
+    slices and constants inline. ``none`` returns ``x``, and so does a
+    ``training`` pass (a training step of S@448 on JAX was 5-10 % slower
+    fenced: the backward pass has its own fusions, docs/RESULTS.md)."""
+    implementation = resolve("fence")
+    if implementation == "none" or training or isinstance(x, keras.KerasTensor):
+        return x
+    _needs_jax("fence", implementation)
+    import jax
+
+    finfo = jax.numpy.finfo(x.dtype)
+    return jax.lax.reduce_precision(x, exponent_bits=finfo.nexp, mantissa_bits=finfo.nmant)
 
 
 def use_unrolled_depthwise():
@@ -188,6 +227,14 @@ def _needs_torch(name, implementation):
         raise ValueError(
             f"kernel {name!r} = {implementation!r} needs the torch backend. "
             f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
+        )
+
+
+def _needs_jax(name, implementation):
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"kernel {name!r} = {implementation!r} needs the jax backend. "
+            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'none'."
         )
 
 

@@ -63,10 +63,10 @@ class HRStem(_Stem):
         ]
 
     def call(self, x, training=None):
-        x = common.gelu(self.conv_bn(self.conv, self.bn, x, training))
+        x = common.gelu(self.conv_bn(self.conv, self.bn, x, training), training)
         hi = self.hi_conv(self.conv_bn(self.hi_dw, self.hi_bn, x, training))
-        lo = common.gelu(self.conv_bn(self.lo_conv1, self.lo_bn1, x, training))
-        lo = common.gelu(self.conv_bn(self.lo_conv2, self.lo_bn2, lo, training))
+        lo = common.gelu(self.conv_bn(self.lo_conv1, self.lo_bn1, x, training), training)
+        lo = common.gelu(self.conv_bn(self.lo_conv2, self.lo_bn2, lo, training), training)
         lo = self.lo_conv3(lo)
         return self.out_bn(hi + lo, training=training)
 
@@ -96,8 +96,8 @@ class ConvStem(_Stem):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
 
     def call(self, x, training=None):
-        x = common.gelu(self.conv_bn(self.conv1, self.bn1, x, training))
-        x = common.gelu(self.conv_bn(self.conv2, self.bn2, x, training))
+        x = common.gelu(self.conv_bn(self.conv1, self.bn1, x, training), training)
+        x = common.gelu(self.conv_bn(self.conv2, self.bn2, x, training), training)
         return self.conv_bn(self.conv3, self.out_bn, x, training)
 
 
