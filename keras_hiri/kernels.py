@@ -11,69 +11,72 @@ implementation equals the generic one on every backend, eager and compiled.
 Like timm's ``layers/config.py``, the switches are process-wide and read when
 a model is traced or compiled.
 
-=============  ==================  ==============================================
-switch         implementations     ``"auto"`` picks
-=============  ==================  ==============================================
-``gelu``       ``erf``, ``fused``  ``fused`` (``ops.gelu``) on PyTorch, 5x faster
-                                   than the erf form's four eager ops; ``erf``
-                                   elsewhere (TensorFlow lowers ``ops.gelu`` to
-                                   ``erfc``, which ONNX lacks)
-``depthwise``  ``native``,         ``unrolled`` on JAX with CPU devices (XLA's
-               ``unrolled``        grouped conv is 10-80x slower there);
-                                   ``native`` elsewhere
-``attention``  ``fused``,          ``explicit`` for float16 on JAX (XLA's CPU
-               ``explicit``        backend refuses the f16 x f16 -> f32 dot of
-                                   ``ops.dot_product_attention``); ``fused``
-                                   elsewhere
-``conv``       ``ops``,            ``torch_nhwc`` on PyTorch: torch's conv on
-               ``torch_nhwc``      the channels-last *view* of the NHWC tensor
-                                   (no copies; ``keras.ops.conv`` copies the
-                                   input to NCHW and back to channels-last
-                                   memory around every convolution): S@448
-                                   1.85x faster (``docs/RESULTS.md``); the
-                                   bias, the symmetric zero padding of strided
-                                   convs and the CFFN's ``+ z`` (a 1 added to the
-                                   depthwise kernel's centre tap) go into that one
-                                   call instead of three extra passes; ``ops``
-                                   elsewhere (the only implementation there)
-``dense``      ``ops``,            ``torch_addmm`` on PyTorch (the bias is the
-               ``torch_addmm``     GEMM's initial output, no second pass);
-                                   ``ops`` elsewhere
-``batchnorm``  ``ops``,            ``torch_affine`` on PyTorch: inference BN as
-               ``torch_affine``    one ``addcmul`` (Keras' torch op makes three
-                                   passes); ``ops`` elsewhere (XLA and grappler
-                                   fuse the passes themselves)
-``init``       ``keras``,          ``host`` on JAX: the weights' normal draws
-               ``host``            made by NumPy (``common.TruncatedNormal``,
-                                   ``common.VarianceScaling``); Keras' samplers
-                                   compile XLA programs per kernel shape there
-                                   (HIRI-ViT-S's first build 11.7 -> 2.2 s);
-                                   ``keras`` elsewhere (Keras' own sampler: on
-                                   PyTorch the host draw made S's build 1.4-1.6
-                                   -> 1.8 s, on TensorFlow no faster)
-``conv_bn``    ``layers``,         ``folded`` on PyTorch and TensorFlow: in
-               ``folded``          inference, a BatchNorm right after a
-                                   convolution is folded into its kernel and
-                                   bias at call time (one convolution instead of
-                                   a convolution, a BN pass over the map and two
-                                   layer calls): S@448 1.07x faster on PyTorch,
-                                   1.03x on TensorFlow; ``layers`` on JAX, where
-                                   XLA fuses the BN itself (0.97x folded)
-``fence``      ``none``,           ``reduce_precision`` on JAX with CPU devices:
-               ``reduce_precision``  the unrolled depthwise sum and the GELU's
-                                   ``Phi(x)`` end in an identity XLA's YNNPACK
-                                   fusions do not take in, so XLA's own loop
-                                   fusion computes them with their constants and
-                                   slices inline instead of materialising them
-                                   as whole-map operands of a library fusion:
-                                   S@448's compiled temporaries 210 -> 118 MiB
-                                   (``benchmarks/xla_memory.py``); ``none``
-                                   elsewhere (nothing to fence)
-=============  ==================  ==============================================
+=============  ======================  ==============================================
+switch         implementations         ``"auto"`` picks
+=============  ======================  ==============================================
+``gelu``       ``erf``, ``fused``      ``fused`` (``ops.gelu``) on PyTorch, 5x faster
+                                       than the erf form's four eager ops; ``erf``
+                                       elsewhere (TensorFlow lowers ``ops.gelu`` to
+                                       ``erfc``, which ONNX lacks)
+``depthwise``  ``native``,             ``unrolled`` on JAX with CPU devices (XLA's
+               ``unrolled``            grouped conv is 10-80x slower there);
+                                       ``native`` elsewhere
+``attention``  ``fused``,              ``explicit`` for float16 on JAX (XLA's CPU
+               ``explicit``            backend refuses the f16 x f16 -> f32 dot of
+                                       ``ops.dot_product_attention``); ``fused``
+                                       elsewhere
+``conv``       ``ops``,                ``torch_nhwc`` on PyTorch: torch's conv on
+               ``torch_nhwc``          the channels-last *view* of the NHWC tensor
+                                       (no copies; ``keras.ops.conv`` copies the
+                                       input to NCHW and back to channels-last
+                                       memory around every convolution): S@448
+                                       1.85x faster (``docs/RESULTS.md``); the
+                                       bias, the symmetric zero padding of strided
+                                       convs and the CFFN's ``+ z`` (a 1 added to the
+                                       depthwise kernel's centre tap) go into that one
+                                       call instead of three extra passes; ``ops``
+                                       elsewhere (the only implementation there)
+``dense``      ``ops``,                ``torch_addmm`` on PyTorch (the bias is the
+               ``torch_addmm``         GEMM's initial output, no second pass);
+                                       ``ops`` elsewhere
+``batchnorm``  ``ops``,                ``torch_affine`` on PyTorch: inference BN as
+               ``torch_affine``        one ``addcmul`` (Keras' torch op makes three
+                                       passes); ``ops`` elsewhere (XLA and grappler
+                                       fuse the passes themselves)
+``init``       ``keras``,              ``host`` on JAX: the weights' normal draws
+               ``host``                made by NumPy (``common.TruncatedNormal``,
+                                       ``common.VarianceScaling``); Keras' samplers
+                                       compile XLA programs per kernel shape there
+                                       (HIRI-ViT-S's first build 11.7 -> 2.2 s);
+                                       ``keras`` elsewhere (Keras' own sampler: on
+                                       PyTorch the host draw made S's build 1.4-1.6
+                                       -> 1.8 s, on TensorFlow no faster)
+``conv_bn``    ``layers``,             ``folded`` on PyTorch and TensorFlow: in
+               ``folded``              inference, a BatchNorm right after a
+                                       convolution is folded into its kernel and
+                                       bias at call time (one convolution instead of
+                                       a convolution, a BN pass over the map and two
+                                       layer calls): S@448 1.07x faster on PyTorch,
+                                       1.03x on TensorFlow; ``layers`` on JAX, where
+                                       XLA fuses the BN itself (0.97x folded)
+``fence``      ``none``,               ``reduce_precision`` on JAX with CPU devices:
+               ``reduce_precision``    the unrolled depthwise sum and the GELU's
+                                       ``Phi(x)`` end in an identity XLA's YNNPACK
+                                       fusions do not take in, so XLA's own loop
+                                       fusion computes them with their constants and
+                                       slices inline instead of materialising them
+                                       as whole-map operands of a library fusion:
+                                       S@448's compiled temporaries 210 -> 118 MiB
+                                       (``benchmarks/xla_memory.py``), 1.07x
+                                       faster; inference only (training 5-10 %
+                                       slower fenced); ``none`` elsewhere
+                                       (nothing to fence)
+=============  ======================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims op by op;
 ``python benchmarks/throughput.py --kernel-pair SWITCH`` times a whole model under
-each implementation of a switch, paired in one process (``conv_bn``'s figures).
+each implementation of a switch, paired in one process (``conv_bn``'s and
+``fence``'s figures); ``python benchmarks/xla_memory.py`` reads XLA's buffers.
 """
 
 import keras
