@@ -87,15 +87,17 @@ def disable_ynnpack_fusions(keep=()):
     element-wise chain (GELU's 1/sqrt(2), the attention scale, the depthwise
     taps) as operands materialised to the whole activation's shape, and each
     stays alive across a stage: for HIRI-ViT-S@448 at batch 8, half of the
-    compiled inference's live memory at its peak. With XLA's own kernels,
-    S@448 on a 2-core CPU runs ~1.4x faster and its compiled temporaries
-    halve (228 -> 111 MiB); ConvNeXt-T, whose 7x7 depthwise convolutions
+    compiled inference's live memory at its peak (the ``fence`` kernel
+    switch, on by default there, now keeps most of them out: 210 -> 118
+    MiB). With XLA's own kernels, S@448 on a 2-core CPU runs ~1.3x faster
+    than fenced (1.4x before the fence) and its compiled temporaries are
+    111 MiB; ConvNeXt-T, whose 7x7 depthwise convolutions
     need YNNPACK, runs slower. **Training gets slower**: a training step of
     S@448 (forward, backward, AdamW) took 2x as long (7.55 -> 15.04 s), so
     this is for processes that only infer (docs/RESULTS.md, "XLA's own CPU
     kernels as one call"). ``keep=("reduce",)`` leaves the reductions to
     YNNPACK: training then runs faster than with XLA's defaults (S@448's step
-    6.58 -> 4.39 s) and inference ~1.2x faster (docs/RESULTS.md, "Keeping
+    6.58 -> 4.39 s) and inference 1.2-1.4x faster (docs/RESULTS.md, "Keeping
     YNNPACK's reductions"); the ``keras-hiri`` command makes that call.
     It applies to every JAX program the process compiles for the CPU.
 
