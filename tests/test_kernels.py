@@ -323,44 +323,29 @@ def test_fence_choice_and_backend(restore_switches):
             kernels.fence(np.ones((2, 3), "float32"))
 
 
-def test_model_with_and_without_fences(restore_switches):
-    """A tiny HIRI-ViT (its GELUs, and on JAX its unrolled depthwise sums, end
-    in a fence) gives the same outputs eagerly and through predict under each
-    implementation of ``fence``."""
-    from tests.tiny import images, tiny_model
-
-    x = images(2)
-    outputs = {}
-    for implementation in _fence_implementations():
-        kernels.set_kernel("fence", implementation)
-        keras.utils.set_random_seed(0)
-        model = tiny_model(classifier_activation=None)
-        outputs[implementation] = to_numpy(model(x, training=False))
-        outputs[implementation + "_predict"] = model.predict_on_batch(x)
-    for out in outputs.values():
-        np.testing.assert_allclose(out, outputs["none"], atol=1e-5)
-
-
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="XLA's fusions: the jax backend")
 def test_fence_survives_xla_and_shrinks_the_compiled_temporaries(restore_switches):
-    """What the fence is for, in XLA's compiled program: the identity is not
-    optimised away, with the unrolled depthwise sums and the GELUs'
-    constants left to XLA's own fusions the compiled inference of a tiny
-    HIRI-ViT needs fewer temporary bytes, and a training pass has no fence (jaxlib 0.10's CPU compiler; on
-    another release this test says whether the fence still earns its place)."""
+    """A tiny HIRI-ViT (its GELUs and unrolled depthwise sums end in a fence)
+    gives the same outputs under both implementations, eagerly and through
+    predict; and what the fence is for, in XLA's compiled program: the identity
+    is not optimised away, with the chains left to XLA's own fusions the
+    compiled inference needs fewer temporary bytes, and a training pass has no
+    fence (jaxlib 0.10's CPU compiler; on another release the compiled half
+    says whether the fence still earns its place)."""
     import jax
     import jaxlib
 
-    from tests.tiny import TINY_INPUT_SHAPE, tiny_model
+    from tests.tiny import TINY_INPUT_SHAPE, images, tiny_model
 
-    if not jaxlib.__version__.startswith("0.10."):
-        pytest.skip(f"measured on jaxlib 0.10; this is {jaxlib.__version__}")
+    pictures = images(2)
     x = jax.ShapeDtypeStruct((8, *TINY_INPUT_SHAPE), "float32")
-    compiled = {}
+    compiled, outputs = {}, {}
     for implementation in ("none", "reduce_precision"):
         kernels.set_kernel("fence", implementation)
         keras.utils.set_random_seed(0)
-        model = tiny_model()
+        model = tiny_model(classifier_activation=None)
+        outputs[implementation] = to_numpy(model(pictures, training=False))
+        outputs[implementation + "_predict"] = model.predict_on_batch(pictures)
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
 
@@ -370,6 +355,10 @@ def test_fence_survives_xla_and_shrinks_the_compiled_temporaries(restore_switche
         compiled[implementation] = jax.jit(call).lower(trainable, non_trainable, x).compile()
         training = jax.jit(call, static_argnums=3).lower(trainable, non_trainable, x, True).compile()
         assert "reduce-precision" not in training.as_text()  # training passes are not fenced
+    for out in outputs.values():
+        np.testing.assert_allclose(out, outputs["none"], atol=1e-5)
+    if not jaxlib.__version__.startswith("0.10."):
+        pytest.skip(f"the compiled programs were measured on jaxlib 0.10; this is {jaxlib.__version__}")
     assert "reduce-precision" not in compiled["none"].as_text()
     assert "reduce-precision" in compiled["reduce_precision"].as_text()
     temp = {k: c.memory_analysis().temp_size_in_bytes for k, c in compiled.items()}
