@@ -181,7 +181,7 @@ def fence(x, training=False):
     implementation = resolve("fence")
     if implementation == "none" or training or isinstance(x, keras.KerasTensor):
         return x
-    _needs_jax("fence", implementation)
+    _needs("jax", "fence", implementation)
     import jax
 
     finfo = jax.numpy.finfo(x.dtype)
@@ -225,26 +225,20 @@ def attention(q, k, v):
     return ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
 
 
-def _needs_torch(name, implementation):
-    if keras.backend.backend() != "torch":
+def _needs(backend, name, implementation):
+    """Raises where switch ``name`` was set to ``implementation``, which only
+    ``backend`` has, while another backend runs."""
+    if keras.backend.backend() != backend:
         raise ValueError(
-            f"kernel {name!r} = {implementation!r} needs the torch backend. "
-            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'ops'."
-        )
-
-
-def _needs_jax(name, implementation):
-    if keras.backend.backend() != "jax":
-        raise ValueError(
-            f"kernel {name!r} = {implementation!r} needs the jax backend. "
-            f"Received backend: {keras.backend.backend()!r}; use 'auto' or 'none'."
+            f"kernel {name!r} = {implementation!r} needs the {backend} backend. "
+            f"Received backend: {keras.backend.backend()!r}; use 'auto' or {SWITCHES[name][1]!r}."
         )
 
 
 def _use_torch_conv(kernel_size, strides, padding, dilation_rate):
     if resolve("conv") != "torch_nhwc":
         return False
-    _needs_torch("conv", "torch_nhwc")
+    _needs("torch", "conv", "torch_nhwc")
     # "same" is symmetric padding only for odd kernels at stride 1.
     return padding != "same" or (
         tuple(strides) == (1, 1) and all(k % 2 == 1 for k in kernel_size)
@@ -371,7 +365,7 @@ def dense(x, kernel, bias=None):
     if resolve("dense") == "ops":
         out = ops.matmul(x, kernel)
         return out if bias is None else ops.add(out, bias)
-    _needs_torch("dense", "torch_addmm")
+    _needs("torch", "dense", "torch_addmm")
     import torch
 
     x, kernel = ops.convert_to_tensor(x), ops.convert_to_tensor(kernel)
@@ -390,7 +384,7 @@ def batch_norm(x, mean, variance, offset, scale, epsilon, axis=-1):
     if resolve("batchnorm") == "ops":
         return ops.batch_normalization(x, mean, variance, axis=axis, offset=offset, scale=scale,
                                        epsilon=epsilon)
-    _needs_torch("batchnorm", "torch_affine")
+    _needs("torch", "batchnorm", "torch_affine")
     import torch
 
     # Keras' torch op makes three passes over x (subtract, multiply, add);
