@@ -66,7 +66,7 @@ PEERS = {
 DEFAULT_COMPILE = {"tensorflow": "auto", "jax": "auto", "torch": "auto"}
 
 
-def _rss_mib():
+def rss_mib():
     """Current resident set size (Linux /proc; 0 where unavailable)."""
     try:
         with open("/proc/self/statm") as f:
@@ -75,7 +75,7 @@ def _rss_mib():
         return 0.0
 
 
-def _reset_peak_rss():
+def reset_peak_rss():
     """Restarts the peak-RSS count from now (Linux ``clear_refs``; no-op elsewhere)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -84,7 +84,7 @@ def _reset_peak_rss():
         pass
 
 
-def _release_free_heap():
+def release_free_heap():
     """Returns the C heap's free pages to the OS (glibc ``malloc_trim``; no-op
     elsewhere). Compiling (XLA, TensorFlow graphs) frees hundreds of MiB that
     glibc keeps mapped; without this the steady-state count would start from
@@ -98,7 +98,7 @@ def _release_free_heap():
         pass
 
 
-def _minor_faults():
+def minor_faults():
     """The process's minor page faults so far (each a page the kernel mapped,
     and zeroed when new)."""
     import resource
@@ -106,7 +106,7 @@ def _minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _peak_rss_mib():
+def peak_rss_mib():
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -241,7 +241,7 @@ def measure(spec):
 
     keras.utils.set_random_seed(0)
     _set_kernels(spec)
-    baseline = _rss_mib()
+    baseline = rss_mib()
     model = build(spec)
     gmacs = keras_hiri.profile(model).gmacs
     if keras.backend.backend() == "jax":
@@ -253,26 +253,26 @@ def measure(spec):
 
         jax.clear_caches()
     gc.collect()
-    _release_free_heap()
-    _reset_peak_rss()  # count weights + inference, not the build's transients
+    release_free_heap()
+    reset_peak_rss()  # count weights + inference, not the build's transients
     jit, x = _jit_and_batch(spec)
     start = time.perf_counter()
     model.compile(jit_compile=jit)
     model.predict_on_batch(x)
     first = time.perf_counter() - start
-    peak_first = _peak_rss_mib()  # the compile (XLA/tracing) happens in this first call
+    peak_first = peak_rss_mib()  # the compile (XLA/tracing) happens in this first call
     if spec["warmup"] > 1:
         latency(model, x, spec["warmup"] - 2, 1, jit_compile=None)
     gc.collect()
-    _release_free_heap()
-    _reset_peak_rss()  # from here: steady-state inference only
+    release_free_heap()
+    reset_peak_rss()  # from here: steady-state inference only
     # One untimed call after the trim: it maps the heap's pages again, which
     # would otherwise be timed once under retain_freed_memory().
     model.predict_on_batch(x)
-    faults = _minor_faults()
+    faults = minor_faults()
     median, times = latency(model, x, 0, spec["repeats"], jit_compile=None)
-    faults = (_minor_faults() - faults) / spec["repeats"]
-    steady = _peak_rss_mib()
+    faults = (minor_faults() - faults) / spec["repeats"]
+    steady = peak_rss_mib()
     return {
         **spec,
         "backend": keras.backend.backend(),

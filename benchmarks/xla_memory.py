@@ -18,6 +18,28 @@ process (``jax`` backend), its batch-8 inference function (``stateless_call``,
 
 Every compiled figure is deterministic for a given jaxlib: no machine noise.
 
+A second table follows the same process's resident memory (Linux RSS, the
+C heap's free pages returned to the OS before each reading) through the
+stages that make up the peak ``throughput.py`` reports:
+
+* ``model``: what building the model added once JAX is running (its weights,
+  Keras' layers, and what the eager build left behind);
+* ``compiling``: the compiler's own peak above that, while it compiles;
+* ``program kept``: what stays resident once it has compiled (the executable
+  and what the compiler keeps; the rest was freed);
+* ``one call``: the peak of one steady call above the idle process, beside
+  XLA's ``temp`` + output buffers: the difference is memory XLA does not
+  account for, the workspaces its library kernels (YNNPACK on the CPU)
+  allocate for themselves while they run.
+
+``--stem-convs`` instead runs each of the HR stem's convolutions alone, with
+the shapes they have in HIRI-ViT-S at 448 (batch 8), one process each: whether
+XLA gives it to YNNPACK, its median time, and the same one-call figures. The
+HR stem is where S@448's call needs memory outside XLA's buffers.
+
+    python benchmarks/xla_memory.py --stem-convs
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python benchmarks/xla_memory.py --stem-convs
+
     python benchmarks/xla_memory.py
     XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false python benchmarks/xla_memory.py
 """
@@ -31,8 +53,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    add_process_arguments, apply_process_settings, build, label, process_settings, run_and_report, run_worker,
-    speed_settings,
+    add_process_arguments, apply_process_settings, build, label, peak_rss_mib, process_settings, release_free_heap,
+    reset_peak_rss, rss_mib, run_and_report, run_worker, speed_settings,
 )
 
 MIB = 2.0**20
@@ -42,14 +64,42 @@ ROWS = [
     {"model": "ConvNeXtTiny", "resolution": 224},
 ]
 MODULE = "jit_inference"
+# The HR stem's convolutions (keras_hiri/stem.py): name, input channels (None:
+# the stem's width), stride, kernel size, and the input grid as a fraction of
+# the image's side.
+STEM_CONVS = (
+    ("conv", 3, 2, 3, 1),
+    ("hi_conv, lo_conv1", None, 2, 3, 2),
+    ("lo_conv2", None, 1, 3, 4),
+    ("lo_conv3", None, 1, 1, 4),
+)
+
+
+def _settled_rss_mib():
+    """The resident set once garbage is collected and the C heap's free pages
+    are back with the OS."""
+    import gc
+
+    gc.collect()
+    release_free_heap()
+    return rss_mib()
 
 
 def compile_and_dump(spec):
-    """Compiles the model's inference function (with XLA's dump on, see
-    :func:`measure`); returns ``memory_analysis()``'s figures in bytes."""
+    """Builds the model, compiles its inference function (with XLA's dump on,
+    see :func:`measure`) and runs it; returns ``memory_analysis()``'s figures
+    in bytes and the process's resident MiB at each stage (module docstring)."""
     import jax
+    import keras  # noqa: F401  (imported, like JAX started, before the first reading: neither is the model's)
+    import numpy as np
 
+    import keras_hiri  # noqa: F401
+
+    jax.numpy.zeros(1).block_until_ready()
+    start = _settled_rss_mib()
     model = build(spec)
+    jax.clear_caches()  # the build's eager initialisers' executables (throughput.measure does the same)
+    built = _settled_rss_mib()
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
@@ -58,13 +108,82 @@ def compile_and_dump(spec):
 
     inference.__name__ = MODULE.removeprefix("jit_")
     size = spec["resolution"]
-    x = jax.ShapeDtypeStruct((spec["batch"], size, size, 3), "float32")
-    analysis = jax.jit(inference).lower(trainable, non_trainable, x).compile().memory_analysis()
+    x = jax.device_put(np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32"))
+    reset_peak_rss()
+    compiled = jax.jit(inference).lower(trainable, non_trainable, x).compile()
+    compiling = peak_rss_mib()
+    kept = _settled_rss_mib()
+    for _ in range(2):
+        compiled(trainable, non_trainable, x).block_until_ready()
+    idle = _settled_rss_mib()
+    reset_peak_rss()
+    compiled(trainable, non_trainable, x).block_until_ready()
+    one_call = peak_rss_mib()
+    analysis = compiled.memory_analysis()
     return {
         "arguments": analysis.argument_size_in_bytes,
         "temp": analysis.temp_size_in_bytes,
         "output": analysis.output_size_in_bytes,
+        "rss_model_mib": built - start,
+        "rss_compiling_mib": compiling - built,
+        "rss_program_kept_mib": kept - built,
+        "rss_one_call_mib": one_call - idle,
     }
+
+
+def measure_conv(spec):
+    """One stem convolution alone (``spec["conv"]`` indexes :data:`STEM_CONVS`),
+    jitted as ``lax.conv_general_dilated`` like Keras' ``Conv2D`` on JAX."""
+    import jax
+    import numpy as np
+
+    import keras_hiri
+    from keras_hiri.profiling import time_calls
+
+    name, channels, stride, kernel, fraction = STEM_CONVS[spec["conv"]]
+    width = keras_hiri.variants.get_config(spec["model"]).widths[0]
+    channels = channels or width
+    side = spec["resolution"] // fraction
+    rng = np.random.default_rng(0)
+    x = jax.device_put(rng.standard_normal((spec["batch"], side, side, channels), "float32"))
+    w = jax.device_put(rng.standard_normal((kernel, kernel, channels, width), "float32"))
+    pad = [(kernel // 2, kernel // 2)] * 2
+
+    def convolution(x, w):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), pad,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    compiled = jax.jit(convolution).lower(x, w).compile()
+    median, _ = time_calls(lambda: compiled(x, w).block_until_ready(), 2, spec["repeats"])
+    idle = _settled_rss_mib()
+    reset_peak_rss()
+    compiled(x, w).block_until_ready()
+    one_call = peak_rss_mib() - idle
+    analysis = compiled.memory_analysis()
+    return {**spec, "name": name, "shape": f"{channels}->{width} {kernel}x{kernel}/{stride} on {side}x{side}",
+            "ynnpack": "__ynn_fusion" in compiled.as_text(), "median_s": median,
+            "temp": analysis.temp_size_in_bytes, "output": analysis.output_size_in_bytes,
+            "rss_one_call_mib": one_call}
+
+
+def conv_markdown(results):
+    lines = [
+        "| convolution | shape | YNNPACK | ms per call | one call MiB | XLA's temp + output MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {STEM_CONVS[r['conv']][0]} | failed | | | | |")
+            continue
+        xla = (r["temp"] + r["output"]) / MIB
+        lines.append(f"| {r['name']} | {r['shape']} | {'yes' if r['ynnpack'] else 'no'} | {1000 * r['median_s']:.1f} | "
+                     f"{r['rss_one_call_mib']:.0f} | {xla:.0f} |")
+    first = results[0]
+    lines += ["", f"the HR stem's convolutions in HIRI-ViT-{first['model']}@{first['resolution']}, batch "
+                  f"{first['batch']}, float32, each alone in a fresh process (JAX, CPU), median of "
+                  f"{first['repeats']} calls" + speed_settings(first) + "; one call: the resident peak of a call "
+                  "above the idle process, whose output may reuse the previous call's freed buffer"]
+    return "\n".join(lines)
 
 
 def _dump_file(dump_dir, suffix):
@@ -120,6 +239,9 @@ def peak_live_set(buffer_assignment, live_ranges, hlo):
 
 
 def measure(spec):
+    if "conv" in spec:
+        apply_process_settings(spec)
+        return measure_conv(spec)
     with tempfile.TemporaryDirectory() as dump_dir:
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (f"{flags} --xla_dump_to={dump_dir} --xla_dump_hlo_module_re={MODULE} "
@@ -164,14 +286,36 @@ def markdown(results):
         ]
     lines += ["", f"JAX, CPU, batch {results[0]['batch']}, float32, compiled inference (no timing)"
                   + speed_settings(results[0])]
+    resident = [r for r in results if "rss_one_call_mib" in r]
+    if resident:
+        lines += [
+            "",
+            "| model | input | model MiB | compiling MiB | program kept MiB | one call MiB | XLA's temp + output MiB "
+            "| one call outside XLA's buffers MiB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in resident:
+            xla = (r["temp"] + r["output"]) / MIB
+            lines.append(
+                f"| {label(r)} | {r['resolution']} | {r['rss_model_mib']:.0f} | {r['rss_compiling_mib']:.0f} | "
+                f"{r['rss_program_kept_mib']:.0f} | {r['rss_one_call_mib']:.0f} | {xla:.0f} | "
+                f"{round(r['rss_one_call_mib'] - xla)} |"
+            )
+        lines += ["", "resident memory (RSS) of the same process: what building the model added; the compiler's peak "
+                      "above that; what stays once compiled; the peak of one steady call above the idle process"]
     return "\n".join(lines)
 
 
 def run_backend(backend, args, progress):
     results = []
-    for row in ROWS:
+    if args.stem_convs:
+        rows = [{"model": "S", "resolution": 448, "conv": i, "repeats": args.repeats} for i in range(len(STEM_CONVS))]
+    else:
+        rows = ROWS
+    for row in rows:
         spec = {**row, "batch": args.batch, **process_settings(args)}
-        results.append(run_worker(__file__, spec, backend, label(spec)))
+        what = STEM_CONVS[row["conv"]][0] if "conv" in row else label(spec)
+        results.append(run_worker(__file__, spec, backend, what))
         progress.add(1)
     return results
 
@@ -181,6 +325,9 @@ def main(argv=None):
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--json", help="also write every result to this JSON file")
+    parser.add_argument("--stem-convs", action="store_true",
+                        help="time and measure the HR stem's convolutions alone instead of whole models")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per convolution (--stem-convs)")
     add_process_arguments(parser)
     parser.set_defaults(backends=["jax"])  # XLA's buffer assignment: JAX only
     args = parser.parse_args(argv)
@@ -189,7 +336,12 @@ def main(argv=None):
         return
     if args.batch < 1:
         parser.error(f"--batch must be >= 1. Received: {args.batch}")
-    run_and_report(args, len(ROWS), run_backend, lambda results, batch: markdown(results["jax"]))
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1. Received: {args.repeats}")
+    if args.stem_convs:
+        run_and_report(args, len(STEM_CONVS), run_backend, lambda results, batch: conv_markdown(results["jax"]))
+    else:
+        run_and_report(args, len(ROWS), run_backend, lambda results, batch: markdown(results["jax"]))
 
 
 if __name__ == "__main__":

@@ -299,8 +299,30 @@ def test_xla_memory_of_a_real_compiled_model():
     assert 0 < result["largest_at_peak"][0][0] <= result["peak_live"] <= result["temp"]
     assert result["arguments"] > 4 * 2 * 64 * 64 * 3  # the weights and the input batch
     assert 0 <= result["broadcasts_at_peak"] <= result["peak_live"]
+    # The same process's resident memory: the compiler needs some, and one steady call maps at
+    # least XLA's temporary buffer (the readings are whole pages, so allow one page's rounding).
+    assert result["rss_compiling_mib"] > 0 and result["rss_program_kept_mib"] >= 0
+    assert result["rss_one_call_mib"] >= result["temp"] / 2**20 - 4096 / 2**20
     table = xla_memory.markdown([result])
     assert f"| HIRI-ViT-tiny | 64 | {result['arguments'] / 2**20:.0f} | {result['temp'] / 2**20:.0f} |" in table
+    assert (f"| HIRI-ViT-tiny | 64 | {result['rss_model_mib']:.0f} | {result['rss_compiling_mib']:.0f} | "
+            f"{result['rss_program_kept_mib']:.0f} | {result['rss_one_call_mib']:.0f} |") in table
+
+
+@pytest.mark.runs_in("jax")  # one stem convolution alone, in a child process
+def test_xla_memory_measures_a_stem_convolution_alone():
+    xla_memory = load_script("benchmarks", "xla_memory")
+    spec = {"model": "S", "resolution": 64, "conv": 1, "batch": 1, "repeats": 2}
+    result = xla_memory.run_worker(xla_memory.__file__, spec, "jax", "hi_conv")
+    assert "error" not in result, result.get("error")
+    # S's stem is 32 wide; hi_conv reads the half grid and halves it again.
+    assert result["name"] == "hi_conv, lo_conv1" and result["shape"] == "32->32 3x3/2 on 32x32"
+    assert result["output"] == 4 * 16 * 16 * 32 and result["median_s"] > 0
+    assert isinstance(result["ynnpack"], bool) and result["rss_one_call_mib"] >= 0
+    table = xla_memory.conv_markdown([result])
+    assert f"| hi_conv, lo_conv1 | 32->32 3x3/2 on 32x32 | {'yes' if result['ynnpack'] else 'no'} | " in table
+    with pytest.raises(SystemExit):
+        xla_memory.main(["--stem-convs", "--repeats", "0"])
 
 
 def test_stage_latency_times_a_training_step_per_part(capsys):
