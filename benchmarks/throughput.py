@@ -85,12 +85,16 @@ def reset_peak_rss():
 
 
 def release_free_heap():
-    """Returns the C heap's free pages to the OS (glibc ``malloc_trim``; no-op
-    elsewhere). Compiling (XLA, TensorFlow graphs) frees hundreds of MiB that
-    glibc keeps mapped; without this the steady-state count would start from
-    that retained heap rather than from what inference holds."""
+    """Collects Python's garbage, then returns the C heap's free pages to the
+    OS (glibc ``malloc_trim``; no-op elsewhere). Compiling (XLA, TensorFlow
+    graphs) frees hundreds of MiB that glibc keeps mapped; without this the
+    steady-state count would start from that retained heap rather than from
+    what inference holds."""
     import ctypes
     import ctypes.util
+    import gc
+
+    gc.collect()
 
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
@@ -232,8 +236,6 @@ def measure_kernel_pair(spec):
 
 def measure(spec):
     """Runs one job in this process; returns its result dict."""
-    import gc
-
     import keras
 
     import keras_hiri
@@ -252,7 +254,6 @@ def measure(spec):
         import jax
 
         jax.clear_caches()
-    gc.collect()
     release_free_heap()
     reset_peak_rss()  # count weights + inference, not the build's transients
     jit, x = _jit_and_batch(spec)
@@ -263,7 +264,6 @@ def measure(spec):
     peak_first = peak_rss_mib()  # the compile (XLA/tracing) happens in this first call
     if spec["warmup"] > 1:
         latency(model, x, spec["warmup"] - 2, 1, jit_compile=None)
-    gc.collect()
     release_free_heap()
     reset_peak_rss()  # from here: steady-state inference only
     # One untimed call after the trim: it maps the heap's pages again, which

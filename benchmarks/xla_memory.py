@@ -78,11 +78,16 @@ STEM_CONVS = (
 def _settled_rss_mib():
     """The resident set once garbage is collected and the C heap's free pages
     are back with the OS."""
-    import gc
-
-    gc.collect()
     release_free_heap()
     return rss_mib()
+
+
+def _one_call_mib(call):
+    """The resident peak of ``call()`` above the settled process before it."""
+    idle = _settled_rss_mib()
+    reset_peak_rss()
+    call()
+    return peak_rss_mib() - idle
 
 
 def compile_and_dump(spec):
@@ -115,10 +120,7 @@ def compile_and_dump(spec):
     kept = _settled_rss_mib()
     for _ in range(2):
         compiled(trainable, non_trainable, x).block_until_ready()
-    idle = _settled_rss_mib()
-    reset_peak_rss()
-    compiled(trainable, non_trainable, x).block_until_ready()
-    one_call = peak_rss_mib()
+    one_call = _one_call_mib(lambda: compiled(trainable, non_trainable, x).block_until_ready())
     analysis = compiled.memory_analysis()
     return {
         "arguments": analysis.argument_size_in_bytes,
@@ -127,7 +129,7 @@ def compile_and_dump(spec):
         "rss_model_mib": built - start,
         "rss_compiling_mib": compiling - built,
         "rss_program_kept_mib": kept - built,
-        "rss_one_call_mib": one_call - idle,
+        "rss_one_call_mib": one_call,
     }
 
 
@@ -156,10 +158,7 @@ def measure_conv(spec):
 
     compiled = jax.jit(convolution).lower(x, w).compile()
     median, _ = time_calls(lambda: compiled(x, w).block_until_ready(), 2, spec["repeats"])
-    idle = _settled_rss_mib()
-    reset_peak_rss()
-    compiled(x, w).block_until_ready()
-    one_call = peak_rss_mib() - idle
+    one_call = _one_call_mib(lambda: compiled(x, w).block_until_ready())
     analysis = compiled.memory_analysis()
     return {**spec, "name": name, "shape": f"{channels}->{width} {kernel}x{kernel}/{stride} on {side}x{side}",
             "ynnpack": "__ynn_fusion" in compiled.as_text(), "median_s": median,
