@@ -302,8 +302,10 @@ def _taps(layer, x):
     kh, kw = layer.kernel_size
     sh, sw = layer.strides
     padding = layer.kernel_padding
-    if padding == "same":
-        x = ops.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    if padding == "same":  # Keras' rule: the output has ceil(n / s) pixels, an odd zero goes after
+        pads = [max((-(-n // s) - 1) * s + k - n, 0) for n, k, s in zip(x.shape[1:3], (kh, kw), (sh, sw))]
+        x = ops.pad(x, ((0, 0), (pads[0] // 2, pads[0] - pads[0] // 2),
+                        (pads[1] // 2, pads[1] - pads[1] // 2), (0, 0)))
     elif padding != "valid":
         x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     ho = (x.shape[1] - kh) // sh + 1

@@ -115,10 +115,17 @@ def depthwise_mode():
     common.set_depthwise_implementation(previous)
 
 
-@pytest.mark.parametrize("stride, shape", [(1, (2, 9, 7, 5)), (2, (2, 11, 8, 5))])
-def test_unrolled_depthwise_equals_native(depthwise_mode, stride, shape):
+@pytest.mark.parametrize("stride, shape, padding", [
+    (1, (2, 9, 7, 5), "symmetric"), (2, (2, 11, 8, 5), "symmetric"),
+    # Keras' "same" at stride 2 puts an odd zero after the grid (8 -> 1 zero after, 11 -> 1 on each side)
+    (2, (2, 11, 8, 5), "same"), (1, (2, 9, 7, 5), "same"), (2, (2, 11, 8, 5), "valid"),
+])
+def test_unrolled_depthwise_equals_native(depthwise_mode, stride, shape, padding):
     x = np.random.default_rng(0).normal(size=shape).astype("float32")
-    layer = common.depthwise_conv2d(3, stride)
+    if padding == "symmetric":  # the model's: k // 2 zeros on every side
+        layer = common.depthwise_conv2d(3, stride)
+    else:
+        layer = common.DepthwiseConv2D(3, strides=stride, padding=padding)
     layer(x)
     layer.bias.assign(np.linspace(-1, 1, shape[-1]).astype("float32"))
     outputs = {}
@@ -131,8 +138,9 @@ def test_unrolled_depthwise_equals_native(depthwise_mode, stride, shape):
         outputs[mode] = fn.predict_on_batch(x)
         assert fn.output.shape[1:] == outputs[mode].shape[1:]  # symbolic shape honours the pad
         outputs[mode + "_eager"] = to_numpy(layer(x))
+    side = (lambda n: (n - 3) // stride + 1) if padding == "valid" else (lambda n: -(-n // stride))
     assert outputs["native"].shape == outputs["unrolled"].shape == (
-        shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3])
+        shape[0], side(shape[1]), side(shape[2]), shape[3])
     np.testing.assert_allclose(outputs["unrolled"], outputs["native"], atol=1e-5)
     np.testing.assert_allclose(outputs["unrolled_eager"], outputs["native_eager"], atol=1e-5)
 
