@@ -24,9 +24,12 @@ stages that make up the peak ``throughput.py`` reports:
 
 * ``model``: what building the model added once JAX is running (its weights,
   Keras' layers, and what the eager build left behind);
-* ``compiling``: the compiler's own peak above that, while it compiles;
-* ``program kept``: what stays resident once it has compiled (the executable
-  and what the compiler keeps; the rest was freed);
+* ``input batch``: the device array of the batch it is called on;
+* ``compiling``: the compiler's own peak above those, while it compiles;
+* ``kept after compiling``: what stays resident once it has compiled, and
+  ``of which the executable``: what deleting the compiled executable (after
+  the calls) gives back. The rest is freed compiler memory that the C heap
+  cannot return, its pages pinned by the few blocks still in use among them;
 * ``one call``: the peak of one steady call above the idle process, beside
   XLA's ``temp`` + output buffers: the difference is memory XLA does not
   account for, the workspaces its library kernels (YNNPACK on the CPU)
@@ -114,6 +117,7 @@ def compile_and_dump(spec):
     inference.__name__ = MODULE.removeprefix("jit_")
     size = spec["resolution"]
     x = jax.device_put(np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32"))
+    with_input = _settled_rss_mib()
     reset_peak_rss()
     compiled = jax.jit(inference).lower(trainable, non_trainable, x).compile()
     compiling = peak_rss_mib()
@@ -122,13 +126,18 @@ def compile_and_dump(spec):
         compiled(trainable, non_trainable, x).block_until_ready()
     one_call = _one_call_mib(lambda: compiled(trainable, non_trainable, x).block_until_ready())
     analysis = compiled.memory_analysis()
+    called = _settled_rss_mib()
+    compiled = None  # the last reference to the executable (the one-call lambda above is done with it)
+    jax.clear_caches()  # JAX's own references to it
     return {
         "arguments": analysis.argument_size_in_bytes,
         "temp": analysis.temp_size_in_bytes,
         "output": analysis.output_size_in_bytes,
         "rss_model_mib": built - start,
-        "rss_compiling_mib": compiling - built,
-        "rss_program_kept_mib": kept - built,
+        "rss_input_mib": with_input - built,
+        "rss_compiling_mib": compiling - with_input,
+        "rss_program_kept_mib": kept - with_input,
+        "rss_executable_mib": called - _settled_rss_mib(),
         "rss_one_call_mib": one_call,
     }
 
@@ -290,19 +299,21 @@ def markdown(results):
     if resident:
         lines += [
             "",
-            "| model | input | model MiB | compiling MiB | program kept MiB | one call MiB | XLA's temp + output MiB "
+            "| model | input | model MiB | input batch MiB | compiling MiB | kept after compiling MiB "
+            "| of which the executable MiB | one call MiB | XLA's temp + output MiB "
             "| one call outside XLA's buffers MiB |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in resident:
             xla = (r["temp"] + r["output"]) / MIB
             lines.append(
-                f"| {label(r)} | {r['resolution']} | {r['rss_model_mib']:.0f} | {r['rss_compiling_mib']:.0f} | "
-                f"{r['rss_program_kept_mib']:.0f} | {r['rss_one_call_mib']:.0f} | {xla:.0f} | "
-                f"{round(r['rss_one_call_mib'] - xla)} |"
+                f"| {label(r)} | {r['resolution']} | {r['rss_model_mib']:.0f} | {r['rss_input_mib']:.0f} | "
+                f"{r['rss_compiling_mib']:.0f} | {r['rss_program_kept_mib']:.0f} | {r['rss_executable_mib']:.0f} | "
+                f"{r['rss_one_call_mib']:.0f} | {xla:.0f} | {round(r['rss_one_call_mib'] - xla)} |"
             )
-        lines += ["", "resident memory (RSS) of the same process: what building the model added; the compiler's peak "
-                      "above that; what stays once compiled; the peak of one steady call above the idle process"]
+        lines += ["", "resident memory (RSS) of the same process: what building the model added; the input batch; "
+                      "the compiler's peak above them; what stays once it has compiled, and how much of that deleting "
+                      "the executable (after the calls) returns; the peak of one steady call above the idle process"]
     return "\n".join(lines)
 
 
