@@ -224,9 +224,15 @@ def _validate_input_shape(input_shape, channels_required, pin_late_grids, data_f
 def _validate_arguments(
     *, include_top, weights, input_tensor, input_shape, pooling, classes,
     classifier_activation, include_preprocessing, drop_path_rate, pin_late_grids, data_format,
+    reset_head=False,
 ):
     """Checks every argument (reads no file); returns the full input shape and
     the data format."""
+    flags = dict(include_top=include_top, include_preprocessing=include_preprocessing,
+                 pin_late_grids=pin_late_grids, reset_head=reset_head)
+    for flag, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{flag} must be True or False. Received: {flag}={value!r}")
     if data_format is None:
         data_format = keras.config.image_data_format()
     if data_format not in DATA_FORMATS:
@@ -246,7 +252,8 @@ def _validate_arguments(
                 "classifier_activation must be None, a Keras activation name such as "
                 f"'softmax', or a callable. Received: {classifier_activation!r}"
             ) from e
-    if not 0.0 <= drop_path_rate < 1.0:
+    if isinstance(drop_path_rate, (bool, np.bool_)) or not isinstance(drop_path_rate, (int, float, np.number)) \
+            or not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1). Received: {drop_path_rate}")
     if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
         raise ValueError(
@@ -313,7 +320,7 @@ def HiriViT(
         input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,
         include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
-        pin_late_grids=pin_late_grids, data_format=data_format,
+        pin_late_grids=pin_late_grids, data_format=data_format, reset_head=reset_head,
     )
     hwc = _to_hwc(input_shape, data_format)
     # The checkpoint is found, read and matched against the arguments before

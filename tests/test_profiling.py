@@ -79,6 +79,8 @@ def test_profile_table_and_dynamic_input():
     )
     with pytest.raises(ValueError, match="pass input_shape"):
         keras_hiri.profile(model)
+    with pytest.raises(ValueError, match="profile needs a built functional keras.Model"):
+        keras_hiri.profile("hiri_vit_s")
     small, large = (keras_hiri.profile(model, (s, s, 3)) for s in (64, 128))
     assert small.params == large.params
     assert 3.5 < large.macs / small.macs < 4.5  # cost scales with pixels
