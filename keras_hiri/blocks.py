@@ -15,6 +15,8 @@ class _Residual(common.CompositeLayer):
 
     def __init__(self, dim, mlp_ratio, drop_path=0.0, **kwargs):
         super().__init__(**kwargs)
+        common.check_sizes(type(self).__name__, [("dim", dim)], [("mlp_ratio", mlp_ratio)],
+                           rates=[("drop_path", drop_path)])
         self.dim = dim
         self.mlp_ratio = mlp_ratio
         self.drop_path_rate = float(drop_path)
@@ -94,6 +96,7 @@ class CFFN(common.CompositeLayer):
 
     def __init__(self, dim, mlp_ratio, **kwargs):
         super().__init__(**kwargs)
+        common.check_sizes("CFFN", [("dim", dim)], [("mlp_ratio", mlp_ratio)])
         self.dim = dim
         self.mlp_ratio = mlp_ratio
 
@@ -144,11 +147,8 @@ class MultiHeadSelfAttention(common.CompositeLayer):
 
     def __init__(self, dim, num_heads, **kwargs):
         super().__init__(**kwargs)
-        if dim % num_heads:
-            raise ValueError(
-                f"dim must be divisible by num_heads. Received: dim={dim}, "
-                f"num_heads={num_heads}"
-            )
+        common.check_sizes("MultiHeadSelfAttention", [("dim", dim), ("num_heads", num_heads)],
+                           heads=(dim, num_heads))
         self.dim = dim
         self.num_heads = num_heads
 
@@ -203,6 +203,7 @@ class TransformerBlock(_Residual):
 
     def __init__(self, dim, num_heads, mlp_ratio=4, drop_path=0.0, **kwargs):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
+        common.check_sizes("TransformerBlock", [("num_heads", num_heads)], heads=(dim, num_heads))
         self.num_heads = num_heads
 
     def build(self, input_shape):

@@ -36,6 +36,27 @@ def register(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 
+def check_sizes(layer, integers=(), ratios=(), heads=None, rates=()):
+    """Raises a ``ValueError`` naming the first bad constructor argument of
+    ``layer`` (a class name): ``integers`` (name, value) pairs must be positive
+    ints, ``ratios`` positive numbers, ``rates`` in ``[0, 1)``; ``heads``:
+    ``(dim, num_heads)``, where ``num_heads`` must divide ``dim``."""
+    for name, value in integers:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{layer}: {name} must be a positive int. Received: {name}={value!r}")
+    for name, value in ratios:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) or value <= 0:
+            raise ValueError(f"{layer}: {name} must be a positive number. Received: {name}={value!r}")
+    for name, value in rates:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+                or not 0.0 <= value < 1.0:
+            raise ValueError(f"{layer}: {name} must be in [0, 1). Received: {name}={value!r}")
+    if heads is not None and heads[0] % heads[1]:
+        raise ValueError(
+            f"{layer}: dim must be divisible by num_heads. Received: dim={heads[0]}, num_heads={heads[1]}"
+        )
+
+
 def _host_normal(seed, shape, truncated, mean, stddev, dtype):
     """``normal(mean, stddev)`` samples of ``dtype`` (a backend tensor), drawn
     by NumPy from an int ``seed`` in float32 (float64 for a float64 ``dtype``);
@@ -719,8 +740,7 @@ class DropPath(keras.layers.Layer):
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"DropPath rate must be in [0, 1). Received: rate={rate}")
+        check_sizes("DropPath", rates=[("rate", rate)])
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None

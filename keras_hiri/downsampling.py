@@ -14,6 +14,7 @@ class _Downsample(common.CompositeLayer):
 
     def __init__(self, filters, strides=2, **kwargs):
         super().__init__(**kwargs)
+        common.check_sizes(type(self).__name__, [("filters", filters)])
         if strides not in (1, 2):
             raise ValueError(f"strides must be 1 or 2. Received: strides={strides}")
         self.filters = filters
@@ -45,6 +46,7 @@ class IRDSa(_Downsample):
 
     def __init__(self, filters, strides=2, expansion=2, **kwargs):
         super().__init__(filters, strides, **kwargs)
+        common.check_sizes(type(self).__name__, [("expansion", expansion)])
         self.expansion = expansion
 
     def build(self, input_shape):
@@ -84,6 +86,7 @@ class IRDSb(_Downsample):
 
     def __init__(self, filters, strides=2, expansion=3, norm="ln", **kwargs):
         super().__init__(filters, strides, **kwargs)
+        common.check_sizes(type(self).__name__, [("expansion", expansion)])
         self.expansion = expansion
         self.norm_kind = norm
 

@@ -22,6 +22,8 @@ class ClassAttentionHead(common.CompositeLayer):
 
     def __init__(self, dim, num_heads, mlp_ratio, **kwargs):
         super().__init__(**kwargs)
+        common.check_sizes("ClassAttentionHead", [("dim", dim), ("num_heads", num_heads)],
+                           [("mlp_ratio", mlp_ratio)], heads=(dim, num_heads))
         self.dim = dim
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio

@@ -47,6 +47,32 @@ class Recipe:
     erasing_prob: float = 0.25
     seed: int = 0
 
+    def __post_init__(self):
+        """Raises a ``ValueError`` naming the first field out of its range."""
+        positive = ("epochs", "batch_size", "base_batch_size", "base_learning_rate")
+        non_negative = ("warmup_epochs", "weight_decay", "min_learning_rate", "mixup_alpha", "cutmix_alpha")
+        unit = {"alpha": "[0, 1]", "erasing_prob": "[0, 1]", "ema_momentum": "[0, 1)",
+                "label_smoothing": "[0, 1)", "drop_path_rate": "[0, 1)"}
+        integers = ("epochs", "batch_size", "base_batch_size", "warmup_epochs", "seed")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type is bool:
+                if not isinstance(value, bool):
+                    raise ValueError(f"Recipe.{field.name} must be True or False. Received: {value!r}")
+                continue
+            kinds = int if field.name in integers else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ValueError(f"Recipe.{field.name} must be {'an int' if kinds is int else 'a number'}. "
+                                 f"Received: {value!r}")
+            if field.name in positive and value <= 0:
+                raise ValueError(f"Recipe.{field.name} must be > 0. Received: {value!r}")
+            if field.name in non_negative and value < 0:
+                raise ValueError(f"Recipe.{field.name} must be >= 0. Received: {value!r}")
+            if field.name in unit:
+                closed = unit[field.name].endswith("]")
+                if not (0 <= value <= 1 if closed else 0 <= value < 1):
+                    raise ValueError(f"Recipe.{field.name} must be in {unit[field.name]}. Received: {value!r}")
+
     @property
     def learning_rate(self):
         """Peak learning rate, linearly scaled: ``base * batch / base_batch``."""

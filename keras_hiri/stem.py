@@ -11,6 +11,7 @@ class _Stem(common.CompositeLayer):
 
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
+        common.check_sizes(type(self).__name__, [("filters", filters)])
         self.filters = filters
 
     def compute_output_shape(self, input_shape):

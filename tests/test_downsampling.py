@@ -37,3 +37,13 @@ def test_irds_widths_follow_design():
 def test_bad_stride():
     with pytest.raises(ValueError, match="strides"):
         downsampling.IRDSa(8, strides=3)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: downsampling.IRDSa(0), "IRDSa: filters must be a positive int. Received: filters=0"),
+    (lambda: downsampling.IRDSb(16, expansion=1.5), "IRDSb: expansion must be a positive int"),
+    (lambda: downsampling.PlainDownsample(-4), "PlainDownsample: filters must be a positive int"),
+], ids=["irds-a", "irds-b-expansion", "plain"])
+def test_bad_sizes_raise_at_construction(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from keras_hiri.head import ClassAttentionHead
 from tests.helpers import assert_layer_round_trip, to_numpy
@@ -19,3 +20,10 @@ def test_class_token_is_permutation_invariant_over_positions():
     perm = np.random.default_rng(1).permutation(12)
     shuffled = x.reshape(1, 12, 8)[:, perm].reshape(1, 3, 4, 8)
     np.testing.assert_allclose(to_numpy(layer(x)), to_numpy(layer(shuffled)), atol=1e-5)
+
+
+def test_bad_sizes_raise_at_construction():
+    with pytest.raises(ValueError, match="ClassAttentionHead: dim must be divisible by num_heads"):
+        ClassAttentionHead(10, num_heads=3, mlp_ratio=4)
+    with pytest.raises(ValueError, match="ClassAttentionHead: mlp_ratio must be a positive number"):
+        ClassAttentionHead(8, num_heads=2, mlp_ratio=0)

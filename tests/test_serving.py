@@ -76,6 +76,12 @@ def test_bad_export_arguments(classifier, tmp_path, kwargs, message):
     assert not os.listdir(tmp_path)  # refused before anything is written
 
 
+def test_a_non_model_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="export needs a built functional keras.Model"):
+        export(str(tmp_path / "model.keras"), str(tmp_path / "served"))
+    assert not os.listdir(tmp_path)
+
+
 def test_dynamic_input_model_is_rejected(tmp_path):
     model = tiny_model(input_shape=(None, None, 3), include_top=False, pooling="avg")
     with pytest.raises(ValueError, match="static RGB input"):

@@ -21,3 +21,9 @@ def test_hr_stem_has_both_branches():
     layer(np.zeros((1, 16, 16, 3), "float32"))
     names = {w.path.split("/")[-2] for w in layer.trainable_weights}
     assert {"stem_hi_dw", "stem_hi_conv", "stem_lo_conv1", "stem_lo_conv2", "stem_lo_conv3"} <= names
+
+
+@pytest.mark.parametrize("cls", [stem.HRStem, stem.ConvStem, stem.ViTStem])
+def test_bad_width_raises_at_construction(cls):
+    with pytest.raises(ValueError, match=f"{cls.__name__}: filters must be a positive int. Received: filters=0"):
+        cls(0)

@@ -20,6 +20,16 @@ def test_recipe_defaults_are_the_papers():
     assert training.Recipe(batch_size=256).learning_rate == pytest.approx(2.5e-4)  # linear scaling
 
 
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "epochs must be > 0"), ("epochs", 2.5, "epochs must be an int"),
+    ("alpha", 1.5, r"alpha must be in \[0, 1\]"), ("ema_momentum", 1.0, r"ema_momentum must be in \[0, 1\)"),
+    ("weight_decay", -0.1, "weight_decay must be >= 0"), ("distillation", "yes", "distillation must be True or False"),
+])
+def test_recipe_rejects_values_out_of_range(field, value, message):
+    with pytest.raises(ValueError, match=f"Recipe.{message}"):
+        training.Recipe(**{field: value})
+
+
 def test_schedule_warms_up_linearly_then_cosine_decays():
     r = training.Recipe(epochs=10, batch_size=128, warmup_epochs=2)
     schedule = r.schedule(steps_per_epoch=5)
