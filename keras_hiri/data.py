@@ -146,6 +146,18 @@ def _photo(name):
     return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
 
 
+def _check_split(split, val_fraction, **counts):
+    """Raises a ``ValueError`` naming a bad argument of the offline sets: the
+    split, ``val_fraction`` (in ``(0, 1)``) or any of ``counts`` (positive ints)."""
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation'. Received: {split!r}")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1). Received: val_fraction={val_fraction!r}")
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+
+
 def _split_region(image, split, val_fraction):
     """The part of ``image`` a split may use: the left ``1 - val_fraction`` of
     its width for "train", the rest for "validation" (no shared pixels)."""
@@ -166,8 +178,7 @@ def photo_patches(split, patch_size=64, per_class=64, val_fraction=0.25, seed=0)
     Returns:
         ``(images uint8 (N, patch_size, patch_size, 3), labels int (N,), class_names)``.
     """
-    if split not in ("train", "validation"):
-        raise ValueError(f"split must be 'train' or 'validation'. Received: {split!r}")
+    _check_split(split, val_fraction, patch_size=patch_size, per_class=per_class)
     rng = np.random.default_rng(seed + (0 if split == "train" else 1))
     images, labels = [], []
     for label, name in enumerate(PHOTOS):
@@ -204,8 +215,7 @@ def texture_mosaics(split, n=64, size=64, regions=(2, 6), val_fraction=0.25, see
     Returns:
         ``(images uint8 (n, size, size, 3), masks int32 (n, size, size), class_names)``.
     """
-    if split not in ("train", "validation"):
-        raise ValueError(f"split must be 'train' or 'validation'. Received: {split!r}")
+    _check_split(split, val_fraction, n=n, size=size)
     textures = []
     for name in TEXTURES:
         texture = _photo(name)[..., 0].astype(np.float32)
@@ -297,8 +307,7 @@ def pasted_objects(split, n=64, size=128, objects=(1, 3), scale=(24, 64), val_fr
         ``(x_min, y_min, x_max, y_max)`` in pixels ("xyxy"); unused rows have
         label ``-1`` and box ``-1`` (keras-hub's padding).
     """
-    if split not in ("train", "validation"):
-        raise ValueError(f"split must be 'train' or 'validation'. Received: {split!r}")
+    _check_split(split, val_fraction, n=n, size=size)
     if not 1 <= objects[0] <= objects[1]:
         raise ValueError(f"objects must be (min, max) with 1 <= min <= max. Received: {objects}")
     rng = np.random.default_rng((seed, 2 if split == "train" else 3))

@@ -71,6 +71,12 @@ def test_evaluation_batches_are_in_order_and_centre_cropped():
     ({"batch_size": 0}, "batch_size"),
     ({"batch_size": 13}, "batch_size"),
     ({"labels": np.zeros(3)}, "one label each"),
+    ({"labels": np.full(12, 0.5)}, "labels must be non-negative ints"),
+    ({"labels": np.full(12, -1)}, "labels must be non-negative ints"),
+    ({"image_size": 32}, r"image_size must be \(height, width\)"),
+    ({"image_size": (32, 0)}, "image_size must be"),
+    ({"erasing_prob": 2.0}, "erasing_prob must be in"),
+    ({"crop_pct": 0}, "crop_pct"),
 ])
 def test_bad_arguments(kwargs, message):
     x, y = _arrays()
