@@ -86,6 +86,12 @@ def retinanet(encoder, num_classes, head_convs=2, confidence_threshold=0.05,
     The prediction decoder keeps detections down to ``confidence_threshold``
     (COCO scoring wants low-confidence detections too) after per-class NMS.
     """
+    counts = {"num_classes": (num_classes, 1), "head_convs": (head_convs, 0), "max_detections": (max_detections, 1)}
+    for name, (value, least) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}. Received: {name}={value!r}")
+    if not 0 <= confidence_threshold <= 1:
+        raise ValueError(f"confidence_threshold must be in [0, 1]. Received: {confidence_threshold!r}")
     keras_hub = _keras_hub()
     missing = [level for level in ("P3", "P4", "P5") if level not in encoder.pyramid_outputs]
     if missing:

@@ -53,6 +53,11 @@ def test_resnet_baseline_encoder_levels_and_cost():
     partial.pyramid_outputs = {k: v for k, v in encoder.pyramid_outputs.items() if k != "P5"}
     with pytest.raises(ValueError, match=r"no pyramid level\(s\) \['P5'\]"):
         detection.retinanet(partial, 2)
+    for kwargs, message in [({"num_classes": 0}, "num_classes must be an int >= 1"),
+                            ({"head_convs": -1}, "head_convs must be an int >= 0"),
+                            ({"confidence_threshold": 1.5}, r"confidence_threshold must be in \[0, 1\]")]:
+        with pytest.raises(ValueError, match=message):
+            detection.retinanet(encoder, **{"num_classes": 2, **kwargs})
 
 
 def test_detect_verb_trains_scores_and_the_detector_round_trips(tmp_path):
