@@ -176,6 +176,7 @@ class Dense(keras.layers.Dense):
         return self.activation(out) if self.activation is not None else out
 
     def quantize(self, mode=None, type_check=True, config=None):
+        """``keras.layers.Dense.quantize`` (``"int8"``, ``"float8"``, ...)."""
         # Keras quantizes only exact Dense layers unless told otherwise; this
         # call() is Dense's computation, so its quantized forms apply as they are.
         super().quantize(mode, type_check=False, config=config)
@@ -302,6 +303,7 @@ def set_depthwise_implementation(implementation):
 
 
 def get_depthwise_implementation():
+    """The ``depthwise`` switch's setting (see :func:`set_depthwise_implementation`)."""
     return kernels.get_kernel("depthwise")
 
 

@@ -283,6 +283,9 @@ class EMADistillation(keras.Model):
                 metric.build(probs, probs)
 
     def fit(self, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit`` (same arguments). Builds the teacher and the
+        optimizer state first, and at the end writes the last step's student
+        weights back into ``self.student`` (a callback added unless given)."""
         callbacks = list(callbacks or [])
         if not any(isinstance(c, _FoldLastStudentState) for c in callbacks):
             callbacks.append(_FoldLastStudentState())
@@ -290,6 +293,8 @@ class EMADistillation(keras.Model):
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):
+        """``keras.Model.evaluate`` of the student (same arguments), its
+        training state built first so a fresh trainer can evaluate."""
         self.build_training_state()
         return super().evaluate(*args, **kwargs)
 

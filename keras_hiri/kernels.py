@@ -189,6 +189,8 @@ def fence(x, training=False):
 
 
 def use_unrolled_depthwise():
+    """Whether depthwise convolutions run as sums of shifted slices now (the
+    ``depthwise`` switch resolved)."""
     return resolve("depthwise") == "unrolled"
 
 

@@ -41,18 +41,22 @@ class Profile:
 
     @property
     def params(self):
+        """Trainable parameters, summed over the parts."""
         return sum(r[1] for r in self.rows)
 
     @property
     def macs(self):
+        """Multiply-accumulates for one image, summed over the parts."""
         return sum(r[2] for r in self.rows)
 
     @property
     def params_m(self):
+        """:attr:`params` in millions (the paper's unit)."""
         return self.params / 1e6
 
     @property
     def gmacs(self):
+        """:attr:`macs` in billions (what the paper calls GFLOPs)."""
         return self.macs / 1e9
 
     def table(self):

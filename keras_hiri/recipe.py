@@ -79,6 +79,9 @@ class Recipe:
         return self.base_learning_rate * self.batch_size / self.base_batch_size
 
     def schedule(self, steps_per_epoch):
+        """The learning rate per step: linear warm-up from 0 to
+        :attr:`learning_rate` over ``warmup_epochs``, then cosine decay to
+        ``min_learning_rate`` at the end of ``epochs``."""
         total = max(1, self.epochs * steps_per_epoch)
         warmup = min(self.warmup_epochs * steps_per_epoch, total - 1)
         return keras.optimizers.schedules.CosineDecay(
@@ -90,6 +93,8 @@ class Recipe:
         )
 
     def optimizer(self, steps_per_epoch):
+        """AdamW on :meth:`schedule` with ``weight_decay``, biases and norm
+        scales/offsets left out of the decay."""
         opt = keras.optimizers.AdamW(
             learning_rate=self.schedule(steps_per_epoch), weight_decay=self.weight_decay
         )

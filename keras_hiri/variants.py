@@ -109,6 +109,7 @@ class HiriViTConfig:
 
     @property
     def num_stages(self):
+        """How many stages the network has (five for the paper's variants)."""
         return len(self.widths)
 
     def heads(self, stage):
@@ -117,6 +118,8 @@ class HiriViTConfig:
         return heads if heads is not None else max(1, self.widths[stage] // self.head_dim)
 
     def replace(self, **changes):
+        """A copy with ``changes`` (field=value) applied and checked again,
+        e.g. ``VARIANTS["S"].replace(depths=(1, 1, 2, 2, 1))``."""
         return dataclasses.replace(self, **changes)
 
     def stage_specs(self, input_size=(None, None), pin_late_grids=False):
@@ -153,6 +156,7 @@ class HiriViTConfig:
         return specs
 
     def to_dict(self):
+        """The fields as a plain dict (JSON-ready; ``HiriViTConfig(**d)`` rebuilds it)."""
         return dataclasses.asdict(self)
 
 
