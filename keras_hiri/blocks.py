@@ -7,7 +7,7 @@ blocks flatten it to tokens internally. Each is residual and pre-norm.
 
 from keras import ops
 
-from keras_hiri import common, kernels
+from keras_hiri import checks, common, kernels
 
 
 class _Residual(common.CompositeLayer):
@@ -15,8 +15,10 @@ class _Residual(common.CompositeLayer):
 
     def __init__(self, dim, mlp_ratio, drop_path=0.0, **kwargs):
         super().__init__(**kwargs)
-        common.check_sizes(type(self).__name__, [("dim", dim)], [("mlp_ratio", mlp_ratio)],
-                           rates=[("drop_path", drop_path)])
+        owner = type(self).__name__
+        checks.int_at_least("dim", dim, owner=owner)
+        checks.number_in("mlp_ratio", mlp_ratio, low_open=True, owner=owner)
+        checks.number_in("drop_path", drop_path, 0, 1, high_open=True, owner=owner)
         self.dim = dim
         self.mlp_ratio = mlp_ratio
         self.drop_path_rate = float(drop_path)
@@ -96,7 +98,8 @@ class CFFN(common.CompositeLayer):
 
     def __init__(self, dim, mlp_ratio, **kwargs):
         super().__init__(**kwargs)
-        common.check_sizes("CFFN", [("dim", dim)], [("mlp_ratio", mlp_ratio)])
+        checks.int_at_least("dim", dim, owner="CFFN")
+        checks.number_in("mlp_ratio", mlp_ratio, low_open=True, owner="CFFN")
         self.dim = dim
         self.mlp_ratio = mlp_ratio
 
@@ -147,8 +150,7 @@ class MultiHeadSelfAttention(common.CompositeLayer):
 
     def __init__(self, dim, num_heads, **kwargs):
         super().__init__(**kwargs)
-        common.check_sizes("MultiHeadSelfAttention", [("dim", dim), ("num_heads", num_heads)],
-                           heads=(dim, num_heads))
+        checks.heads(dim, num_heads, owner="MultiHeadSelfAttention")
         self.dim = dim
         self.num_heads = num_heads
 
@@ -203,7 +205,7 @@ class TransformerBlock(_Residual):
 
     def __init__(self, dim, num_heads, mlp_ratio=4, drop_path=0.0, **kwargs):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
-        common.check_sizes("TransformerBlock", [("num_heads", num_heads)], heads=(dim, num_heads))
+        checks.heads(dim, num_heads, owner="TransformerBlock")
         self.num_heads = num_heads
 
     def build(self, input_shape):

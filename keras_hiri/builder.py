@@ -9,7 +9,7 @@ import json
 import keras
 import numpy as np
 
-from keras_hiri import common, naming
+from keras_hiri import checks, common, naming
 from keras_hiri import variants as variants_lib
 from keras_hiri import weights as weights_lib
 from keras_hiri.blocks import BLOCKS
@@ -230,9 +230,8 @@ def _validate_arguments(
     the data format."""
     flags = dict(include_top=include_top, include_preprocessing=include_preprocessing,
                  pin_late_grids=pin_late_grids, reset_head=reset_head)
-    for flag, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{flag} must be True or False. Received: {flag}={value!r}")
+    for name, value in flags.items():
+        checks.flag(name, value)
     if data_format is None:
         data_format = keras.config.image_data_format()
     if data_format not in DATA_FORMATS:
@@ -242,8 +241,8 @@ def _validate_arguments(
         )
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
-    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
-        raise ValueError(f"classes must be a positive int. Received: classes={classes!r}")
+    if include_top:
+        checks.int_at_least("classes", classes)
     if classifier_activation is not None:
         try:
             keras.activations.get(classifier_activation)
@@ -252,9 +251,7 @@ def _validate_arguments(
                 "classifier_activation must be None, a Keras activation name such as "
                 f"'softmax', or a callable. Received: {classifier_activation!r}"
             ) from e
-    if isinstance(drop_path_rate, (bool, np.bool_)) or not isinstance(drop_path_rate, (int, float, np.number)) \
-            or not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1). Received: {drop_path_rate}")
+    checks.number_in("drop_path_rate", drop_path_rate, 0, 1, high_open=True)
     if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
         raise ValueError(
             "input_tensor must be a Keras tensor (from keras.Input or a layer). "

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_hiri import kernels
+from keras_hiri import checks, kernels
 from keras_hiri.variants import halve  # noqa: F401  (the stride rule, for the layers)
 
 PACKAGE = "keras_hiri"
@@ -34,27 +34,6 @@ LN_EPSILON = 1e-6
 def register(cls):
     """Registers a layer class for ``keras.saving`` under ``keras_hiri>``."""
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
-
-
-def check_sizes(layer, integers=(), ratios=(), heads=None, rates=()):
-    """Raises a ``ValueError`` naming the first bad constructor argument of
-    ``layer`` (a class name): ``integers`` (name, value) pairs must be positive
-    ints, ``ratios`` positive numbers, ``rates`` in ``[0, 1)``; ``heads``:
-    ``(dim, num_heads)``, where ``num_heads`` must divide ``dim``."""
-    for name, value in integers:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{layer}: {name} must be a positive int. Received: {name}={value!r}")
-    for name, value in ratios:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) or value <= 0:
-            raise ValueError(f"{layer}: {name} must be a positive number. Received: {name}={value!r}")
-    for name, value in rates:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
-                or not 0.0 <= value < 1.0:
-            raise ValueError(f"{layer}: {name} must be in [0, 1). Received: {name}={value!r}")
-    if heads is not None and heads[0] % heads[1]:
-        raise ValueError(
-            f"{layer}: dim must be divisible by num_heads. Received: dim={heads[0]}, num_heads={heads[1]}"
-        )
 
 
 def _host_normal(seed, shape, truncated, mean, stddev, dtype):
@@ -742,7 +721,7 @@ class DropPath(keras.layers.Layer):
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        check_sizes("DropPath", rates=[("rate", rate)])
+        checks.number_in("rate", rate, 0, 1, high_open=True, owner="DropPath")
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_hiri import extras
+from keras_hiri import checks, extras
 
 tf = extras.require_tensorflow("keras_hiri.data (tf.data sources and the photo-patch set)")
 
@@ -151,11 +151,9 @@ def _check_split(split, val_fraction, **counts):
     split, ``val_fraction`` (in ``(0, 1)``) or any of ``counts`` (positive ints)."""
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation'. Received: {split!r}")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1). Received: val_fraction={val_fraction!r}")
+    checks.number_in("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+        checks.int_at_least(name, value)
 
 
 def _split_region(image, split, val_fraction):

@@ -20,7 +20,7 @@ import io
 import keras
 import numpy as np
 
-from keras_hiri import builder, variants
+from keras_hiri import builder, checks, variants
 
 BOX_FORMAT = "xyxy"
 # pycocotools' COCOeval.stats: the figures this module reports, by index.
@@ -86,12 +86,10 @@ def retinanet(encoder, num_classes, head_convs=2, confidence_threshold=0.05,
     The prediction decoder keeps detections down to ``confidence_threshold``
     (COCO scoring wants low-confidence detections too) after per-class NMS.
     """
-    counts = {"num_classes": (num_classes, 1), "head_convs": (head_convs, 0), "max_detections": (max_detections, 1)}
-    for name, (value, least) in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"{name} must be an int >= {least}. Received: {name}={value!r}")
-    if not 0 <= confidence_threshold <= 1:
-        raise ValueError(f"confidence_threshold must be in [0, 1]. Received: {confidence_threshold!r}")
+    checks.int_at_least("num_classes", num_classes)
+    checks.int_at_least("head_convs", head_convs, 0)
+    checks.int_at_least("max_detections", max_detections)
+    checks.number_in("confidence_threshold", confidence_threshold, 0, 1)
     keras_hub = _keras_hub()
     missing = [level for level in ("P3", "P4", "P5") if level not in encoder.pyramid_outputs]
     if missing:

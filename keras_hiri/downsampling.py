@@ -6,7 +6,7 @@ with ``strides=1`` (the pinned-grid rule of the paper's 224/384 settings), keep
 the grid.
 """
 
-from keras_hiri import common
+from keras_hiri import checks, common
 
 
 class _Downsample(common.CompositeLayer):
@@ -14,7 +14,7 @@ class _Downsample(common.CompositeLayer):
 
     def __init__(self, filters, strides=2, **kwargs):
         super().__init__(**kwargs)
-        common.check_sizes(type(self).__name__, [("filters", filters)])
+        checks.int_at_least("filters", filters, owner=type(self).__name__)
         if strides not in (1, 2):
             raise ValueError(f"strides must be 1 or 2. Received: strides={strides}")
         self.filters = filters
@@ -46,7 +46,7 @@ class IRDSa(_Downsample):
 
     def __init__(self, filters, strides=2, expansion=2, **kwargs):
         super().__init__(filters, strides, **kwargs)
-        common.check_sizes(type(self).__name__, [("expansion", expansion)])
+        checks.int_at_least("expansion", expansion, owner=type(self).__name__)
         self.expansion = expansion
 
     def build(self, input_shape):
@@ -86,7 +86,7 @@ class IRDSb(_Downsample):
 
     def __init__(self, filters, strides=2, expansion=3, norm="ln", **kwargs):
         super().__init__(filters, strides, **kwargs)
-        common.check_sizes(type(self).__name__, [("expansion", expansion)])
+        checks.int_at_least("expansion", expansion, owner=type(self).__name__)
         self.expansion = expansion
         self.norm_kind = norm
 

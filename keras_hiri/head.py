@@ -8,7 +8,7 @@ plain FFN. The builder then applies ``LayerNorm`` and the linear classifier.
 
 from keras import ops
 
-from keras_hiri import common
+from keras_hiri import checks, common
 from keras_hiri.blocks import MultiHeadSelfAttention, to_tokens
 
 
@@ -22,8 +22,8 @@ class ClassAttentionHead(common.CompositeLayer):
 
     def __init__(self, dim, num_heads, mlp_ratio, **kwargs):
         super().__init__(**kwargs)
-        common.check_sizes("ClassAttentionHead", [("dim", dim), ("num_heads", num_heads)],
-                           [("mlp_ratio", mlp_ratio)], heads=(dim, num_heads))
+        checks.heads(dim, num_heads, owner="ClassAttentionHead")
+        checks.number_in("mlp_ratio", mlp_ratio, low_open=True, owner="ClassAttentionHead")
         self.dim = dim
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio

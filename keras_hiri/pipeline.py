@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hiri import checks
 from keras_hiri.randaugment import recipe_randaugment
 from keras_hiri.recipe import DEFAULTS
 
@@ -189,12 +190,12 @@ class KeyedImageDataset(keras.utils.PyDataset):
         if not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
             raise ValueError(f"labels must be non-negative ints (class indices). Received dtype {labels.dtype}"
                              + (f", min {labels.min()}" if labels.size else ""))
-        if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
-                or not all(isinstance(s, (int, np.integer)) and s > 0 for s in image_size)):
-            raise ValueError(f"image_size must be (height, width), two positive ints. Received: {image_size!r}")
-        if not 0 <= erasing_prob <= 1 or not 0 < crop_pct <= 1:
-            raise ValueError("erasing_prob must be in [0, 1] and crop_pct in (0, 1]. "
-                             f"Received: erasing_prob={erasing_prob!r}, crop_pct={crop_pct!r}")
+        if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
+            raise ValueError(f"image_size must be (height, width). Received: image_size={image_size!r}")
+        for name, side in zip(("height", "width"), image_size):
+            checks.int_at_least(f"image_size's {name}", side)
+        checks.number_in("erasing_prob", erasing_prob, 0, 1)
+        checks.number_in("crop_pct", crop_pct, 0, 1, low_open=True)
         self.images, self.labels = images, labels.astype("int32")
         self.image_size = tuple(int(s) for s in image_size)
         self.batch_size = int(batch_size)

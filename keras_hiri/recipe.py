@@ -10,6 +10,8 @@ import dataclasses
 
 import keras
 
+from keras_hiri import checks
+
 # DeiT / timm defaults used by Swin and PVTv2 (the recipes Sec. 5.1 cites).
 DEFAULTS = {
     "scale": (0.08, 1.0),
@@ -23,6 +25,11 @@ DEFAULTS = {
     "label_smoothing": 0.1,
     "crop_pct": 0.875,
 }
+
+
+# Recipe fields that are probabilities or fractions: the open upper end where 1 makes no sense.
+_UNIT_INTERVALS = {"alpha": False, "erasing_prob": False, "ema_momentum": True, "label_smoothing": True,
+                   "drop_path_rate": True}
 
 
 @dataclasses.dataclass
@@ -49,29 +56,16 @@ class Recipe:
 
     def __post_init__(self):
         """Raises a ``ValueError`` naming the first field out of its range."""
-        positive = ("epochs", "batch_size", "base_batch_size", "base_learning_rate")
-        non_negative = ("warmup_epochs", "weight_decay", "min_learning_rate", "mixup_alpha", "cutmix_alpha")
-        unit = {"alpha": "[0, 1]", "erasing_prob": "[0, 1]", "ema_momentum": "[0, 1)",
-                "label_smoothing": "[0, 1)", "drop_path_rate": "[0, 1)"}
-        integers = ("epochs", "batch_size", "base_batch_size", "warmup_epochs", "seed")
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
+            name, value = f"Recipe.{field.name}", getattr(self, field.name)
             if field.type is bool:
-                if not isinstance(value, bool):
-                    raise ValueError(f"Recipe.{field.name} must be True or False. Received: {value!r}")
-                continue
-            kinds = int if field.name in integers else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds):
-                raise ValueError(f"Recipe.{field.name} must be {'an int' if kinds is int else 'a number'}. "
-                                 f"Received: {value!r}")
-            if field.name in positive and value <= 0:
-                raise ValueError(f"Recipe.{field.name} must be > 0. Received: {value!r}")
-            if field.name in non_negative and value < 0:
-                raise ValueError(f"Recipe.{field.name} must be >= 0. Received: {value!r}")
-            if field.name in unit:
-                closed = unit[field.name].endswith("]")
-                if not (0 <= value <= 1 if closed else 0 <= value < 1):
-                    raise ValueError(f"Recipe.{field.name} must be in {unit[field.name]}. Received: {value!r}")
+                checks.flag(name, value)
+            elif field.type is int:
+                checks.int_at_least(name, value, 0 if field.name in ("warmup_epochs", "seed") else 1)
+            elif field.name in _UNIT_INTERVALS:
+                checks.number_in(name, value, 0, 1, high_open=_UNIT_INTERVALS[field.name])
+            else:  # rates, decays and Beta parameters: >= 0; the learning rate > 0
+                checks.number_in(name, value, low_open=field.name == "base_learning_rate")
 
     @property
     def learning_rate(self):

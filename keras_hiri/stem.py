@@ -3,7 +3,7 @@
 Every stem maps an image ``(B, H, W, 3)`` to ``(B, ceil(H/4), ceil(W/4), C1)``.
 """
 
-from keras_hiri import common
+from keras_hiri import checks, common
 
 
 class _Stem(common.CompositeLayer):
@@ -11,7 +11,7 @@ class _Stem(common.CompositeLayer):
 
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
-        common.check_sizes(type(self).__name__, [("filters", filters)])
+        checks.int_at_least("filters", filters, owner=type(self).__name__)
         self.filters = filters
 
     def compute_output_shape(self, input_shape):

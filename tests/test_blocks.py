@@ -106,13 +106,13 @@ def test_cffn_equation_3():
 
 @pytest.mark.backend_independent
 @pytest.mark.parametrize("make,message", [
-    (lambda: blocks.HRBlock(0), "HRBlock: dim must be a positive int. Received: dim=0"),
-    (lambda: blocks.HRBlock(8.0), "HRBlock: dim must be a positive int"),
-    (lambda: blocks.CFFNBlock(8, mlp_ratio=0), "CFFNBlock: mlp_ratio must be a positive number"),
+    (lambda: blocks.HRBlock(0), "HRBlock: dim must be an int >= 1. Received: dim=0"),
+    (lambda: blocks.HRBlock(8.0), "HRBlock: dim must be an int >= 1"),
+    (lambda: blocks.CFFNBlock(8, mlp_ratio=0), "CFFNBlock: mlp_ratio must be a number > 0"),
     (lambda: blocks.CFFNBlock(8, drop_path=1.0), r"CFFNBlock: drop_path must be in \[0, 1\)"),
-    (lambda: blocks.CFFN(8, -1), "CFFN: mlp_ratio must be a positive number"),
+    (lambda: blocks.CFFN(8, -1), "CFFN: mlp_ratio must be a number > 0"),
     (lambda: blocks.TransformerBlock(10, num_heads=3), "TransformerBlock: dim must be divisible by num_heads"),
-    (lambda: blocks.TransformerBlock(8, num_heads=0), "TransformerBlock: num_heads must be a positive int"),
+    (lambda: blocks.TransformerBlock(8, num_heads=0), "TransformerBlock: num_heads must be an int >= 1"),
     (lambda: blocks.MultiHeadSelfAttention(8, num_heads=3), "dim must be divisible by num_heads"),
 ], ids=["hr-dim", "hr-float-dim", "cffn-block-ratio", "drop-path", "cffn-ratio", "heads-divide",
         "heads-zero", "mhsa-heads"])

@@ -40,7 +40,7 @@ BAD_INPUTS = [
     ({"input_shape": (448.0, 448, 3)}, "int"),
     ({"pooling": "mean", "include_top": False}, "pooling must be one of"),
     ({"classifier_activation": "no_such_activation"}, "classifier_activation"),
-    ({"classes": 0}, "classes must be a positive int"),
+    ({"classes": 0}, "classes must be an int >= 1"),
     ({"weights": "imagenet"}, "no HIRI-ViT checkpoint trained on ImageNet"),
     ({"weights": "/no/such/file.weights.h5"}, "neither None, a known name"),
     ({"weights": 42}, "weights must be None"),

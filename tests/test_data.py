@@ -195,11 +195,11 @@ def test_pasted_objects_have_exact_disjoint_boxes_and_held_out_faces():
 
 @pytest.mark.parametrize("make,message", [
     (lambda: data.photo_patches("test"), "split must be 'train' or 'validation'"),
-    (lambda: data.photo_patches("train", patch_size=0), "patch_size must be a positive int"),
+    (lambda: data.photo_patches("train", patch_size=0), "patch_size must be an int >= 1"),
     (lambda: data.photo_patches("train", val_fraction=1.5), r"val_fraction must be in \(0, 1\)"),
-    (lambda: data.texture_mosaics("train", n=0), "n must be a positive int"),
+    (lambda: data.texture_mosaics("train", n=0), "n must be an int >= 1"),
     (lambda: data.pasted_objects("validation", val_fraction=0), "val_fraction must be in"),
-    (lambda: data.pasted_objects("train", size=64.0), "size must be a positive int"),
+    (lambda: data.pasted_objects("train", size=64.0), "size must be an int >= 1"),
 ], ids=["split", "patch-size", "val-fraction", "mosaic-n", "objects-val-fraction", "objects-size"])
 def test_offline_sets_reject_bad_arguments(make, message):
     with pytest.raises(ValueError, match=message):

@@ -40,9 +40,9 @@ def test_bad_stride():
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: downsampling.IRDSa(0), "IRDSa: filters must be a positive int. Received: filters=0"),
-    (lambda: downsampling.IRDSb(16, expansion=1.5), "IRDSb: expansion must be a positive int"),
-    (lambda: downsampling.PlainDownsample(-4), "PlainDownsample: filters must be a positive int"),
+    (lambda: downsampling.IRDSa(0), "IRDSa: filters must be an int >= 1. Received: filters=0"),
+    (lambda: downsampling.IRDSb(16, expansion=1.5), "IRDSb: expansion must be an int >= 1"),
+    (lambda: downsampling.PlainDownsample(-4), "PlainDownsample: filters must be an int >= 1"),
 ], ids=["irds-a", "irds-b-expansion", "plain"])
 def test_bad_sizes_raise_at_construction(make, message):
     with pytest.raises(ValueError, match=message):

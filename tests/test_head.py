@@ -25,5 +25,5 @@ def test_class_token_is_permutation_invariant_over_positions():
 def test_bad_sizes_raise_at_construction():
     with pytest.raises(ValueError, match="ClassAttentionHead: dim must be divisible by num_heads"):
         ClassAttentionHead(10, num_heads=3, mlp_ratio=4)
-    with pytest.raises(ValueError, match="ClassAttentionHead: mlp_ratio must be a positive number"):
+    with pytest.raises(ValueError, match="ClassAttentionHead: mlp_ratio must be a number > 0"):
         ClassAttentionHead(8, num_heads=2, mlp_ratio=0)

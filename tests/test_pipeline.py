@@ -74,7 +74,7 @@ def test_evaluation_batches_are_in_order_and_centre_cropped():
     ({"labels": np.full(12, 0.5)}, "labels must be non-negative ints"),
     ({"labels": np.full(12, -1)}, "labels must be non-negative ints"),
     ({"image_size": 32}, r"image_size must be \(height, width\)"),
-    ({"image_size": (32, 0)}, "image_size must be"),
+    ({"image_size": (32, 0)}, "image_size's width must be an int >= 1"),
     ({"erasing_prob": 2.0}, "erasing_prob must be in"),
     ({"crop_pct": 0}, "crop_pct"),
 ])

@@ -25,5 +25,5 @@ def test_hr_stem_has_both_branches():
 
 @pytest.mark.parametrize("cls", [stem.HRStem, stem.ConvStem, stem.ViTStem])
 def test_bad_width_raises_at_construction(cls):
-    with pytest.raises(ValueError, match=f"{cls.__name__}: filters must be a positive int. Received: filters=0"):
+    with pytest.raises(ValueError, match=f"{cls.__name__}: filters must be an int >= 1. Received: filters=0"):
         cls(0)

@@ -21,9 +21,9 @@ def test_recipe_defaults_are_the_papers():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("epochs", 0, "epochs must be > 0"), ("epochs", 2.5, "epochs must be an int"),
+    ("epochs", 0, "epochs must be an int >= 1"), ("epochs", 2.5, "epochs must be an int"),
     ("alpha", 1.5, r"alpha must be in \[0, 1\]"), ("ema_momentum", 1.0, r"ema_momentum must be in \[0, 1\)"),
-    ("weight_decay", -0.1, "weight_decay must be >= 0"), ("distillation", "yes", "distillation must be True or False"),
+    ("weight_decay", -0.1, "weight_decay must be a number >= 0"), ("distillation", "yes", "distillation must be True or False"),
 ])
 def test_recipe_rejects_values_out_of_range(field, value, message):
     with pytest.raises(ValueError, match=f"Recipe.{message}"):
