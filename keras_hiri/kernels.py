@@ -94,6 +94,11 @@ SWITCHES = {
     "fence": ("auto", "none", "reduce_precision"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
+# Implementations that only one backend has: setting one on another backend is an error at once.
+_BACKEND_ONLY = {
+    ("conv", "torch_nhwc"): "torch", ("dense", "torch_addmm"): "torch",
+    ("batchnorm", "torch_affine"): "torch", ("fence", "reduce_precision"): "jax",
+}
 
 
 def set_kernel(name, implementation):
@@ -105,6 +110,8 @@ def set_kernel(name, implementation):
             f"implementation must be one of {SWITCHES[name]} for {name!r}. "
             f"Received: {implementation!r}"
         )
+    if (name, implementation) in _BACKEND_ONLY:
+        _needs(_BACKEND_ONLY[name, implementation], name, implementation)
     _chosen[name] = implementation
 
 
