@@ -102,7 +102,10 @@ _BACKEND_ONLY = {
 
 
 def set_kernel(name, implementation):
-    """Sets switch ``name`` to ``implementation`` (see the module table)."""
+    """Sets switch ``name`` to ``implementation`` (see the module table).
+    Raises a ``ValueError`` for an unknown switch or implementation, and for
+    one that only another backend has (``torch_*`` off PyTorch,
+    ``reduce_precision`` off JAX)."""
     if name not in SWITCHES:
         raise ValueError(f"Unknown kernel switch {name!r}. Allowed: {sorted(SWITCHES)}")
     if implementation not in SWITCHES[name]:
