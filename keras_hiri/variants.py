@@ -8,6 +8,8 @@ name goes.
 import dataclasses
 import math
 
+from keras_hiri import checks
+
 STAGE_BLOCK_TYPES = ("hr", "cffn", "transformer")
 # The norm each block type is written for (Sec. 4.4): BN for the convolutional
 # blocks of the high-resolution stages, LN for the Transformer stages.
@@ -104,8 +106,14 @@ class HiriViTConfig:
             raise ValueError(
                 f"Unknown downsample {self.downsample!r}. Allowed: {list(DOWNSAMPLE_TYPES)}."
             )
-        if any(d < 1 for d in self.depths):
-            raise ValueError(f"Every stage needs at least one block. Received depths={self.depths}")
+        for i in range(n):
+            checks.int_at_least(f"HiriViTConfig.widths[{i}]", self.widths[i])
+            checks.int_at_least(f"HiriViTConfig.depths[{i}]", self.depths[i])
+            checks.number_in(f"HiriViTConfig.mlp_ratios[{i}]", self.mlp_ratios[i], low_open=True)
+            if self.block_types[i] == "transformer":
+                checks.heads(self.widths[i], self.heads(i), owner=f"HiriViTConfig stage {i + 1}")
+        checks.int_at_least("HiriViTConfig.head_dim", self.head_dim)
+        checks.int_at_least("HiriViTConfig.irds_a_stages", self.irds_a_stages, 0)
 
     @property
     def num_stages(self):

@@ -34,10 +34,14 @@ def test_custom_config_passes_through_and_has_no_letter():
     "changes,message",
     [
         ({"depths": (1, 1)}, "one entry per stage"),
-        ({"depths": (1, 1, 0, 1, 1)}, "at least one block"),
+        ({"depths": (1, 1, 0, 1, 1)}, r"HiriViTConfig.depths\[2\] must be an int >= 1"),
         ({"block_types": ("hr",) * 4 + ("attention",)}, "Unknown block type"),
         ({"stem": "x"}, "Unknown stem"),
         ({"downsample": "x"}, "Unknown downsample"),
+        ({"widths": (64, 0, 320, 512, 640)}, r"HiriViTConfig.widths\[1\] must be an int >= 1"),
+        ({"mlp_ratios": (8, 8, 4, 4, 0)}, r"HiriViTConfig.mlp_ratios\[4\] must be a number > 0"),
+        ({"num_heads": (None, None, None, 3, 10)}, "HiriViTConfig stage 4: dim must be divisible by num_heads"),
+        ({"head_dim": 0}, "HiriViTConfig.head_dim must be an int >= 1"),
     ],
 )
 def test_config_validation(changes, message):
