@@ -37,7 +37,7 @@ import random
 import keras
 from keras import ops
 
-from keras_hiri import common, mixing, naming
+from keras_hiri import checks, common, mixing, naming
 
 # Seeds one step may draw from each generator before two steps' keys meet.
 _DRAWS_PER_STEP = 16
@@ -349,16 +349,8 @@ def _validate(student, alpha, ema_momentum, mixup_alpha, cutmix_alpha, switch_pr
             "EMADistillation needs a student with a static input size. "
             f"Received input shape {student.input.shape}"
         )
-    for name, value, lo, hi in [
-        ("alpha", alpha, 0.0, 1.0),
-        ("switch_prob", switch_prob, 0.0, 1.0),
-        ("label_smoothing", smoothing, 0.0, 1.0),
-    ]:
-        if not lo <= value <= hi:
-            raise ValueError(f"{name} must be in [{lo}, {hi}]. Received: {name}={value}")
-    if not 0.0 <= ema_momentum < 1.0:
-        raise ValueError(f"ema_momentum must be in [0, 1). Received: {ema_momentum}")
-    if mixup_alpha < 0 or cutmix_alpha < 0:
-        raise ValueError(
-            f"mixup_alpha and cutmix_alpha must be >= 0. Received: {mixup_alpha}, {cutmix_alpha}"
-        )
+    for name, value in (("alpha", alpha), ("switch_prob", switch_prob), ("label_smoothing", smoothing)):
+        checks.number_in(name, value, 0, 1)
+    checks.number_in("ema_momentum", ema_momentum, 0, 1, high_open=True)
+    checks.number_in("mixup_alpha", mixup_alpha)
+    checks.number_in("cutmix_alpha", cutmix_alpha)

@@ -12,6 +12,7 @@ import os
 import keras
 import numpy as np
 
+from keras_hiri import checks
 from keras_hiri.builder import IMAGENET_MEAN, IMAGENET_STD
 
 _INDEX_PATH = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
@@ -96,8 +97,9 @@ def decode_predictions(preds, top=5):
             "decode_predictions expects a batch of ImageNet-1k predictions, shape "
             f"(samples, 1000). Received shape {preds.shape}"
         )
-    if not 1 <= top <= 1000:
-        raise ValueError(f"top must be in [1, 1000]. Received: top={top}")
+    checks.int_at_least("top", top)
+    if top > 1000:
+        raise ValueError(f"top must be at most 1000 (the classes). Received: top={top}")
     index = class_index()
     results = []
     for row in preds:

@@ -25,7 +25,7 @@ import time
 
 import keras
 
-from keras_hiri import common, naming
+from keras_hiri import checks, common, naming
 from keras_hiri.blocks import MultiHeadSelfAttention
 from keras_hiri.builder import is_channels_first
 
@@ -233,11 +233,8 @@ def time_calls(fn, warmup=2, repeats=5):
     Returns:
         ``(median, times)``: the median and every timed call, in seconds.
     """
-    if warmup < 0 or repeats < 1:
-        raise ValueError(
-            "warmup and repeats must be >= 0 and >= 1 respectively. "
-            f"Received: warmup={warmup}, repeats={repeats}"
-        )
+    checks.int_at_least("warmup", warmup, 0)
+    checks.int_at_least("repeats", repeats)
     for _ in range(warmup):
         fn()
     times = []

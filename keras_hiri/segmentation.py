@@ -19,6 +19,7 @@ channels-last and carry the names ``fpn_*`` / ``seg_*``.
 
 import keras
 
+from keras_hiri import checks
 from keras_hiri.builder import is_channels_first
 
 LEVELS = ("P2", "P3", "P4", "P5")
@@ -94,8 +95,7 @@ def check_backbone(backbone, num_classes):
             "backbone built with a static image_shape (input_shape for keras_hiri.HiriViT). "
             f"Received input shape {shape}"
         )
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
+    checks.int_at_least("num_classes", num_classes)
     return shape[:2]
 
 

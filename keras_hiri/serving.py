@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 
+from keras_hiri import checks
 from keras_hiri.builder import is_channels_first
 
 FORMATS = ("tf_saved_model", "onnx")
@@ -63,8 +64,7 @@ def _validate(model, path, format, version, top_k, default_input):
         raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
     if format == "onnx" and not os.fspath(path).endswith(".onnx"):
         raise ValueError(f"With format='onnx', path is the output file and must end in '.onnx'. Received: {path!r}")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be a positive int (TF Serving's folder). Received: {version!r}")
+    checks.int_at_least("version", version)  # TF Serving's folder
     if default_input not in INPUTS:
         raise ValueError(f"default_input must be one of {INPUTS}. Received: {default_input!r}")
     shape = tuple(model.input.shape[1:])

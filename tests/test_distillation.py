@@ -174,9 +174,10 @@ def test_fit_lowers_loss_and_evaluate_uses_student():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"alpha": 1.5}, "alpha"),
-        ({"ema_momentum": 1.0}, "ema_momentum"),
-        ({"mixup_alpha": -1.0}, "mixup_alpha"),
+        ({"alpha": 1.5}, r"alpha must be in \[0, 1\]. Received: alpha=1.5"),
+        ({"ema_momentum": 1.0}, r"ema_momentum must be in \[0, 1\)"),
+        ({"mixup_alpha": -1.0}, "mixup_alpha must be a number >= 0"),
+        ({"cutmix_alpha": "1"}, "cutmix_alpha must be a number >= 0"),
     ],
 )
 def test_bad_arguments(kwargs, message):

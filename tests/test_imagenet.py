@@ -24,6 +24,14 @@ def test_decode_predictions_rejects_bad_shapes(shape):
         keras_hiri.decode_predictions(np.zeros(shape))
 
 
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("top,message", [(0, "top must be an int >= 1"), (2.0, "top must be an int >= 1"),
+                                         (1001, "top must be at most 1000")])
+def test_decode_predictions_rejects_a_bad_top(top, message):
+    with pytest.raises(ValueError, match=message):
+        keras_hiri.decode_predictions(np.zeros((1, 1000)), top=top)
+
+
 def test_preprocess_input_modes():
     x = np.full((1, 2, 2, 3), 255, "uint8")
     np.testing.assert_array_equal(keras_hiri.preprocess_input(x), x.astype("float32"))

@@ -44,7 +44,7 @@ def test_bad_backbones_and_classes_are_refused():
     with pytest.raises(ValueError, match="channels_last"):
         HiriViTSegmenter(tiny_model(include_top=False, input_shape=(3, 64, 64),
                                     data_format="channels_first"), 3)
-    with pytest.raises(ValueError, match="num_classes must be a positive int.*0"):
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1. Received: num_classes=0"):
         HiriViTSegmenter(tiny_model(include_top=False, input_shape=SHAPE), 0)
 
 
