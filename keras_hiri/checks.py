@@ -20,9 +20,12 @@ def _is_number(value):
     return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
+def _prefix(owner):
+    return f"{owner}: " if owner else ""
+
+
 def _fail(name, allowed, value, owner):
-    prefix = f"{owner}: " if owner else ""
-    raise ValueError(f"{prefix}{name} must be {allowed}. Received: {name}={value!r}")
+    raise ValueError(f"{_prefix(owner)}{name} must be {allowed}. Received: {name}={value!r}")
 
 
 def int_at_least(name, value, least=1, owner=None):
@@ -55,5 +58,18 @@ def heads(dim, num_heads, owner=None):
     int_at_least("dim", dim, owner=owner)
     int_at_least("num_heads", num_heads, owner=owner)
     if dim % num_heads:
-        prefix = f"{owner}: " if owner else ""
-        raise ValueError(f"{prefix}dim must be divisible by num_heads. Received: dim={dim}, num_heads={num_heads}")
+        raise ValueError(
+            f"{_prefix(owner)}dim must be divisible by num_heads. Received: dim={dim}, num_heads={num_heads}"
+        )
+
+
+def built_model(model, owner):
+    """``model`` must be a built functional ``keras.Model`` (one with inputs);
+    ``owner`` is the function that needs it."""
+    import keras
+
+    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
+        raise ValueError(
+            f"{owner} needs a built functional keras.Model (e.g. from keras_hiri.HiriViT or a loaded .keras "
+            f"file). Received: {type(model).__name__}"
+        )

@@ -187,9 +187,10 @@ class KeyedImageDataset(keras.utils.PyDataset):
                 f"batch_size must be in [1, {len(labels)}] (the set's size). "
                 f"Received: batch_size={batch_size}"
             )
-        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
-            raise ValueError(f"labels must be non-negative ints (class indices). Received dtype {labels.dtype}"
-                             + (f", min {labels.min()}" if labels.size else ""))
+        lowest = labels.min() if labels.size else 0
+        if not np.issubdtype(labels.dtype, np.integer) or lowest < 0:
+            raise ValueError("labels must be non-negative ints (class indices). "
+                             f"Received dtype {labels.dtype}, min {lowest}")
         if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
             raise ValueError(f"image_size must be (height, width). Received: image_size={image_size!r}")
         for name, side in zip(("height", "width"), image_size):

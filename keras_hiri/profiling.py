@@ -197,11 +197,7 @@ def profile(model, input_shape=None):
     Returns:
         A :class:`Profile` (``.params``, ``.gmacs``, ``.table()``).
     """
-    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
-        raise ValueError(
-            "profile needs a built functional keras.Model (e.g. from keras_hiri.HiriViT). "
-            f"Received: {type(model).__name__}"
-        )
+    checks.built_model(model, "profile")
     if input_shape is None:
         input_shape = tuple(model.inputs[0].shape[1:])
     if any(s is None for s in input_shape):

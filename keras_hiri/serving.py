@@ -53,13 +53,7 @@ def output_kind(model):
 
 def _validate(model, path, format, version, top_k, default_input):
     """Checks the arguments; returns ``(target path, output kind, top_k)``."""
-    import keras
-
-    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
-        raise ValueError(
-            "export needs a built functional keras.Model (e.g. from keras_hiri.HiriViT or a loaded "
-            f".keras file). Received: {type(model).__name__}"
-        )
+    checks.built_model(model, "export")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
     if format == "onnx" and not os.fspath(path).endswith(".onnx"):
