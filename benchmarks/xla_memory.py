@@ -349,10 +349,8 @@ def main(argv=None):
         parser.error(f"--batch must be >= 1. Received: {args.batch}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1. Received: {args.repeats}")
-    if args.stem_convs:
-        run_and_report(args, len(STEM_CONVS), run_backend, lambda results, batch: conv_markdown(results["jax"]))
-    else:
-        run_and_report(args, len(ROWS), run_backend, lambda results, batch: markdown(results["jax"]))
+    rows, table = (STEM_CONVS, conv_markdown) if args.stem_convs else (ROWS, markdown)
+    run_and_report(args, len(rows), run_backend, lambda results, batch: table(results["jax"]))
 
 
 if __name__ == "__main__":
