@@ -3,7 +3,7 @@
 Every stem maps an image ``(B, H, W, 3)`` to ``(B, ceil(H/4), ceil(W/4), C1)``.
 """
 
-from keras_hiri import checks, common
+from keras_hiri import checks, common, kernels
 
 
 class _Stem(common.CompositeLayer):
@@ -64,6 +64,11 @@ class HRStem(_Stem):
         ]
 
     def call(self, x, training=None):
+        # One image at a time where the ``stem`` kernel switch says so (JAX's
+        # CPU inference): the half grid's maps then hold one image, not the batch.
+        return kernels.per_image(lambda images: self._branches(images, training), x, training)
+
+    def _branches(self, x, training):
         x = common.gelu(self.conv_bn(self.conv, self.bn, x, training), training)
         hi = self.hi_conv(self.conv_bn(self.hi_dw, self.hi_bn, x, training))
         lo = common.gelu(self.conv_bn(self.lo_conv1, self.lo_bn1, x, training), training)

@@ -357,3 +357,42 @@ def test_fence_survives_xla_and_shrinks_the_compiled_temporaries(restore_switche
     assert "reduce-precision" in compiled["reduce_precision"].as_text()
     temp = {k: c.memory_analysis().temp_size_in_bytes for k, c in compiled.items()}
     assert temp["reduce_precision"] < temp["none"], temp
+
+
+def test_stem_per_image_equals_batched(restore_switches, monkeypatch):
+    """The HR stem one image at a time (``stem="per_image"``) gives the batched
+    stem's outputs, eagerly, through predict and compiled (XLA or
+    torch.compile); it maps over the images in inference only (counted), and a
+    training call, whose BatchNorms need the batch, is the batched one."""
+    from tests.tiny import images, randomize_batchnorm_statistics, tiny_model
+
+    maps = []
+    ops_map = keras.ops.map
+    monkeypatch.setattr(keras.ops, "map", lambda f, xs: maps.append(xs.shape[0]) or ops_map(f, xs))
+    x = images(3)
+    outputs, trained = {}, {}
+    for implementation in ("batched", "per_image"):
+        kernels.set_kernel("stem", implementation)
+        keras.utils.set_random_seed(0)
+        model = tiny_model(classifier_activation=None)
+        randomize_batchnorm_statistics(model)
+        del maps[:]
+        outputs[implementation] = to_numpy(model(x, training=False))
+        assert maps == ([3] if implementation == "per_image" else [])
+        outputs[implementation + "_predict"] = model.predict_on_batch(x)
+        model.compile(jit_compile=True)
+        outputs[implementation + "_compiled"] = model.predict_on_batch(x)
+        del maps[:]
+        trained[implementation] = to_numpy(model(x, training=True))
+        assert maps == []
+    for out in outputs.values():
+        np.testing.assert_allclose(out, outputs["batched"], atol=1e-4)
+    np.testing.assert_allclose(trained["per_image"], trained["batched"], atol=1e-5)
+
+
+def test_stem_choice(restore_switches):
+    assert kernels.resolve("stem") == ("per_image" if keras.backend.backend() == "jax" else "batched")
+    x = np.arange(6, dtype="float32").reshape(3, 2)
+    kernels.set_kernel("stem", "per_image")
+    for out in _eager_and_compiled(lambda t: kernels.per_image(lambda u: u * 2 + u[:, :1], t), x):
+        np.testing.assert_array_equal(out, x * 2 + x[:, :1])
