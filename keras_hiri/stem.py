@@ -64,8 +64,8 @@ class HRStem(_Stem):
         ]
 
     def call(self, x, training=None):
-        # One image at a time where the ``stem`` kernel switch says so (JAX's
-        # CPU inference): the half grid's maps then hold one image, not the batch.
+        # One image at a time where the ``stem`` kernel switch says so (inference
+        # on one CPU): the half grid's maps then hold one image, not the batch.
         return kernels.per_image(lambda images: self._branches(images, training), x, training)
 
     def _branches(self, x, training):
