@@ -78,9 +78,14 @@ def macs(name, shapes, args):
         if name in ("aten::addmm", "aten::baddbmm"):
             a, b = shapes[1], shapes[2]
             return math.prod(a) * b[-1]
+        if name == "aten::thnn_conv2d":
+            return 0  # the wrapper of _slow_conv2d_forward, whose record counts the call
         if name in CONVOLUTIONS:
             x, w = shapes[0], shapes[1]  # NCHW input, (out, in / groups, kh, kw) weight
-            padding, stride, dilation = args[3], args[4], args[5]
+            if name == "aten::_slow_conv2d_forward":  # (input, weight, kernel_size, bias, stride, padding)
+                padding, stride, dilation = args[5], args[4], (1, 1)
+            else:  # (input, weight, bias, padding, stride, dilation, ...)
+                padding, stride, dilation = args[3], args[4], args[5]
             grid = [
                 (x[2 + i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1
                 for i in range(2)

@@ -494,3 +494,18 @@ def test_build_time_worker_sets_the_init_switch_its_row_names(restore_switches):
     result = bench.worker({"model": "S@224", "initializers": "keras"})
     assert kernels.get_kernel("init") == "keras"
     assert result["first_s"] > 0 and result["second_s"] > 0 and result["backend"] == keras.backend.backend()
+
+
+def test_torch_ops_counts_each_convolution_once_in_either_path():
+    """A batch of one takes PyTorch's slow path (``thnn_conv2d`` wrapping
+    ``_slow_conv2d_forward``, whose arguments come in another order than
+    ``mkldnn_convolution``'s); the multiply-adds are counted once, from the
+    records the profiler gives (the HR stem's first convolution, one image)."""
+    torch_ops = load_script("benchmarks", "torch_ops")
+    shapes = [[1, 3, 64, 64], [8, 3, 3, 3], [], [8], [], []]
+    args = [None, None, [3, 3], None, [2, 2], [1, 1]]
+    want = 32 * 32 * 8 * 3 * 3 * 3
+    assert torch_ops.macs("aten::_slow_conv2d_forward", shapes, args) == want
+    assert torch_ops.macs("aten::thnn_conv2d", shapes, args) == 0
+    mkldnn = [None, None, None, [1, 1], [2, 2], [1, 1], 1]
+    assert torch_ops.macs("aten::mkldnn_convolution", [[1, 3, 64, 64], [8, 3, 3, 3], [8]], mkldnn) == want
