@@ -77,10 +77,11 @@ switch         implementations         ``"auto"`` picks
                                        stem runs on one image at a time
                                        (``keras.ops.map``), so its full-grid maps
                                        are one image's, not the batch's, and stay in
-                                       the cache: S@448 1.13x faster on JAX (compiled
-                                       temporaries 118 -> 86 MiB), 1.03x on
-                                       TensorFlow, 1.04x on PyTorch, each 50-120 MiB
-                                       smaller; ``batched`` on accelerators and in
+                                       the cache: S@448 1.12x faster on JAX (compiled
+                                       temporaries 118 -> 86 MiB), 1.04x on
+                                       TensorFlow and PyTorch, its steady peak
+                                       39-130 MiB smaller; ``batched`` on
+                                       accelerators, for a batch of unknown size and in
                                        training (BatchNorm's batch statistics need
                                        the whole batch)
 =============  ======================  ==============================================
