@@ -9,7 +9,7 @@ import json
 import keras
 import numpy as np
 
-from keras_hiri import checks, common, naming
+from keras_hiri import checks, common, kernels, naming
 from keras_hiri import variants as variants_lib
 from keras_hiri import weights as weights_lib
 from keras_hiri.blocks import BLOCKS
@@ -75,6 +75,17 @@ class HiriViTModel(keras.Model):
         # Saved with the model's config and into every ``.weights.h5`` file
         # this model writes, so a checkpoint describes itself.
         self.architecture_json = None if architecture is None else json.dumps(architecture)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        """The functional graph on ``inputs``; in inference on JAX on one CPU
+        device, one image at a time (the ``network`` kernel switch: XLA's
+        temporaries are then one image's, at the same speed)."""
+        if keras.tree.is_nested(inputs) or mask is not None or kwargs:
+            return super().call(inputs, training=training, mask=mask, **kwargs)
+        if not isinstance(inputs, keras.KerasTensor):  # as the functional call converts an array
+            inputs = keras.ops.convert_to_tensor(inputs, dtype=self.inputs[0].dtype)
+        return kernels.per_image(lambda images: super(HiriViTModel, self).call(images, training=training),
+                                 inputs, training, switch="network")
 
     @property
     def architecture(self):

@@ -84,6 +84,15 @@ switch         implementations         ``"auto"`` picks
                                        accelerators, for a batch of unknown size and in
                                        training (BatchNorm's batch statistics need
                                        the whole batch)
+``network``    ``batched``,            ``per_image`` on JAX on one CPU device alone,
+               ``per_image``           in inference: the whole network (a
+                                       ``HiriViTModel``'s call) runs on one image at a
+                                       time, so XLA's temporaries are one image's
+                                       (S@448: 86 -> 15 MiB) at the same speed;
+                                       ``batched`` elsewhere (TensorFlow: no smaller
+                                       and no faster; PyTorch: a Python loop over
+                                       every layer call per image), for a batch of
+                                       unknown size and in training
 =============  ======================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims op by op;
@@ -106,6 +115,7 @@ SWITCHES = {
     "conv_bn": ("auto", "layers", "folded"),
     "fence": ("auto", "none", "reduce_precision"),
     "stem": ("auto", "batched", "per_image"),
+    "network": ("auto", "batched", "per_image"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
 # Implementations that only one backend has: setting one on another backend is an error at once.
@@ -180,6 +190,8 @@ def resolve(name, dtype=None):
         return "reduce_precision" if _on_jax_cpu() else "none"
     if name == "stem":
         return "per_image" if _on_one_cpu() else "batched"
+    if name == "network":
+        return "per_image" if backend == "jax" and _on_one_cpu() else "batched"
     return "explicit" if backend == "jax" and dtype == "float16" else "fused"
 
 
@@ -225,12 +237,14 @@ def fence(x, training=False):
     return jax.lax.reduce_precision(x, exponent_bits=finfo.nexp, mantissa_bits=finfo.nmant)
 
 
-def per_image(fn, x, training=False):
+def per_image(fn, x, training=False, switch="stem"):
     """``fn(x)`` for a batch ``x``, computed one image at a time where the
-    ``stem`` switch says ``per_image`` (``keras.ops.map`` over the batch axis,
-    each image a batch of one), in one batched call otherwise and always in
-    training (a BatchNorm in ``fn`` needs the whole batch's statistics then).
-    ``fn`` must treat the images independently, as every inference layer does.
+    switch ``switch`` (``"stem"`` or ``"network"``) says ``per_image``
+    (``keras.ops.map`` over the batch axis, each image a batch of one), in one
+    batched call otherwise and always in training (a BatchNorm in ``fn`` needs
+    the whole batch's statistics then). ``fn`` must treat the images
+    independently, as every inference layer does; its output may be a nest of
+    tensors with the batch first.
 
     XLA neither tiles a convolution nor frees a map before its last reader, so
     the HR stem's full-grid maps (two ``B x H/2 x W/2 x C1`` maps live at once,
@@ -240,10 +254,12 @@ def per_image(fn, x, training=False):
     unrolled into one copy of ``fn`` per image (``tests/test_kernels.py``'s
     tiny model at three images: 51 s per image against 32 s batched, compile
     included), and Inductor plans the buffers itself."""
-    if (training or _symbolic(x) or resolve("stem") == "batched"
+    if switch not in ("stem", "network"):
+        raise ValueError(f"switch must be 'stem' or 'network'. Received: switch={switch!r}")
+    if (training or _symbolic(x) or resolve(switch) == "batched"
             or x.shape[0] is None or x.shape[0] == 1 or _compiling_torch()):
         return fn(x)
-    return ops.map(lambda image: fn(image[None])[0], x)
+    return ops.map(lambda image: keras.tree.map_structure(lambda y: y[0], fn(image[None])), x)
 
 
 def _symbolic(x):

@@ -334,6 +334,7 @@ def test_fence_survives_xla_and_shrinks_the_compiled_temporaries(restore_switche
 
     pictures = images(2)
     x = jax.ShapeDtypeStruct((8, *TINY_INPUT_SHAPE), "float32")
+    kernels.set_kernel("network", "batched")  # the batch's temporaries, as measured
     compiled, outputs = {}, {}
     for implementation in ("none", "reduce_precision"):
         kernels.set_kernel("fence", implementation)
@@ -360,11 +361,13 @@ def test_fence_survives_xla_and_shrinks_the_compiled_temporaries(restore_switche
     assert temp["reduce_precision"] < temp["none"], temp
 
 
-def test_stem_per_image_equals_batched(restore_switches, monkeypatch):
-    """The HR stem one image at a time (``stem="per_image"``) gives the batched
-    stem's outputs, eagerly, through predict and compiled (XLA; torch.compile
-    takes the batched call); it maps over the images in inference only (counted), and a
-    training call, whose BatchNorms need the batch, is the batched one."""
+@pytest.mark.parametrize("switch", ["stem", "network"])
+def test_per_image_equals_batched(switch, restore_switches, monkeypatch):
+    """The HR stem (``stem``) or the whole network (``network``) one image at a
+    time gives the batched outputs, eagerly, through predict and compiled (XLA;
+    torch.compile takes the batched call); it maps over the images in inference
+    only (counted, with the other switch batched), and a training call, whose
+    BatchNorms need the batch, is the batched one."""
     from tests.tiny import images, randomize_batchnorm_statistics, tiny_model
 
     maps = []
@@ -372,8 +375,9 @@ def test_stem_per_image_equals_batched(restore_switches, monkeypatch):
     monkeypatch.setattr(keras.ops, "map", lambda f, xs: maps.append(xs.shape[0]) or ops_map(f, xs))
     x = images(3)
     outputs, trained = {}, {}
+    kernels.set_kernel("network" if switch == "stem" else "stem", "batched")
     for implementation in ("batched", "per_image"):
-        kernels.set_kernel("stem", implementation)
+        kernels.set_kernel(switch, implementation)
         keras.utils.set_random_seed(0)
         del maps[:]
         model = tiny_model(classifier_activation=None)
@@ -395,9 +399,16 @@ def test_stem_per_image_equals_batched(restore_switches, monkeypatch):
     np.testing.assert_allclose(trained["per_image"], trained["batched"], atol=1e-5)
 
 
-def test_stem_choice(restore_switches):
-    assert kernels.resolve("stem") == "per_image"  # CI's machines: one CPU, no accelerator
+def test_per_image_choice(restore_switches):
+    # CI's machines: one CPU, no accelerator. The whole network per image only on JAX.
+    assert kernels.resolve("stem") == "per_image"
+    assert kernels.resolve("network") == ("per_image" if keras.backend.backend() == "jax" else "batched")
     x = np.arange(6, dtype="float32").reshape(3, 2)
-    kernels.set_kernel("stem", "per_image")
-    for out in _eager_and_compiled(lambda t: kernels.per_image(lambda u: u * 2 + u[:, :1], t), x):
-        np.testing.assert_array_equal(out, x * 2 + x[:, :1])
+    for switch in ("stem", "network"):
+        kernels.set_kernel(switch, "per_image")
+        for out in _eager_and_compiled(lambda t: kernels.per_image(lambda u: u * 2 + u[:, :1], t, switch=switch), x):
+            np.testing.assert_array_equal(out, x * 2 + x[:, :1])
+    nested = kernels.per_image(lambda u: {"a": u, "b": [u[:, :1]]}, keras.ops.convert_to_tensor(x), switch="network")
+    np.testing.assert_array_equal(to_numpy(nested["b"][0]), x[:, :1])
+    with pytest.raises(ValueError, match="switch must be 'stem' or 'network'. Received: switch='head'"):
+        kernels.per_image(lambda u: u, x, switch="head")
