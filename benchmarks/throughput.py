@@ -217,7 +217,7 @@ def measure_kernel_pair(spec):
 
     _set_kernels(spec)  # the run's other switches (--kernel)
     name = spec["kernel_pair"]
-    implementations = [i for i in kernels.SWITCHES[name] if i != "auto"]
+    implementations = pair_of(name)
     jit, x = _jit_and_batch(spec)
     models, outputs = {}, {}
     for implementation in implementations:
@@ -232,6 +232,26 @@ def measure_kernel_pair(spec):
     return {**spec, "backend": keras.backend.backend(), "implementations": implementations,
             "auto": kernels.resolve(name), "median_s": medians,
             "max_abs_diff": float(np.abs(outputs[first] - outputs[second]).max())}
+
+
+def pair_of(name):
+    """The two implementations of switch ``name`` that ``--kernel-pair`` times
+    on this backend: the first one listed against ``auto``'s choice (or the
+    second one this backend has, where ``auto`` picks the first)."""
+    from keras_hiri import kernels
+
+    chosen = kernels.get_kernel(name)
+    usable = []
+    for implementation in kernels.SWITCHES[name][1:]:
+        try:
+            kernels.set_kernel(name, implementation)  # refuses one only another backend has
+            usable.append(implementation)
+        except ValueError:
+            pass
+    kernels.set_kernel(name, "auto")
+    auto = kernels.resolve(name)
+    kernels.set_kernel(name, chosen)
+    return [usable[0], auto if auto != usable[0] else usable[1]]
 
 
 def measure(spec):
@@ -459,19 +479,22 @@ def kernel_pair_table(all_results, batch):
     ok = [r for rs in all_results.values() for r in rs if "error" not in r]
     if not ok:
         return "every worker failed"
-    name, (first, second) = ok[0]["kernel_pair"], ok[0]["implementations"]
-    lines = [f"| backend | {name}={first} s/batch, per process | {name}={second} s/batch, per process "
-             f"| speed-up of {second} (median of per-process ratios) | largest output difference | auto picks |",
+    name = ok[0]["kernel_pair"]
+    lines = [f"| backend | {name}: first implementation, s/batch per process | second implementation, s/batch "
+             "per process | speed-up of the second (median of per-process ratios) | largest output difference | "
+             "auto picks |",
              "|---|---|---|---|---|---|"]
     for backend, rows in all_results.items():
         good = [r for r in rows if "error" not in r]
-        cells = [", ".join("failed" if "error" in r else f"{r['median_s'][i]:.3f}" for r in rows)
+        if not good:
+            lines.append(f"| {backend} | failed | failed | - | - | - |")
+            continue
+        first, second = good[0]["implementations"]
+        cells = [f"{i}: " + ", ".join("failed" if "error" in r else f"{r['median_s'][i]:.3f}" for r in rows)
                  for i in (first, second)]
-        speedup = (f"{statistics.median(r['median_s'][first] / r['median_s'][second] for r in good):.3f}x"
-                   if good else "-")
-        diff = f"{max(r['max_abs_diff'] for r in good):.1e}" if good else "-"
-        auto = good[0]["auto"] if good else "-"
-        lines.append(f"| {backend} | {cells[0]} | {cells[1]} | {speedup} | {diff} | {auto} |")
+        speedup = statistics.median(r["median_s"][first] / r["median_s"][second] for r in good)
+        diff = max(r["max_abs_diff"] for r in good)
+        lines.append(f"| {backend} | {cells[0]} | {cells[1]} | {speedup:.3f}x | {diff:.1e} | {good[0]['auto']} |")
     lines += ["", f"HIRI-ViT-S@448, batch {batch}, the two models (same weights) in one process timed alternately "
                   f"call by call, median of {ok[0]['repeats']} calls each; a fresh process for each entry of a column "
                   "(the two columns' n-th entries from the same process)"

@@ -172,9 +172,24 @@ def test_kernel_pair_table_takes_the_median_of_per_process_ratios():
         "torch": [pair(0.9, 0.8, "folded"), pair(1.0, 1.0, "folded"), pair(1.2, 1.0, "folded")],
         "jax": [pair(0.8, 0.9, "layers"), {"error": "x", **pair(1, 1, "layers")}],
     }, batch=8)
-    assert "| torch | 0.900, 1.000, 1.200 | 0.800, 1.000, 1.000 | 1.125x | 2.0e-09 | folded |" in table
-    assert "| jax | 0.800, failed | 0.900, failed | 0.889x | 2.0e-09 | layers |" in table
-    assert "| conv_bn=layers s/batch, per process | conv_bn=folded s/batch, per process |" in table
+    assert "| torch | layers: 0.900, 1.000, 1.200 | folded: 0.800, 1.000, 1.000 | 1.125x | 2.0e-09 | folded |" in table
+    assert "| jax | layers: 0.800, failed | folded: 0.900, failed | 0.889x | 2.0e-09 | layers |" in table
+    assert "| backend | conv_bn: first implementation, s/batch per process | second implementation," in table
+
+
+def test_kernel_pair_is_the_first_implementation_against_auto(restore_switches):
+    """Each backend times the first implementation against what ``auto``
+    picks there (or the next it has), never one only another backend has."""
+    import keras
+
+    throughput = load_script("benchmarks", "throughput")
+    from keras_hiri import kernels
+
+    backend = keras.backend.backend()
+    assert throughput.pair_of("batchnorm") == ["ops", {"torch": "torch_affine"}.get(backend, "centered")]
+    kernels.set_kernel("network", "batched")
+    assert throughput.pair_of("network") == ["batched", "per_image"]
+    assert kernels.get_kernel("network") == "batched"  # the caller's setting is left as it was
 
 
 def test_kernel_pair_worker_times_both_settings_on_the_same_weights(restore_switches, monkeypatch):

@@ -166,7 +166,7 @@ def test_batch_norm_implementations_agree(restore_switches, affine):
         return kernels.batch_norm(t, c(mean), c(variance), c(offset) if affine else None,
                                   c(scale) if affine else None, 1e-5)
 
-    for implementation in _torch_too("ops", "torch_affine"):
+    for implementation in ["centered", *_torch_too("ops", "torch_affine")]:
         kernels.set_kernel("batchnorm", implementation)
         for out in _eager_and_compiled(fn, x):
             np.testing.assert_allclose(out, want, atol=1e-5)
@@ -178,7 +178,8 @@ TORCH_ONLY = {"conv": "torch_nhwc", "dense": "torch_addmm", "batchnorm": "torch_
 @pytest.mark.parametrize("name", sorted(TORCH_ONLY))
 def test_torch_switches_choose_torch_only_on_torch(restore_switches, name):
     backend = keras.backend.backend()
-    assert kernels.resolve(name) == (TORCH_ONLY[name] if backend == "torch" else "ops")
+    generic = "centered" if (name, backend) == ("batchnorm", "jax") else "ops"
+    assert kernels.resolve(name) == (TORCH_ONLY[name] if backend == "torch" else generic)
     if backend != "torch":  # refused when set, not at the first model call
         with pytest.raises(ValueError, match="needs the torch backend"):
             kernels.set_kernel(name, TORCH_ONLY[name])
