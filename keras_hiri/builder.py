@@ -79,7 +79,7 @@ class HiriViTModel(keras.Model):
     def call(self, inputs, training=None, mask=None, **kwargs):
         """The functional graph on ``inputs``; in inference on JAX on one CPU
         device, one image at a time (the ``network`` kernel switch: XLA's
-        temporaries are then one image's, at the same speed)."""
+        temporaries are then one image's, at 0.98x the speed)."""
         if keras.tree.is_nested(inputs) or mask is not None or kwargs:
             return super().call(inputs, training=training, mask=mask, **kwargs)
         if not isinstance(inputs, keras.KerasTensor):  # as the functional call converts an array

@@ -7,7 +7,8 @@ Model code calls :func:`gelu`, :func:`attention`, :func:`conv`,
 :func:`fold_bn_at_call`; everything else is backend-agnostic
 ``keras.ops``. Each switch has a generic implementation and a faster one for
 some backend, chosen by ``"auto"`` only where it was measured faster (or where
-the generic op fails), and ``tests/test_kernels.py`` checks that every
+the generic op fails; ``network``, for memory, is the one exception), and
+``tests/test_kernels.py`` checks that every
 implementation equals the generic one on every backend, eager and compiled.
 Like timm's ``layers/config.py``, the switches are process-wide and read when
 a model is traced or compiled.
@@ -96,7 +97,8 @@ switch         implementations         ``"auto"`` picks
                ``per_image``           in inference: the whole network (a
                                        ``HiriViTModel``'s call) runs on one image at a
                                        time, so XLA's temporaries are one image's
-                                       (S@448: 86 -> 15 MiB) at the same speed;
+                                       (S@448: 86 -> 15 MiB), at 0.98x the speed:
+                                       chosen for memory, not speed;
                                        ``batched`` elsewhere (TensorFlow: no smaller
                                        and no faster; PyTorch: a Python loop over
                                        every layer call per image), for a batch of
