@@ -28,8 +28,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    add_process_arguments, benchmark_parser, process_settings, run_and_report, run_worker, speed_settings,
-    worker_spec,
+    _set_kernels, add_process_arguments, benchmark_parser, process_settings, run_and_report, run_worker,
+    speed_settings, worker_spec,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -72,6 +72,7 @@ def measure(spec):
     import numpy as np
 
     keras.utils.set_random_seed(0)
+    _set_kernels(spec)  # a worker spec's "kernels", e.g. {"network": "batched"}
     size, batch = spec["resolution"], spec["batch"]
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")

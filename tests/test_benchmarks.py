@@ -242,6 +242,24 @@ def test_cost_plot_writes_a_png(tmp_path):
     assert out.stat().st_size > 10_000
 
 
+def test_train_step_worker_applies_its_kernel_switches(restore_switches, monkeypatch):
+    """A worker spec's ``"kernels"`` are set before the models are built."""
+    train_step = load_script("benchmarks", "train_step")
+    from keras_hiri import kernels
+
+    seen = []
+
+    def trainable(model, step, size):
+        seen.append(kernels.get_kernel("network"))
+        raise RuntimeError("built")
+
+    monkeypatch.setattr(train_step, "_trainable", trainable)
+    with pytest.raises(RuntimeError, match="built"):
+        train_step.measure({"model": "S", "resolution": 64, "step": "plain", "batch": 2, "warmup": 1, "repeats": 1,
+                            "kernels": {"network": "batched"}})
+    assert seen == ["batched"]
+
+
 def test_train_step_table_and_ratios(monkeypatch):
     train_step = load_script("benchmarks", "train_step")
     rows = lambda plain, distill, peer: [  # noqa: E731
