@@ -240,14 +240,11 @@ def pair_of(name):
     second one this backend has, where ``auto`` picks the first)."""
     from keras_hiri import kernels
 
+    usable = kernels.implementations(name)
+    if len(usable) < 2:
+        raise ValueError(f"kernel switch {name!r} has one implementation on this backend ({usable[0]!r}): "
+                         "nothing to pair")
     chosen = kernels.get_kernel(name)
-    usable = []
-    for implementation in kernels.SWITCHES[name][1:]:
-        try:
-            kernels.set_kernel(name, implementation)  # refuses one only another backend has
-            usable.append(implementation)
-        except ValueError:
-            pass
     kernels.set_kernel(name, "auto")
     auto = kernels.resolve(name)
     kernels.set_kernel(name, chosen)

@@ -152,6 +152,14 @@ def set_kernel(name, implementation):
     _chosen[name] = implementation
 
 
+def implementations(name):
+    """The implementations of switch ``name`` that this backend has, ``"auto"``
+    left out (those :func:`set_kernel` accepts here)."""
+    get_kernel(name)  # the unknown-switch error
+    backend = keras.backend.backend()
+    return [i for i in SWITCHES[name][1:] if _BACKEND_ONLY.get((name, i), backend) == backend]
+
+
 def get_kernel(name):
     """The setting of switch ``name`` (``"auto"`` unless set)."""
     if name not in SWITCHES:

@@ -190,6 +190,9 @@ def test_kernel_pair_is_the_first_implementation_against_auto(restore_switches):
     kernels.set_kernel("network", "batched")
     assert throughput.pair_of("network") == ["batched", "per_image"]
     assert kernels.get_kernel("network") == "batched"  # the caller's setting is left as it was
+    if backend != "jax":  # the fence exists on JAX only
+        with pytest.raises(ValueError, match="'fence' has one implementation on this backend"):
+            throughput.pair_of("fence")
 
 
 def test_kernel_pair_worker_times_both_settings_on_the_same_weights(restore_switches, monkeypatch):

@@ -180,6 +180,8 @@ def test_torch_switches_choose_torch_only_on_torch(restore_switches, name):
     backend = keras.backend.backend()
     generic = "centered" if (name, backend) == ("batchnorm", "jax") else "ops"
     assert kernels.resolve(name) == (TORCH_ONLY[name] if backend == "torch" else generic)
+    assert (TORCH_ONLY[name] in kernels.implementations(name)) == (backend == "torch")
+    assert "ops" in kernels.implementations(name) and "auto" not in kernels.implementations(name)
     if backend != "torch":  # refused when set, not at the first model call
         with pytest.raises(ValueError, match="needs the torch backend"):
             kernels.set_kernel(name, TORCH_ONLY[name])
