@@ -14,7 +14,10 @@ process (``jax`` backend), its batch-8 inference function (``stateless_call``,
 * ``broadcasts at peak``: how much of it is constants broadcast to a full
   activation shape (XLA's CPU library fusions take them as materialised
   operands), and the largest buffers live at the peak with the layer that
-  produced them.
+  produced them;
+* ``fusions``: the compiled program's fusions, those XLA emits code for
+  itself (its fusion emitters) and those it hands to a library (YNNPACK on
+  the CPU). The compiler's peak memory grows with the first kind.
 
 Every compiled figure is deterministic for a given jaxlib: no machine noise.
 
@@ -45,6 +48,13 @@ HR stem is where S@448's call needs memory outside XLA's buffers.
 
     python benchmarks/xla_memory.py
     XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false python benchmarks/xla_memory.py
+
+``--compiler-option NAME=VALUE`` (repeatable) compiles each model's inference
+with that XLA option for its executable alone (``jax.jit(...,
+compiler_options=...)``), where ``XLA_FLAGS`` sets it for every program of
+the process:
+
+    python benchmarks/xla_memory.py --compiler-option xla_cpu_use_fusion_emitters=false
 """
 
 import argparse
@@ -119,7 +129,8 @@ def compile_and_dump(spec):
     x = jax.device_put(np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32"))
     with_input = _settled_rss_mib()
     reset_peak_rss()
-    compiled = jax.jit(inference).lower(trainable, non_trainable, x).compile()
+    options = spec.get("compiler_options") or None
+    compiled = jax.jit(inference, compiler_options=options).lower(trainable, non_trainable, x).compile()
     compiling = peak_rss_mib()
     kept = _settled_rss_mib()
     for _ in range(2):
@@ -257,29 +268,53 @@ def measure(spec):
                                    "--xla_dump_hlo_pass_re=NONE").strip()
         apply_process_settings(spec)  # after the dump flags: XLA reads its flags once
         result = compile_and_dump(spec)
+        hlo = _dump_file(dump_dir, "cpu_after_optimizations.txt")
         peak, where, at_peak = peak_live_set(
             _dump_file(dump_dir, "cpu_after_optimizations-buffer-assignment.txt"),
             _dump_file(dump_dir, "cpu_after_optimizations-live-range.txt"),
-            _dump_file(dump_dir, "cpu_after_optimizations.txt"),
+            hlo,
         )
     broadcasts = sum(size for size, name, _, _ in at_peak if "broadcast" in name)
     return {**spec, **result, "peak_live": peak, "peak_at": where, "broadcasts_at_peak": broadcasts,
-            "largest_at_peak": [list(v) for v in at_peak[:4]]}
+            "largest_at_peak": [list(v) for v in at_peak[:4]], "fusions": count_fusions(hlo)}
+
+
+def count_fusions(hlo):
+    """The fusions of an optimised HLO module's text: ``{"emitted": ...,
+    "library": ...}``, those XLA generates code for (kinds kLoop, kInput,
+    kOutput) and those it hands to a library (kCustom: YNNPACK on the CPU)."""
+    kinds = re.findall(r" fusion\([^\n]*?kind=(k\w+)", hlo)
+    library = sum(kind == "kCustom" for kind in kinds)
+    return {"emitted": len(kinds) - library, "library": library}
+
+
+def compiler_option(text):
+    """``NAME=VALUE`` (an XLA option for one executable) as ``(NAME, value)``:
+    ``true``/``false`` as booleans, integers as ints, anything else a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"xla_\w+", name):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=VALUE with an XLA option name (xla_...), e.g. xla_cpu_use_fusion_emitters=false")
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    return name, int(value) if re.fullmatch(r"-?\d+", value) else value
 
 
 def markdown(results):
     lines = [
-        "| model | input | weights + input MiB | temp MiB | live at peak MiB | broadcasts at peak MiB "
-        "| peak in layer | largest buffers live at the peak (MiB, shape, layer) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | input | fusions (XLA's emitters + YNNPACK's) | weights + input MiB | temp MiB | live at peak MiB "
+        "| broadcasts at peak MiB | peak in layer | largest buffers live at the peak (MiB, shape, layer) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {label(r)} | {r['resolution']} | failed | | | | | |")
+            lines.append(f"| {label(r)} | {r['resolution']} | failed | | | | | | |")
             continue
         largest = "; ".join(f"{size / MIB:.1f} {shape} {layer}" for size, _, shape, layer in r["largest_at_peak"])
+        fusions = r.get("fusions")
+        fusions = f"{fusions['emitted']} + {fusions['library']}" if fusions else "-"
         lines.append(
-            f"| {label(r)} | {r['resolution']} | {r['arguments'] / MIB:.0f} | {r['temp'] / MIB:.0f} | "
+            f"| {label(r)} | {r['resolution']} | {fusions} | {r['arguments'] / MIB:.0f} | {r['temp'] / MIB:.0f} | "
             f"{r['peak_live'] / MIB:.0f} | {r['broadcasts_at_peak'] / MIB:.0f} | {r['peak_at']} | {largest} |"
         )
     s448 = next((r for r in results if r["model"] == "S" and r["resolution"] == 448 and "error" not in r), None)
@@ -293,8 +328,10 @@ def markdown(results):
             f"| M_xla | (weights + temp)(S@448) / (weights + temp)(ConvNeXtTiny@224) | "
             f"{(s448['arguments'] + s448['temp']) / (peer['arguments'] + peer['temp']):.2f} |",
         ]
+    options = results[0].get("compiler_options")
     lines += ["", f"JAX, CPU, batch {results[0]['batch']}, float32, compiled inference (no timing)"
-                  + speed_settings(results[0])]
+                  + speed_settings(results[0])
+                  + "".join(f"; compiler option {k}={v} for the executable" for k, v in (options or {}).items())]
     resident = [r for r in results if "rss_one_call_mib" in r]
     if resident:
         lines += [
@@ -325,6 +362,8 @@ def run_backend(backend, args, progress):
         rows = ROWS
     for row in rows:
         spec = {**row, "batch": args.batch, **process_settings(args)}
+        if args.compiler_option:
+            spec["compiler_options"] = dict(args.compiler_option)
         what = STEM_CONVS[row["conv"]][0] if "conv" in row else label(spec)
         results.append(run_worker(__file__, spec, backend, what))
         progress.add(1)
@@ -339,6 +378,9 @@ def main(argv=None):
     parser.add_argument("--stem-convs", action="store_true",
                         help="time and measure the HR stem's convolutions alone instead of whole models")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per convolution (--stem-convs)")
+    parser.add_argument("--compiler-option", type=compiler_option, action="append", metavar="NAME=VALUE",
+                        help="compile each model's inference with this XLA option for its executable alone "
+                             "(repeatable; whole models only)")
     add_process_arguments(parser)
     parser.set_defaults(backends=["jax"])  # XLA's buffer assignment: JAX only
     args = parser.parse_args(argv)
@@ -349,6 +391,8 @@ def main(argv=None):
         parser.error(f"--batch must be >= 1. Received: {args.batch}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1. Received: {args.repeats}")
+    if args.stem_convs and args.compiler_option:
+        parser.error("--compiler-option applies to whole models, not to --stem-convs")
     rows, table = (STEM_CONVS, conv_markdown) if args.stem_convs else (ROWS, markdown)
     run_and_report(args, len(rows), run_backend, lambda results, batch: table(results["jax"]))
 

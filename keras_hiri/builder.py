@@ -79,13 +79,34 @@ class HiriViTModel(keras.Model):
     def call(self, inputs, training=None, mask=None, **kwargs):
         """The functional graph on ``inputs``; in inference on JAX on one CPU
         device, one image at a time (the ``network`` kernel switch: XLA's
-        temporaries are then one image's, at 0.98x the speed)."""
+        temporaries are then one image's, at 0.98x the speed); an eager
+        inference call there runs as the model's own compiled executable (the
+        ``executable`` switch, :func:`keras_hiri.kernels.own_executable_call`)."""
         if keras.tree.is_nested(inputs) or mask is not None or kwargs:
             return super().call(inputs, training=training, mask=mask, **kwargs)
         if not isinstance(inputs, keras.KerasTensor):  # as the functional call converts an array
             inputs = keras.ops.convert_to_tensor(inputs, dtype=self.inputs[0].dtype)
-        return kernels.per_image(lambda images: super(HiriViTModel, self).call(images, training=training),
-                                 inputs, training, switch="network")
+
+        def graph(images):
+            return super(HiriViTModel, self).call(images, training=training)
+
+        return kernels.own_executable_call(
+            self, lambda x: kernels.per_image(graph, x, training, switch="network"), inputs, training)
+
+    def make_predict_function(self, force=False):
+        """Keras' predict function. Where the model uses its own executable (the
+        ``executable`` kernel switch: JAX on one CPU device), ``predict``'s step
+        is not compiled by Keras but calls the model eagerly, which runs that
+        executable: it is compiled with an XLA option Keras' compiled step
+        cannot pass (the compiler's peak 206 -> 73 MiB for S@448, the same
+        speed; docs/RESULTS.md)."""
+        if not (kernels.uses_own_executable(self) and self.jit_compile):
+            return super().make_predict_function(force)
+        self.jit_compile = False
+        try:
+            return super().make_predict_function(force)
+        finally:
+            self.jit_compile = True
 
     @property
     def architecture(self):

@@ -2,9 +2,9 @@
 
 Model code calls :func:`gelu`, :func:`attention`, :func:`conv`,
 :func:`depthwise_conv`, :func:`dense`, :func:`batch_norm`, :func:`fence`,
-:func:`per_image` and asks
-:func:`use_unrolled_depthwise`, :func:`use_host_sampling` and
-:func:`fold_bn_at_call`; everything else is backend-agnostic
+:func:`per_image`, :func:`own_executable_call` and asks
+:func:`use_unrolled_depthwise`, :func:`use_host_sampling`,
+:func:`fold_bn_at_call` and :func:`uses_own_executable`; everything else is backend-agnostic
 ``keras.ops``. Each switch has a generic implementation and a faster one for
 some backend, chosen by ``"auto"`` only where it was measured faster (or where
 the generic op fails; ``network``, for memory, is the one exception), and
@@ -103,6 +103,19 @@ switch         implementations         ``"auto"`` picks
                                        and no faster; PyTorch: a Python loop over
                                        every layer call per image), for a batch of
                                        unknown size and in training
+``executable`` ``keras``, ``own``      ``own`` on JAX on one CPU device: a
+                                       ``HiriViTModel``'s eager inference call runs as
+                                       the model's own XLA executable (compiled once
+                                       per input shape), not op by op (S@448's
+                                       ``model(x)`` 4.4x faster), and ``predict``'s
+                                       step calls it eagerly instead of Keras
+                                       compiling the step: that executable is
+                                       compiled with XLA's older fusion emitters, an
+                                       option Keras' compiled step cannot pass
+                                       (S@448's first-call peak 485 -> 348 MiB, the
+                                       compiler's 206 -> 73 MiB); ``keras``
+                                       elsewhere and for a model set to
+                                       ``run_eagerly``
 =============  ======================  ==============================================
 
 ``python benchmarks/kernels.py`` measures the speed claims op by op;
@@ -110,6 +123,8 @@ switch         implementations         ``"auto"`` picks
 each implementation of a switch, paired in one process (``conv_bn``'s and
 ``fence``'s figures); ``python benchmarks/xla_memory.py`` reads XLA's buffers.
 """
+
+import weakref
 
 import keras
 from keras import ops
@@ -126,12 +141,14 @@ SWITCHES = {
     "fence": ("auto", "none", "reduce_precision"),
     "stem": ("auto", "batched", "per_image"),
     "network": ("auto", "batched", "per_image"),
+    "executable": ("auto", "keras", "own"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
 # Implementations that only one backend has: setting one on another backend is an error at once.
 _BACKEND_ONLY = {
     ("conv", "torch_nhwc"): "torch", ("dense", "torch_addmm"): "torch",
     ("batchnorm", "torch_affine"): "torch", ("fence", "reduce_precision"): "jax",
+    ("executable", "own"): "jax",
 }
 
 
@@ -210,6 +227,8 @@ def resolve(name, dtype=None):
         return "per_image" if _on_one_cpu() else "batched"
     if name == "network":
         return "per_image" if backend == "jax" and _on_one_cpu() else "batched"
+    if name == "executable":
+        return "own" if backend == "jax" and _on_one_cpu() else "keras"
     return "explicit" if backend == "jax" and dtype == "float16" else "fused"
 
 
@@ -278,6 +297,62 @@ def per_image(fn, x, training=False, switch="stem"):
             or x.shape[0] is None or x.shape[0] == 1 or _compiling_torch()):
         return fn(x)
     return ops.map(lambda image: keras.tree.map_structure(lambda y: y[0], fn(image[None])), x)
+
+
+# A model's own inference executable (the ``executable`` switch), kept as long
+# as the model lives; and the XLA option it compiles with on CPUs, with the
+# jaxlib releases it was measured on (an option XLA does not know is an error).
+_EXECUTABLES = weakref.WeakKeyDictionary()
+_LEAN_CPU_COMPILE = {"xla_cpu_use_fusion_emitters": False}
+_MEASURED_JAXLIB = ("0.10.",)
+
+
+def uses_own_executable(model):
+    """Whether ``model`` runs its inference through its own compiled executable
+    now (the ``executable`` switch resolved; not for a model set to
+    ``run_eagerly``): then :func:`own_executable_call` compiles an eager call,
+    and ``HiriViTModel.make_predict_function`` leaves ``predict``'s step
+    uncompiled around it."""
+    return resolve("executable") == "own" and not model.run_eagerly
+
+
+def own_executable_call(model, fn, x, training=False):
+    """``fn(x)``: ``model``'s call on ``x``. Where :func:`uses_own_executable`
+    and the call is eager inference on JAX (``x`` an array, not traced by a
+    ``jax.jit`` or a compiled Keras step), the call runs as one XLA executable
+    of ``model.stateless_call`` with the variables' current values, compiled
+    once per input shape and dtype (and again after a :func:`set_kernel`),
+    instead of op by op: HIRI-ViT-S@448's ``model(x)`` at batch 8 on a 2-core
+    CPU 3.1 s -> 0.7 s (``docs/RESULTS.md``).
+
+    On CPUs with jaxlib 0.10 that executable alone is compiled with XLA's older
+    fusion emitters (``xla_cpu_use_fusion_emitters=False``, an option of one
+    executable, which only a top-level ``jax.jit`` accepts: Keras' compiled
+    ``predict`` offers no way to pass it, and ``XLA_FLAGS`` would set it for
+    every program in the process). The compiler then peaks at 73 MiB above
+    S@448's weights instead of 206 and keeps 45 MiB instead of 60, at the same
+    speed (``benchmarks/xla_memory.py --compiler-option``)."""
+    if training or not uses_own_executable(model) or _symbolic(x) or _jax_tracing():
+        return fn(x)
+    run = _EXECUTABLES.get(model)
+    if run is None:
+        run = _EXECUTABLES[model] = _own_executable(model)
+    settings = tuple(resolve(name) for name in SWITCHES)  # read while tracing: a change retraces
+    return run([v.value for v in model.trainable_variables],
+               [v.value for v in model.non_trainable_variables], x, settings)
+
+
+def _own_executable(model):
+    import jax
+    import jaxlib
+
+    owner = weakref.ref(model)  # the cache's value must not keep its key alive
+
+    def inference(trainable, non_trainable, x, settings):
+        return owner().stateless_call(trainable, non_trainable, x, training=False)[0]
+
+    lean = _on_jax_cpu() and jaxlib.__version__.startswith(_MEASURED_JAXLIB)
+    return jax.jit(inference, static_argnums=3, compiler_options=dict(_LEAN_CPU_COMPILE) if lean else None)
 
 
 def _symbolic(x):

@@ -325,10 +325,32 @@ def test_xla_memory_finds_the_peak_live_set_and_its_layers():
     assert xla_memory.peak_live_set(_BUFFERS, shared, _HLO)[0] == 64 + 32 + 16
 
 
+def test_xla_memory_counts_fusions_and_parses_compiler_options():
+    xla_memory = load_script("benchmarks", "xla_memory")
+    hlo = """  %f1 = f32[4]{0} fusion(%p), kind=kLoop, calls=%fused_computation
+  %f2 = f32[4]{0} fusion(%f1, %p), kind=kCustom, calls=%ynn_fusion, backend_config={"kind":"__ynn_fusion"}
+  %f3 = f32[4]{0} fusion(%f2), kind=kInput, calls=%fused_reduce
+  %c = f32[4]{0} copy(%f3)
+"""
+    assert xla_memory.count_fusions(hlo) == {"emitted": 2, "library": 1}
+    assert xla_memory.count_fusions("") == {"emitted": 0, "library": 0}
+    assert xla_memory.compiler_option("xla_cpu_use_fusion_emitters=false") == ("xla_cpu_use_fusion_emitters", False)
+    assert xla_memory.compiler_option("xla_cpu_parallel_codegen_split_count=1") == (
+        "xla_cpu_parallel_codegen_split_count", 1)
+    assert xla_memory.compiler_option("xla_cpu_max_isa=AVX2") == ("xla_cpu_max_isa", "AVX2")
+    for bad in ("xla_cpu_use_fusion_emitters", "fusion_emitters=false", "=1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
+            xla_memory.compiler_option(bad)
+    with pytest.raises(SystemExit):  # one convolution alone is not compiled with the option
+        xla_memory.main(["--stem-convs", "--compiler-option", "xla_cpu_use_fusion_emitters=false"])
+
+
 @pytest.mark.runs_in("jax")  # XLA's buffer assignment, read in a child process
 def test_xla_memory_of_a_real_compiled_model():
     xla_memory = load_script("benchmarks", "xla_memory")
-    spec = {"model": "tiny", "resolution": 64, "batch": 2}
+    # Compiled with an XLA option for its executable alone (the older emitters: the compiler needs less).
+    spec = {"model": "tiny", "resolution": 64, "batch": 2,
+            "compiler_options": {"xla_cpu_use_fusion_emitters": False}}
     result = xla_memory.run_worker(xla_memory.__file__, spec, "jax", "tiny")
     assert "error" not in result, result.get("error")
     # The live set at the peak fits in XLA's temporary buffer and holds its largest buffers.
@@ -339,8 +361,13 @@ def test_xla_memory_of_a_real_compiled_model():
     # least XLA's temporary buffer (the readings are whole pages, so allow one page's rounding).
     assert result["rss_compiling_mib"] > 0 and result["rss_program_kept_mib"] >= 0
     assert result["rss_one_call_mib"] >= result["temp"] / 2**20 - 4096 / 2**20
+    # Every layer of the tiny model compiles to fusions; its matmuls and convolutions go to YNNPACK.
+    fusions = result["fusions"]
+    assert fusions["emitted"] > 0 and fusions["library"] >= 0
     table = xla_memory.markdown([result])
-    assert f"| HIRI-ViT-tiny | 64 | {result['arguments'] / 2**20:.0f} | {result['temp'] / 2**20:.0f} |" in table
+    assert (f"| HIRI-ViT-tiny | 64 | {fusions['emitted']} + {fusions['library']} | "
+            f"{result['arguments'] / 2**20:.0f} | {result['temp'] / 2**20:.0f} |") in table
+    assert "; compiler option xla_cpu_use_fusion_emitters=False for the executable" in table
     # Deleting the executable gives back part of what compiling kept (the rest is the C heap's).
     assert "rss_input_mib" in result and "rss_executable_mib" in result
     assert (f"| HIRI-ViT-tiny | 64 | {result['rss_model_mib']:.0f} | {result['rss_input_mib']:.0f} | "
