@@ -94,13 +94,13 @@ class HiriViTModel(keras.Model):
             self, lambda x: kernels.per_image(graph, x, training, switch="network"), inputs, training)
 
     def make_predict_function(self, force=False):
-        """Keras' predict function. Where the model uses its own executable (the
-        ``executable`` kernel switch: JAX on one CPU device), ``predict``'s step
-        is not compiled by Keras but calls the model eagerly, which runs that
-        executable: it is compiled with an XLA option Keras' compiled step
-        cannot pass (the compiler's peak 206 -> 73 MiB for S@448, the same
-        speed; docs/RESULTS.md)."""
-        if not (kernels.uses_own_executable(self) and self.jit_compile):
+        """Keras' predict function. Where the ``executable`` kernel switch says
+        ``lean`` (its ``auto`` on JAX on one CPU device), ``predict``'s step is
+        not compiled by Keras but calls the model eagerly, which runs the
+        model's own executable, compiled with an XLA option Keras' compiled step
+        cannot pass (S@448's first-call peak below ConvNeXt-T's, at 0.94x the
+        speed; docs/RESULTS.md). ``model.jit_compile`` keeps its value."""
+        if not (kernels.predicts_through_own_executable(self) and self.jit_compile):
             return super().make_predict_function(force)
         self.jit_compile = False
         try:

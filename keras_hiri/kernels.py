@@ -7,7 +7,8 @@ Model code calls :func:`gelu`, :func:`attention`, :func:`conv`,
 :func:`fold_bn_at_call` and :func:`uses_own_executable`; everything else is backend-agnostic
 ``keras.ops``. Each switch has a generic implementation and a faster one for
 some backend, chosen by ``"auto"`` only where it was measured faster (or where
-the generic op fails; ``network``, for memory, is the one exception), and
+the generic op fails; ``network`` and ``executable``, for memory, are the
+exceptions), and
 ``tests/test_kernels.py`` checks that every
 implementation equals the generic one on every backend, eager and compiled.
 Like timm's ``layers/config.py``, the switches are process-wide and read when
@@ -103,18 +104,20 @@ switch         implementations         ``"auto"`` picks
                                        and no faster; PyTorch: a Python loop over
                                        every layer call per image), for a batch of
                                        unknown size and in training
-``executable`` ``keras``, ``own``      ``own`` on JAX on one CPU device: a
-                                       ``HiriViTModel``'s eager inference call runs as
+``executable`` ``keras``, ``own``,     ``lean`` on JAX on one CPU device: a
+               ``lean``                ``HiriViTModel``'s eager inference call runs as
                                        the model's own XLA executable (compiled once
-                                       per input shape), not op by op (S@448's
-                                       ``model(x)`` 4.4x faster), and ``predict``'s
-                                       step calls it eagerly instead of Keras
-                                       compiling the step: that executable is
-                                       compiled with XLA's older fusion emitters, an
-                                       option Keras' compiled step cannot pass
-                                       (S@448's first-call peak 485 -> 348 MiB, the
-                                       compiler's 206 -> 73 MiB); ``keras``
-                                       elsewhere and for a model set to
+                                       per input shape) instead of op by op (``own``
+                                       and ``lean``: S@448's ``model(x)`` 4.4x
+                                       faster), and with ``lean`` that executable is
+                                       compiled with XLA's older fusion emitters and
+                                       ``predict``'s step calls it eagerly instead of
+                                       Keras compiling the step: the option Keras'
+                                       compiled step cannot pass takes S@448's
+                                       first-call peak below ConvNeXt-T's (M 1.22 ->
+                                       0.92), at 0.94x the speed: chosen for memory;
+                                       ``own`` keeps Keras' compiled ``predict``;
+                                       ``keras`` elsewhere and for a model set to
                                        ``run_eagerly``
 =============  ======================  ==============================================
 
@@ -141,14 +144,14 @@ SWITCHES = {
     "fence": ("auto", "none", "reduce_precision"),
     "stem": ("auto", "batched", "per_image"),
     "network": ("auto", "batched", "per_image"),
-    "executable": ("auto", "keras", "own"),
+    "executable": ("auto", "keras", "own", "lean"),
 }
 _chosen = {name: "auto" for name in SWITCHES}
 # Implementations that only one backend has: setting one on another backend is an error at once.
 _BACKEND_ONLY = {
     ("conv", "torch_nhwc"): "torch", ("dense", "torch_addmm"): "torch",
     ("batchnorm", "torch_affine"): "torch", ("fence", "reduce_precision"): "jax",
-    ("executable", "own"): "jax",
+    ("executable", "own"): "jax", ("executable", "lean"): "jax",
 }
 
 
@@ -228,7 +231,7 @@ def resolve(name, dtype=None):
     if name == "network":
         return "per_image" if backend == "jax" and _on_one_cpu() else "batched"
     if name == "executable":
-        return "own" if backend == "jax" and _on_one_cpu() else "keras"
+        return "lean" if backend == "jax" and _on_one_cpu() else "keras"
     return "explicit" if backend == "jax" and dtype == "float16" else "fused"
 
 
@@ -299,21 +302,27 @@ def per_image(fn, x, training=False, switch="stem"):
     return ops.map(lambda image: keras.tree.map_structure(lambda y: y[0], fn(image[None])), x)
 
 
-# A model's own inference executable (the ``executable`` switch), kept as long
-# as the model lives; and the XLA option it compiles with on CPUs, with the
-# jaxlib releases it was measured on (an option XLA does not know is an error).
+# A model's own inference executables (the ``executable`` switch), kept as long
+# as the model lives, one per compile options; and the XLA option ``lean``
+# compiles with on CPUs, with the jaxlib releases it was measured on (an option
+# XLA does not know is an error).
 _EXECUTABLES = weakref.WeakKeyDictionary()
 _LEAN_CPU_COMPILE = {"xla_cpu_use_fusion_emitters": False}
 _MEASURED_JAXLIB = ("0.10.",)
 
 
 def uses_own_executable(model):
-    """Whether ``model`` runs its inference through its own compiled executable
-    now (the ``executable`` switch resolved; not for a model set to
-    ``run_eagerly``): then :func:`own_executable_call` compiles an eager call,
-    and ``HiriViTModel.make_predict_function`` leaves ``predict``'s step
-    uncompiled around it."""
-    return resolve("executable") == "own" and not model.run_eagerly
+    """Whether an eager inference call of ``model`` runs its own compiled
+    executable now (the ``executable`` switch at ``own`` or ``lean``; not for
+    a model set to ``run_eagerly``): see :func:`own_executable_call`."""
+    return resolve("executable") in ("own", "lean") and not model.run_eagerly
+
+
+def predicts_through_own_executable(model):
+    """Whether ``model``'s ``predict`` step should run eagerly around its own
+    executable instead of being compiled by Keras (the ``executable`` switch
+    at ``lean``, whose compile option Keras' compiled step cannot pass)."""
+    return resolve("executable") == "lean" and not model.run_eagerly
 
 
 def own_executable_call(model, fn, x, training=False):
@@ -325,24 +334,26 @@ def own_executable_call(model, fn, x, training=False):
     instead of op by op: HIRI-ViT-S@448's ``model(x)`` at batch 8 on a 2-core
     CPU 3.1 s -> 0.7 s (``docs/RESULTS.md``).
 
-    On CPUs with jaxlib 0.10 that executable alone is compiled with XLA's older
-    fusion emitters (``xla_cpu_use_fusion_emitters=False``, an option of one
-    executable, which only a top-level ``jax.jit`` accepts: Keras' compiled
-    ``predict`` offers no way to pass it, and ``XLA_FLAGS`` would set it for
-    every program in the process). The compiler then peaks at 73 MiB above
-    S@448's weights instead of 206 and keeps 45 MiB instead of 60, at the same
-    speed (``benchmarks/xla_memory.py --compiler-option``)."""
+    With ``lean``, on CPUs with jaxlib 0.10, that executable is compiled with
+    XLA's older fusion emitters (``xla_cpu_use_fusion_emitters=False``, an
+    option of one executable, which only a top-level ``jax.jit`` accepts:
+    Keras' compiled ``predict`` step offers no way to pass it, and
+    ``XLA_FLAGS`` would set it for every program in the process). The compiler
+    then peaks at 73 MiB above S@448's weights instead of 206 and keeps 45 MiB
+    instead of 60 (``benchmarks/xla_memory.py --compiler-option``), and the
+    code runs ~6 % slower."""
     if training or not uses_own_executable(model) or _symbolic(x) or _jax_tracing():
         return fn(x)
-    run = _EXECUTABLES.get(model)
-    if run is None:
-        run = _EXECUTABLES[model] = _own_executable(model)
+    lean = resolve("executable") == "lean" and _on_jax_cpu()
+    runs = _EXECUTABLES.setdefault(model, {})
+    if lean not in runs:
+        runs[lean] = _own_executable(model, lean)
     settings = tuple(resolve(name) for name in SWITCHES)  # read while tracing: a change retraces
-    return run([v.value for v in model.trainable_variables],
-               [v.value for v in model.non_trainable_variables], x, settings)
+    return runs[lean]([v.value for v in model.trainable_variables],
+                      [v.value for v in model.non_trainable_variables], x, settings)
 
 
-def _own_executable(model):
+def _own_executable(model, lean):
     import jax
     import jaxlib
 
@@ -351,8 +362,10 @@ def _own_executable(model):
     def inference(trainable, non_trainable, x, settings):
         return owner().stateless_call(trainable, non_trainable, x, training=False)[0]
 
-    lean = _on_jax_cpu() and jaxlib.__version__.startswith(_MEASURED_JAXLIB)
-    return jax.jit(inference, static_argnums=3, compiler_options=dict(_LEAN_CPU_COMPILE) if lean else None)
+    options = None
+    if lean and jaxlib.__version__.startswith(_MEASURED_JAXLIB):
+        options = dict(_LEAN_CPU_COMPILE)
+    return jax.jit(inference, static_argnums=3, compiler_options=options)
 
 
 def _symbolic(x):

@@ -418,16 +418,18 @@ def test_per_image_choice(restore_switches):
 
 
 def test_own_executable_equals_keras(restore_switches, monkeypatch):
-    """The ``executable`` switch. On JAX an eager inference call, and
-    ``predict`` (whose step Keras then leaves uncompiled), run the model's own
-    executable: traced once per input shape and switch setting (counted by the
-    ``network`` switch's one ``keras.ops.map`` per trace), following the
-    weights, equal to Keras' op-by-op call and to a user's ``jax.jit`` around
-    it; not for a model set to ``run_eagerly``. Elsewhere only ``keras``."""
+    """The ``executable`` switch. On JAX an eager inference call runs the
+    model's own executable with ``own`` and ``lean``, and with ``lean``
+    ``predict`` too (Keras then leaves its step uncompiled): traced once per
+    input shape, switch setting and compile options (counted by the ``network``
+    switch's one ``keras.ops.map`` per trace), following the weights, equal to
+    Keras' op-by-op call and to a user's ``jax.jit`` around it; not for a model
+    set to ``run_eagerly``. Elsewhere only ``keras``."""
     if keras.backend.backend() != "jax":
         assert kernels.implementations("executable") == ["keras"] and kernels.resolve("executable") == "keras"
-        with pytest.raises(ValueError, match="'executable' = 'own' needs the jax backend"):
-            kernels.set_kernel("executable", "own")
+        for implementation in ("own", "lean"):
+            with pytest.raises(ValueError, match=f"'executable' = '{implementation}' needs the jax backend"):
+                kernels.set_kernel("executable", implementation)
         return
     import gc
 
@@ -435,7 +437,7 @@ def test_own_executable_equals_keras(restore_switches, monkeypatch):
 
     from tests.tiny import images, randomize_batchnorm_statistics, tiny_model
 
-    assert kernels.resolve("executable") == "own"  # CI's machines: one CPU device
+    assert kernels.resolve("executable") == "lean"  # CI's machines: one CPU device
     maps = []
     ops_map = keras.ops.map
     monkeypatch.setattr(keras.ops, "map", lambda f, xs: maps.append(xs.shape[0]) or ops_map(f, xs))
@@ -444,39 +446,40 @@ def test_own_executable_equals_keras(restore_switches, monkeypatch):
     randomize_batchnorm_statistics(model)
     x = images(3)
 
-    def keras_call():
-        kernels.set_kernel("executable", "keras")
-        try:
-            return to_numpy(model(x, training=False))
-        finally:
-            kernels.set_kernel("executable", "own")
+    def call(implementation, run=lambda: model(x, training=False)):
+        kernels.set_kernel("executable", implementation)
+        return to_numpy(run())
 
-    reference = keras_call()
-    del maps[:]
-    own = [to_numpy(model(x, training=False)) for _ in range(2)]
-    assert maps == [3]  # traced once, then run without Python
-    model.compile(jit_compile=True)
-    own.append(model.predict_on_batch(x))
-    assert maps == [3] and model.jit_compile is True  # the same executable; the setting left as it was
-    for out in own:
-        np.testing.assert_allclose(out, reference, atol=1e-5)
+    reference = call("keras")
+    for implementation in ("own", "lean"):
+        del maps[:]
+        outputs = [call(implementation) for _ in range(2)]
+        assert maps == [3]  # traced once, then run without Python
+        model.compile(jit_compile=True)
+        outputs.append(call(implementation, lambda: model.predict_on_batch(x)))
+        # own: Keras compiles predict's step (one more trace); lean: the step calls the same executable
+        assert maps == ([3, 3] if implementation == "own" else [3]) and model.jit_compile is True
+        for out in outputs:
+            np.testing.assert_allclose(out, reference, atol=1e-5)
 
     kernels.set_kernel("gelu", "fused")  # another switch setting: traced again
-    np.testing.assert_allclose(to_numpy(model(x, training=False)), reference, atol=1e-5)
-    assert maps == [3, 3]
+    del maps[:]
+    np.testing.assert_allclose(call("lean"), reference, atol=1e-5)
+    assert maps == [3]
     bias = model.layers[-1].bias  # new weights: the same executable reads them
     bias.assign(bias + 1.0)
-    np.testing.assert_allclose(to_numpy(model(x, training=False)), reference + 1.0, atol=1e-5)
-    assert maps == [3, 3]
-    np.testing.assert_allclose(keras_call(), reference + 1.0, atol=1e-5)
+    np.testing.assert_allclose(call("lean"), reference + 1.0, atol=1e-5)
+    assert maps == [3]
+    np.testing.assert_allclose(call("keras"), reference + 1.0, atol=1e-5)
 
+    kernels.set_kernel("executable", "lean")
     traced = jax.jit(lambda t, n, images: model.stateless_call(t, n, images, training=False)[0])
     values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
     np.testing.assert_allclose(np.asarray(traced(*values, x)), reference + 1.0, atol=1e-5)
 
     del maps[:]
     model.compile(run_eagerly=True)  # debugging: every layer's Python runs, op by op
-    assert not kernels.uses_own_executable(model)
+    assert not kernels.uses_own_executable(model) and not kernels.predicts_through_own_executable(model)
     for _ in range(2):
         np.testing.assert_allclose(model.predict_on_batch(x), reference + 1.0, atol=1e-5)
     assert maps == [3, 3]
@@ -484,4 +487,4 @@ def test_own_executable_equals_keras(restore_switches, monkeypatch):
     cached = len(kernels._EXECUTABLES)
     model = None
     gc.collect()
-    assert len(kernels._EXECUTABLES) == cached - 1  # the executable goes with its model
+    assert len(kernels._EXECUTABLES) == cached - 1  # the executables go with their model
