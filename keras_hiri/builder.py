@@ -98,7 +98,7 @@ class HiriViTModel(keras.Model):
         ``lean`` (its ``auto`` on JAX on one CPU device), ``predict``'s step is
         not compiled by Keras but calls the model eagerly, which runs the
         model's own executable, compiled with an XLA option Keras' compiled step
-        cannot pass (S@448's first-call peak below ConvNeXt-T's, at 0.94x the
+        cannot pass (S@448's first-call peak below ConvNeXt-T's, at 0.92x the
         speed; docs/RESULTS.md). ``model.jit_compile`` keeps its value."""
         if not (kernels.predicts_through_own_executable(self) and self.jit_compile):
             return super().make_predict_function(force)

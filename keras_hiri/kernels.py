@@ -115,7 +115,7 @@ switch         implementations         ``"auto"`` picks
                                        Keras compiling the step: the option Keras'
                                        compiled step cannot pass takes S@448's
                                        first-call peak below ConvNeXt-T's (M 1.22 ->
-                                       0.92), at 0.94x the speed: chosen for memory;
+                                       0.92), at 0.92x the speed: chosen for memory;
                                        ``own`` keeps Keras' compiled ``predict``;
                                        ``keras`` elsewhere and for a model set to
                                        ``run_eagerly``
@@ -340,8 +340,9 @@ def own_executable_call(model, fn, x, training=False):
     Keras' compiled ``predict`` step offers no way to pass it, and
     ``XLA_FLAGS`` would set it for every program in the process). The compiler
     then peaks at 73 MiB above S@448's weights instead of 206 and keeps 45 MiB
-    instead of 60 (``benchmarks/xla_memory.py --compiler-option``), and the
-    code runs ~6 % slower."""
+    instead of 60 (``benchmarks/xla_memory.py --compiler-option``), and
+    ``predict`` runs at 0.92x the speed of Keras' compiled step
+    (``benchmarks/throughput.py --kernel-pair executable``)."""
     if training or not uses_own_executable(model) or _symbolic(x) or _jax_tracing():
         return fn(x)
     lean = resolve("executable") == "lean" and _on_jax_cpu()
