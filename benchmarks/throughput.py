@@ -495,8 +495,16 @@ def kernel_pair_table(all_results, batch):
     lines += ["", f"HIRI-ViT-S@448, batch {batch}, the two models (same weights) in one process timed alternately "
                   f"call by call, median of {ok[0]['repeats']} calls each; a fresh process for each entry of a column "
                   "(the two columns' n-th entries from the same process)"
-                  + speed_settings(ok[0])]
+                  + _compile_mode(ok[0]) + speed_settings(ok[0])]
     return "\n".join(lines)
+
+
+def _compile_mode(result):
+    """``"; --compile MODE (...)"`` for a footer where a run did not use the backends' defaults."""
+    mode = result.get("compile", "auto")
+    if mode == "auto":
+        return ""
+    return f"; --compile {mode} (predict_on_batch with jit_compile={mode == 'jit'})"
 
 
 def _per_round(rows):

@@ -108,7 +108,7 @@ switch         implementations         ``"auto"`` picks
                ``lean``                ``HiriViTModel``'s eager inference call runs as
                                        the model's own XLA executable (compiled once
                                        per input shape) instead of op by op (``own``
-                                       and ``lean``: S@448's ``model(x)`` 4.4x
+                                       and ``lean``: S@448's ``model(x)`` 4.6x
                                        faster), and with ``lean`` that executable is
                                        compiled with XLA's older fusion emitters and
                                        ``predict``'s step calls it eagerly instead of

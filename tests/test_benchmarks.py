@@ -175,6 +175,9 @@ def test_kernel_pair_table_takes_the_median_of_per_process_ratios():
     assert "| torch | layers: 0.900, 1.000, 1.200 | folded: 0.800, 1.000, 1.000 | 1.125x | 2.0e-09 | folded |" in table
     assert "| jax | layers: 0.800, failed | folded: 0.900, failed | 0.889x | 2.0e-09 | layers |" in table
     assert "| backend | conv_bn: first implementation, s/batch per process | second implementation," in table
+    assert "--compile" not in table  # the backends' defaults
+    eager = throughput.kernel_pair_table({"jax": [{**pair(3.0, 0.7, "own"), "compile": "none"}]}, batch=8)
+    assert "; --compile none (predict_on_batch with jit_compile=False)" in eager
 
 
 def test_kernel_pair_is_the_first_implementation_against_auto(restore_switches):
