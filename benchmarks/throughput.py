@@ -154,8 +154,7 @@ def _jit_and_batch(spec):
     """The ``jit_compile`` value for the spec's mode, and its input batch."""
     import numpy as np
 
-    mode = spec["compile"]
-    jit = True if mode == "jit" else (False if mode == "none" else "auto")
+    jit = _jit_compile(spec["compile"])
     size = spec["resolution"]
     x = np.random.default_rng(0).uniform(0, 255, (spec["batch"], size, size, 3)).astype("float32")
     return jit, x
@@ -499,12 +498,17 @@ def kernel_pair_table(all_results, batch):
     return "\n".join(lines)
 
 
+def _jit_compile(mode):
+    """The ``jit_compile`` value of a ``--compile`` mode (``jit``, ``none``, ``auto``)."""
+    return {"jit": True, "none": False}.get(mode, "auto")
+
+
 def _compile_mode(result):
     """``"; --compile MODE (...)"`` for a footer where a run did not use the backends' defaults."""
     mode = result.get("compile", "auto")
     if mode == "auto":
         return ""
-    return f"; --compile {mode} (predict_on_batch with jit_compile={mode == 'jit'})"
+    return f"; --compile {mode} (predict_on_batch with jit_compile={_jit_compile(mode)})"
 
 
 def _per_round(rows):

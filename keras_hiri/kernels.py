@@ -132,6 +132,8 @@ import weakref
 import keras
 from keras import ops
 
+from keras_hiri import runtime
+
 SWITCHES = {
     "gelu": ("auto", "erf", "fused"),
     "depthwise": ("auto", "native", "unrolled"),
@@ -303,12 +305,10 @@ def per_image(fn, x, training=False, switch="stem"):
 
 
 # A model's own inference executables (the ``executable`` switch), kept as long
-# as the model lives, one per compile options; and the XLA option ``lean``
-# compiles with on CPUs, with the jaxlib releases it was measured on (an option
-# XLA does not know is an error).
+# as the model lives, one with and one without ``lean``'s compile option; and
+# that XLA option (CPUs only, jaxlib releases it was measured on).
 _EXECUTABLES = weakref.WeakKeyDictionary()
 _LEAN_CPU_COMPILE = {"xla_cpu_use_fusion_emitters": False}
-_MEASURED_JAXLIB = ("0.10.",)
 
 
 def uses_own_executable(model):
@@ -345,28 +345,24 @@ def own_executable_call(model, fn, x, training=False):
     (``benchmarks/throughput.py --kernel-pair executable``)."""
     if training or not uses_own_executable(model) or _symbolic(x) or _jax_tracing():
         return fn(x)
-    lean = resolve("executable") == "lean" and _on_jax_cpu()
+    lean = resolve("executable") == "lean" and _on_jax_cpu() and runtime.on_measured_jaxlib()
     runs = _EXECUTABLES.setdefault(model, {})
     if lean not in runs:
-        runs[lean] = _own_executable(model, lean)
+        runs[lean] = _own_executable(model, dict(_LEAN_CPU_COMPILE) if lean else None)
     settings = tuple(resolve(name) for name in SWITCHES)  # read while tracing: a change retraces
     return runs[lean]([v.value for v in model.trainable_variables],
                       [v.value for v in model.non_trainable_variables], x, settings)
 
 
-def _own_executable(model, lean):
+def _own_executable(model, compiler_options):
     import jax
-    import jaxlib
 
     owner = weakref.ref(model)  # the cache's value must not keep its key alive
 
     def inference(trainable, non_trainable, x, settings):
         return owner().stateless_call(trainable, non_trainable, x, training=False)[0]
 
-    options = None
-    if lean and jaxlib.__version__.startswith(_MEASURED_JAXLIB):
-        options = dict(_LEAN_CPU_COMPILE)
-    return jax.jit(inference, static_argnums=3, compiler_options=options)
+    return jax.jit(inference, static_argnums=3, compiler_options=compiler_options)
 
 
 def _symbolic(x):

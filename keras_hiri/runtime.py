@@ -62,12 +62,23 @@ def retain_freed_memory():
 
 
 # The XLA flag that lists the kinds of op XLA may hand to YNNPACK's fusions
-# ("dot", "eltwise", "reduce"; an empty list: none), the kinds a caller may
-# keep, and the jaxlib releases it was measured on: XLA aborts the process on a
-# flag it does not know, so another jaxlib is left alone.
+# ("dot", "eltwise", "reduce"; an empty list: none), and the kinds a caller may
+# keep.
 _YNN_FUSION_TYPES = "--xla_cpu_experimental_ynn_fusion_type="
 _KEEPABLE = ("eltwise", "reduce")
+# The jaxlib releases keras_hiri's XLA options were measured on: XLA aborts the
+# process on a flag it does not know and rejects an unknown compile option, so
+# another jaxlib is left alone.
 _MEASURED_JAXLIB = ("0.10.",)
+
+
+def on_measured_jaxlib():
+    """Whether the installed jaxlib is a release keras_hiri's XLA options (the
+    flag of :func:`disable_ynnpack_fusions`, the compile option of the
+    ``executable`` kernel switch) were measured on."""
+    import jaxlib
+
+    return jaxlib.__version__.startswith(_MEASURED_JAXLIB)
 
 
 def _compiles_ynn_fusions():
@@ -127,11 +138,7 @@ def disable_ynnpack_fusions(keep=()):
     flag = _YNN_FUSION_TYPES + ",".join(sorted(set(keep)))
     import keras
 
-    if keras.backend.backend() != "jax":
-        return False
-    import jaxlib
-
-    if not jaxlib.__version__.startswith(_MEASURED_JAXLIB):
+    if keras.backend.backend() != "jax" or not on_measured_jaxlib():
         return False
     before = os.environ.get("XLA_FLAGS")
     if flag not in (before or "").split():
