@@ -47,6 +47,21 @@ def train_latency(model, x, warmup, repeats, jit_compile):
     return time_calls(lambda: model.train_on_batch(x, y), max(warmup, 1), repeats)[0]
 
 
+def table(rows, batch):
+    """The printed table's lines: ``rows`` is ``[(part, seconds, MACs per image)]``, each
+    part's increment over the previous cut (noise can make a small part's negative).
+    Every column starts with a space, so a wide or negative number never runs into its
+    neighbour and ``line.split()`` reads the columns back."""
+    total = sum(t for _, t, _ in rows)
+    macs = sum(m for _, _, m in rows)
+    lines = [f"{'part':<20} {'ms/batch':>9} {'share':>7} {'GMACs/img':>10} {'GMAC/s':>8}"]
+    for part, t, m in rows:
+        rate = batch * m / 1e9 / t if t > 0 else float("nan")
+        lines.append(f"{part:<20} {1000 * t:>9.1f} {100 * t / total:>6.1f}% {m / 1e9:>10.3f} {rate:>8.1f}")
+    lines.append(f"{'total':<20} {1000 * total:>9.1f} {'':>7} {macs / 1e9:>10.3f} {batch * macs / 1e9 / total:>8.1f}")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="S")
@@ -84,18 +99,12 @@ def main(argv=None):
         rows.append((part, t - previous, macs.get(part, 0)))
         previous = t
         bar.add(1)
-    total = previous
     print(
         f"\n{model.name}{' (folded)' if args.folded else ''} @ {size}, batch {args.batch}, "
         f"backend {keras.backend.backend()}, jit_compile={args.jit}"
         + (", training step (forward + backward + AdamW)" if args.train else ", inference")
     )
-    print(f"{'part':<20}{'ms/batch':>10}{'share':>8}{'GMACs/img':>11}{'GMAC/s':>9}")
-    for part, t, m in rows:
-        rate = args.batch * m / 1e9 / t if t > 0 else float("nan")
-        print(f"{part:<20}{1000 * t:>10.1f}{100 * t / total:>7.1f}%{m / 1e9:>11.3f}{rate:>9.1f}")
-    print(f"{'total':<20}{1000 * total:>10.1f}{'':>8}{sum(macs.values()) / 1e9:>11.3f}"
-          f"{args.batch * sum(macs.values()) / 1e9 / total:>9.1f}")
+    print("\n".join(table(rows, args.batch)))
 
 
 if __name__ == "__main__":

@@ -409,6 +409,11 @@ def test_stage_latency_times_a_training_step_per_part(capsys):
     assert sum(v for k, v in rows.items() if k != "total") == pytest.approx(rows["total"], abs=0.1 * len(rows))
     with pytest.raises(SystemExit):
         stage_latency.main(["--train", "--folded"])
+    # A noisy negative increment, a share past -1000 % and a wide total still read back column by column.
+    lines = stage_latency.table([("stem", 2.5, 1e9), ("stage1", -2.368, 0), ("head", 0.05, 2e6)], 8)
+    read = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert read["stage1"] == ["-2368.0", "-1301.1%", "0.000", "nan"]
+    assert read["stem"][:2] == ["2500.0", "1373.6%"] and read["total"] == ["182.0", "1.002", "44.0"]
 
 
 def test_augmentation_speed_table_and_ratios():
