@@ -99,8 +99,14 @@ class HiriViTModel(keras.Model):
         not compiled by Keras but calls the model eagerly, which runs the
         model's own executable, compiled with an XLA option Keras' compiled step
         cannot pass (S@448's first-call peak below ConvNeXt-T's, at 0.92x the
-        speed; docs/RESULTS.md). ``model.jit_compile`` keeps its value."""
-        if not (kernels.predicts_through_own_executable(self) and self.jit_compile):
+        speed; docs/RESULTS.md). ``model.jit_compile`` keeps its value.
+
+        A function built before a ``set_kernel("executable", ...)`` that
+        changes which way ``predict`` runs is built again on the next call."""
+        eager_step = bool(kernels.predicts_through_own_executable(self) and self.jit_compile)
+        force = force or eager_step != getattr(self, "predict_step_is_eager", eager_step)
+        self.predict_step_is_eager = eager_step
+        if not eager_step:
             return super().make_predict_function(force)
         self.jit_compile = False
         try:

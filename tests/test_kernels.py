@@ -462,6 +462,14 @@ def test_own_executable_equals_keras(restore_switches, monkeypatch):
         for out in outputs:
             np.testing.assert_allclose(out, reference, atol=1e-5)
 
+    # A switch change after predict's function was built: the next predict builds it again.
+    lean_step = model.predict_function
+    np.testing.assert_allclose(call("own", lambda: model.predict_on_batch(x)), reference, atol=1e-5)
+    assert maps == [3, 3] and model.predict_function is not lean_step  # Keras compiled its step
+    lean_step = None  # it holds the model
+    np.testing.assert_allclose(call("lean", lambda: model.predict_on_batch(x)), reference, atol=1e-5)
+    assert maps == [3, 3]  # the lean executable again, no trace
+
     kernels.set_kernel("gelu", "fused")  # another switch setting: traced again
     del maps[:]
     np.testing.assert_allclose(call("lean"), reference, atol=1e-5)
