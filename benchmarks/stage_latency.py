@@ -71,7 +71,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--jit", choices=["auto", "true", "false"], default="true")
+    parser.add_argument("--jit", choices=["auto", "true", "false"], default="auto",
+                        help="jit_compile of every cut; auto (Keras' default, as the throughput benchmark "
+                             "uses it): XLA on JAX, a tf.function graph on a CPU-only TensorFlow, eager "
+                             "PyTorch (true there is torch.compile, which recompiles the first cut per call)")
     parser.add_argument("--train", action="store_true",
                         help="time a training step of each cut instead of inference")
     args = parser.parse_args(argv)
