@@ -17,11 +17,8 @@ Here only the standard library is imported, so ``keras-hiri --help`` and
 Bad input (a missing file, a file that is not an image, an unknown variant or
 weights name) prints ``keras-hiri: error: ...`` and exits with status 2.
 
-Run as a command, keras-hiri keeps freed memory in its process
-(keras_hiri.retain_freed_memory: PyTorch ~1.2x faster on Linux) and, on JAX
-with jaxlib 0.10, leaves only reductions to YNNPACK's fusions
-(keras_hiri.disable_ynnpack_fusions(keep=("reduce",)): a training step of
-HIRI-ViT-S@448 ~1.5x and inference ~1.2x faster on a CPU).
+Process-wide settings (the allocator, XLA flags) are the caller's: see
+docs/performance.md for the ones worth knowing.
 """
 
 import argparse
@@ -49,12 +46,7 @@ def _version():
 
 
 def main(argv=None):
-    """Runs ``keras-hiri VERB ...``; returns the exit status (2 for bad input).
-
-    Called as the program (``argv`` None: the command line), it also applies
-    the process settings of ``keras_hiri.runtime``; a caller that passes
-    ``argv`` (a test, another program) keeps its process as it is.
-    """
+    """Runs ``keras-hiri VERB ...``; returns the exit status (2 for bad input)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ notices are noise here
     parser = argparse.ArgumentParser(
         prog="keras-hiri", description="HIRI-ViT for Keras 3 (TensorFlow, JAX, PyTorch).",
@@ -68,10 +60,6 @@ def main(argv=None):
     args, rest = parser.parse_known_args(argv)
     try:
         verb = importlib.import_module(f"keras_hiri.cli.{args.command}")
-        if argv is None:  # this process is the keras-hiri command
-            runtime = importlib.import_module("keras_hiri.runtime")
-            runtime.retain_freed_memory()
-            runtime.disable_ynnpack_fusions(keep=("reduce",))
         return verb.main(rest) or 0
     except ValueError as e:
         print(f"keras-hiri: error: {e}", file=sys.stderr)

@@ -1,12 +1,13 @@
-"""Model construction time: the ``init`` kernel switch, host-drawn weights against Keras' sampler.
+"""Model construction time: host-drawn weights against Keras' sampler.
 
 Building a model draws every weight. Keras' initializers sample on the
 backend; on JAX each new kernel shape then compiles an XLA program for the
 sampler and more for its scale and shift, and HIRI-ViT-S has many distinct
 shapes. keras_hiri's ``TruncatedNormal`` and ``VarianceScaling``
 (``keras_hiri/common.py``) draw the same distributions with NumPy on the host
-under ``init = "host"`` and are Keras' own under ``init = "keras"``
-(``keras_hiri.kernels``; ``"auto"`` picks ``host`` on JAX only).
+on JAX (``keras_hiri.ops.draws_on_host``); a ``keras`` row builds with the
+generic op (Keras' own sampler) forced on every backend
+(``benchmarks/implementations.py``), a ``host`` row with the host draw forced.
 
 Every (backend, model, initializers) row is a fresh process, which first runs
 one backend op (the backend's own start-up is not counted), then times the
@@ -46,17 +47,18 @@ def worker(spec):
                 compiles["seconds"] += duration
 
         jax.monitoring.register_event_duration_secs_listener(listener)
-    from keras_hiri import kernels
+    from implementations import forced_host_draws, generic
 
-    kernels.set_kernel("init", spec["initializers"])
     keras.utils.set_random_seed(0)
     model, size = spec["model"].split("@")
     times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        built = build({"model": model, "resolution": int(size)})  # the benchmarks' one builder
-        times.append(time.perf_counter() - start)
-        del built
+    choice = generic("init") if spec["initializers"] == "keras" else forced_host_draws()
+    with choice:
+        for _ in range(2):
+            start = time.perf_counter()
+            built = build({"model": model, "resolution": int(size)})  # the benchmarks' one builder
+            times.append(time.perf_counter() - start)
+            del built
     result = {**spec, "backend": keras.backend.backend(), "first_s": times[0], "second_s": times[1]}
     if keras.backend.backend() == "jax":
         result.update(xla_compiles=compiles["count"], xla_compile_s=compiles["seconds"])

@@ -1,21 +1,15 @@
-"""Kernel-level timings behind the speed choices (DESIGN.md "Speed").
+"""Op-level timings behind keras_hiri.ops' implementations (docs/performance.md).
 
-1. Depthwise 3x3: the backend's op against the unrolled tap sum (evidence
-   for ``keras_hiri.set_depthwise_implementation("auto")``: on JAX on CPU,
-   XLA's grouped convolution is far slower than nine fused shifted slices; on
-   TensorFlow (oneDNN) and PyTorch the native op is mostly the faster one).
-2. Exact GELU: the erf form against ``keras.ops.gelu(approximate=False)``
-   (``keras_hiri.common.gelu`` picks per backend).
+1. Depthwise 3x3: the backend's op against the unrolled tap sum (on JAX on
+   CPU, XLA's grouped convolution is far slower than nine fused shifted
+   slices; on TensorFlow (oneDNN) and PyTorch the native op is mostly faster).
+2. Exact GELU: the erf form against ``keras.ops.gelu(approximate=False)``.
 3. PyTorch only: a stride-2 3x3 convolution through ``keras.ops.conv`` on a
-   channels-last tensor, through ``keras_hiri.kernels.conv`` (the
-   ``"torch_nhwc"`` switch: torch's conv on the NCHW view of the same tensor),
-   and raw ``torch.nn.functional.conv2d`` on the data in NCHW and in
-   ``torch.channels_last`` memory format: the cost of Keras' layout copies.
-4. PyTorch only: each fusion of the ``conv``, ``dense`` and ``batchnorm``
-   switches against the generic ``keras.ops`` sequence it replaces (bias and
-   padding inside torch's conv, the CFFN's ``DWConv(z) + z`` as one depthwise
-   conv, the Dense bias inside ``addmm``, inference BN as one ``addcmul``).
-5. The HR block's sum of its branches, ``x + upsample(low)``: the upsampled
+   channels-last tensor, through ``keras_hiri.ops.conv`` (torch's conv on the
+   NCHW view of the same tensor), and raw ``torch.nn.functional.conv2d`` on
+   the data in NCHW and in ``torch.channels_last`` memory format: the cost of
+   Keras' layout copies.
+4. The HR block's sum of its branches, ``x + upsample(low)``: the upsampled
    map materialised (``common.upsample_2x_to``) against one broadcast add over
    a 6-d view of ``x`` (``common.add_upsampled_2x``), eager and compiled.
 
@@ -69,22 +63,21 @@ def median_ms(fn, x, repeats):
 
 def depthwise_table(rng, repeats):
     print(f"{'where':<34}{'input':>22}{'native ms':>11}{'unrolled ms':>13}{'speed-up':>10}")
-    previous = common.get_depthwise_implementation()
-    try:
-        for shape, stride, where in SHAPES:
-            x = keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
-            layer = common.depthwise_conv2d(3, stride)
-            layer(x)
-            times = {}
-            for mode in ("native", "unrolled"):
-                common.set_depthwise_implementation(mode)
-                times[mode] = median_ms(compiled(lambda x: layer(x)), x, repeats)
-            print(
-                f"{where:<34}{str(shape[1:]):>22}{times['native']:>11.2f}"
-                f"{times['unrolled']:>13.2f}{times['native'] / times['unrolled']:>9.1f}x"
-            )
-    finally:
-        common.set_depthwise_implementation(previous)
+    for shape, stride, where in SHAPES:
+        x = keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
+        layer = common.depthwise_conv2d(3, stride)
+        layer(x)
+        if layer.implementation != "ops":
+            print(f"{where:<34}{str(shape[1:]):>22}  (this backend's own convolution: no unrolled form)")
+            continue
+        times = {}
+        for mode in ("native", "unrolled"):
+            layer.unrolled = mode == "unrolled"  # the choice build() makes, set by hand
+            times[mode] = median_ms(compiled(lambda x: layer(x)), x, repeats)
+        print(
+            f"{where:<34}{str(shape[1:]):>22}{times['native']:>11.2f}"
+            f"{times['unrolled']:>13.2f}{times['native'] / times['unrolled']:>9.1f}x"
+        )
 
 
 def gelu_table(rng, repeats):
@@ -108,17 +101,12 @@ def torch_layout_table(rng, repeats):
     channels_last = nchw.contiguous(memory_format=torch.channels_last)
     wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
     run = compiled
-    from keras_hiri import kernels
+    from keras_hiri import ops as hiri_ops
 
-    previous = kernels.get_kernel("conv")
-    kernels.set_kernel("conv", "torch_nhwc")
-    try:
-        fast = median_ms(run(lambda x: kernels.conv(x, wk, (2, 2), "valid")), xk, repeats)
-    finally:
-        kernels.set_kernel("conv", previous)
+    fast = median_ms(run(lambda x: hiri_ops.conv(x, wk, (2, 2), "valid", implementation="torch")), xk, repeats)
     rows = [
         ("keras.ops.conv, NHWC tensor", median_ms(run(lambda x: ops.conv(x, wk, 2, "valid")), xk, repeats)),
-        ("kernels.conv 'torch_nhwc', NHWC", fast),
+        ("keras_hiri.ops.conv 'torch', NHWC", fast),
         ("torch conv2d, NCHW contiguous", median_ms(
             run(lambda x: torch.nn.functional.conv2d(x, wt, stride=2)), nchw, repeats)),
         ("torch conv2d, channels_last", median_ms(
@@ -127,58 +115,6 @@ def torch_layout_table(rng, repeats):
     print("\nstride-2 3x3 conv, 226x226x32 -> 112x112x32 (HR-stem hi_conv)")
     for name, ms in rows:
         print(f"  {name:<34}{ms:>8.2f} ms")
-
-
-def torch_fusion_table(rng, repeats):
-    from keras import ops
-
-    from keras_hiri import kernels
-
-    def t(*shape):
-        return ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
-
-    def positive(n):
-        return ops.convert_to_tensor(rng.uniform(0.5, 2.0, size=n).astype("float32"))
-
-    k32, k1600, b32, b1600 = t(3, 3, 32, 32), t(3, 3, 1600, 1), t(32), t(1600)
-    w320, b_fc = t(320, 1600), t(1600)
-    stats = [t(32), positive(32), t(32), t(32)]
-
-    def separately(x, conv_op, bias, pad=0, add_input=False):
-        """The torch conv alone, with padding, bias and ``+ x`` as separate ops."""
-        padded = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
-        out = conv_op(padded) + bias
-        return out + x if add_input else out
-
-    cases = [  # (switch, fast implementation, what, input, op, the fast conv without fusion)
-        ("conv", "torch_nhwc", "3x3/2 conv + pad 1 + bias, 224x224x32", t(8, 224, 224, 32),
-         lambda x: kernels.conv(x, k32, (2, 2), 1, bias=b32),
-         lambda x: separately(x, lambda p: kernels.conv(p, k32, (2, 2)), b32, pad=1)),
-        ("conv", "torch_nhwc", "CFFN DWConv3x3(z) + bias + z, 14x14x1600", t(8, 14, 14, 1600),
-         lambda x: kernels.depthwise_conv(x, k1600, padding="same", bias=b1600, add_input=True),
-         lambda x: separately(x, lambda p: kernels.depthwise_conv(p, k1600, padding="same"),
-                              b1600, add_input=True)),
-        ("dense", "torch_addmm", "fc1 320 -> 1600 + bias, 8x14x14", t(8, 14, 14, 320),
-         lambda x: kernels.dense(x, w320, b_fc), None),
-        ("batchnorm", "torch_affine", "inference BN, 224x224x32", t(8, 224, 224, 32),
-         lambda x: kernels.batch_norm(x, *stats, 1e-5), None),
-    ]
-    print("\nfusions: the switch's generic keras.ops form, the fast kernel with bias/padding/+x as")
-    print("separate ops (conv only; for dense and batchnorm the generic form is that), and fused")
-    print(f"  {'switch':<11}{'what':<44}{'generic ms':>11}{'separate ms':>12}{'fused ms':>10}"
-          f"{'generic/fused':>14}{'separate/fused':>15}")
-    for switch, fast, what, x, op, unfused in cases:
-        previous = kernels.get_kernel(switch)
-        times = {}
-        try:
-            for implementation in ("ops", fast):
-                kernels.set_kernel(switch, implementation)
-                times[implementation] = median_ms(compiled(op), x, repeats)
-            times["separate"] = median_ms(compiled(unfused), x, repeats) if unfused else times["ops"]
-        finally:
-            kernels.set_kernel(switch, previous)
-        print(f"  {switch:<11}{what:<44}{times['ops']:>11.2f}{times['separate']:>12.2f}{times[fast]:>10.2f}"
-              f"{times['ops'] / times[fast]:>13.2f}x{times['separate'] / times[fast]:>14.2f}x")
 
 
 def eager(fn):
@@ -219,7 +155,6 @@ def main(argv=None):
     upsample_add_table(rng, args.repeats)
     if keras.backend.backend() == "torch":
         torch_layout_table(rng, args.repeats)
-        torch_fusion_table(rng, args.repeats)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ and across backends: T_b = thr(S@448, b) / thr(S@448, tensorflow), target >= 0.8
     python benchmarks/throughput.py --backends jax --json out.json
     python benchmarks/throughput.py --quick --retain-freed-memory   # glibc keeps freed memory
     python benchmarks/throughput.py --alternate-retain 3 --backends torch   # that setting's speed-up
-    python benchmarks/throughput.py --alternate-ynnpack 3 --backends jax    # disable_ynnpack_fusions()'s
+    python benchmarks/throughput.py --alternate-ynnpack 3 --backends jax    # XLA's own CPU kernels'
+(the process settings are benchmarks/process_settings.py's, never the library's)
     python benchmarks/throughput.py --alternate-backends 3   # S@448 only, T_b from alternated rounds
     python benchmarks/throughput.py --alternate-models 5     # P1, P2, M from alternated rounds
-    python benchmarks/throughput.py --kernel-pair conv_bn    # a kernel switch's two settings, paired
+    python benchmarks/throughput.py --kernel-pair conv       # an op implementation against the generic op
 """
 
 import argparse
@@ -52,6 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # implementations, process_settings
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PEERS = {
@@ -123,11 +126,12 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _set_kernels(spec):
-    from keras_hiri import kernels
+def generic_ops(spec):
+    """The context in which a worker builds its models: the generic op in place
+    of the ``keras_hiri.ops`` implementations ``spec["generic"]`` names (``--generic``)."""
+    from implementations import generic
 
-    for name, implementation in spec.get("kernels", {}).items():
-        kernels.set_kernel(name, implementation)
+    return generic(*spec.get("generic", []))
 
 
 def build(spec):
@@ -175,8 +179,8 @@ def measure_pair(spec):
     from keras_hiri.profiling import latency
 
     keras.utils.set_random_seed(0)
-    _set_kernels(spec)
-    model = build({**spec, "folded": False})
+    with generic_ops(spec):
+        model = build({**spec, "folded": False})
     models = {"unfolded": model, "folded": keras_hiri.fold_batchnorm(model)}
     jit, x = _jit_and_batch(spec)
     for m in models.values():
@@ -202,52 +206,30 @@ def _time_alternately(models, x, repeats, before_call=lambda key: None):
 
 
 def measure_kernel_pair(spec):
-    """S@448 built once under each implementation of kernel switch
-    ``spec["kernel_pair"]`` (same seed, so the same weights), compiled under
-    it, then timed alternately call by call in this one process (the switch is
-    set before each call: PyTorch reads it at call time, the compiled backends
-    when they traced). Returns the median s/batch of each, and the largest
-    difference between their outputs."""
+    """S@448 built twice (same seed, so the same weights): with this backend's
+    implementation of op ``spec["kernel_pair"]`` (``keras_hiri.ops``) and with
+    the generic ``keras.ops`` op, each compiled, then timed alternately call by
+    call in this one process. Returns the median s/batch of each, and the
+    largest difference between their outputs."""
     import keras
     import numpy as np
 
-    from keras_hiri import kernels
+    from implementations import generic
     from keras_hiri.profiling import latency
 
-    _set_kernels(spec)  # the run's other switches (--kernel)
     name = spec["kernel_pair"]
-    implementations = pair_of(name)
     jit, x = _jit_and_batch(spec)
     models, outputs = {}, {}
-    for implementation in implementations:
-        kernels.set_kernel(name, implementation)
+    for implementation in ("backend", "generic"):
         keras.utils.set_random_seed(0)
-        models[implementation] = build(spec)
+        with generic_ops(spec), generic(*([name] if implementation == "generic" else [])):
+            models[implementation] = build(spec)
         latency(models[implementation], x, warmup=spec["warmup"], repeats=1, jit_compile=jit)
         outputs[implementation] = np.asarray(models[implementation].predict_on_batch(x))
-    medians = _time_alternately(models, x, spec["repeats"], lambda i: kernels.set_kernel(name, i))
-    first, second = implementations
-    kernels.set_kernel(name, "auto")
-    return {**spec, "backend": keras.backend.backend(), "implementations": implementations,
-            "auto": kernels.resolve(name), "median_s": medians,
-            "max_abs_diff": float(np.abs(outputs[first] - outputs[second]).max())}
-
-
-def pair_of(name):
-    """The two implementations of switch ``name`` that ``--kernel-pair`` times
-    on this backend: the first one listed against ``auto``'s choice (or the
-    second one this backend has, where ``auto`` picks the first)."""
-    from keras_hiri import kernels
-
-    usable = kernels.implementations(name)
-    if len(usable) < 2:
-        raise ValueError(f"kernel switch {name!r} has one implementation on this backend ({usable[0]!r}): "
-                         "nothing to pair")
-    chosen = kernels.get_kernel(name)
-    kernels.set_kernel(name, "auto")
-    auto = kernels.resolve(name)
-    kernels.set_kernel(name, chosen)
-    return [usable[0], auto if auto != usable[0] else usable[1]]
+    medians = _time_alternately(models, x, spec["repeats"])
+    return {**spec, "backend": keras.backend.backend(), "implementations": ["generic", "backend"],
+            "median_s": medians,
+            "max_abs_diff": float(np.abs(outputs["backend"] - outputs["generic"]).max())}
 
 
 def measure(spec):
@@ -258,9 +240,9 @@ def measure(spec):
     from keras_hiri.profiling import latency
 
     keras.utils.set_random_seed(0)
-    _set_kernels(spec)
     baseline = rss_mib()
-    model = build(spec)
+    with generic_ops(spec):
+        model = build(spec)
     gmacs = keras_hiri.profile(model).gmacs
     if keras.backend.backend() == "jax":
         # JAX keeps an executable for every (op, shape) run eagerly: the
@@ -363,7 +345,7 @@ def job_spec(row, backend, args):
         "warmup": args.warmup,
         "repeats": args.repeats,
         "compile": args.compile or DEFAULT_COMPILE[backend],
-        "kernels": dict(args.kernel),
+        "generic": list(args.generic),
         **process_settings(args),
     }
 
@@ -471,26 +453,26 @@ def run_kernel_pairs(backend, args, progress):
 def kernel_pair_table(all_results, batch):
     """The table of ``--kernel-pair``: each implementation's s/batch per
     process, and the speed-up of the second over the first (median of the
-    per-process ratios), with what ``auto`` picks on each backend."""
+    per-process ratios)."""
     ok = [r for rs in all_results.values() for r in rs if "error" not in r]
     if not ok:
         return "every worker failed"
     name = ok[0]["kernel_pair"]
-    lines = [f"| backend | {name}: first implementation, s/batch per process | second implementation, s/batch "
-             "per process | speed-up of the second (median of per-process ratios) | largest output difference | "
-             "auto picks |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| backend | {name}: generic op, s/batch per process | backend implementation, s/batch "
+             "per process | speed-up of the backend implementation (median of per-process ratios) | "
+             "largest output difference |",
+             "|---|---|---|---|---|"]
     for backend, rows in all_results.items():
         good = [r for r in rows if "error" not in r]
         if not good:
-            lines.append(f"| {backend} | failed | failed | - | - | - |")
+            lines.append(f"| {backend} | failed | failed | - | - |")
             continue
         first, second = good[0]["implementations"]
         cells = [f"{i}: " + ", ".join("failed" if "error" in r else f"{r['median_s'][i]:.3f}" for r in rows)
                  for i in (first, second)]
         speedup = statistics.median(r["median_s"][first] / r["median_s"][second] for r in good)
         diff = max(r["max_abs_diff"] for r in good)
-        lines.append(f"| {backend} | {cells[0]} | {cells[1]} | {speedup:.3f}x | {diff:.1e} | {good[0]['auto']} |")
+        lines.append(f"| {backend} | {cells[0]} | {cells[1]} | {speedup:.3f}x | {diff:.1e} |")
     lines += ["", f"HIRI-ViT-S@448, batch {batch}, the two models (same weights) in one process timed alternately "
                   f"call by call, median of {ok[0]['repeats']} calls each; a fresh process for each entry of a column "
                   "(the two columns' n-th entries from the same process)"
@@ -731,11 +713,11 @@ def markdown(all_results, batch):
     first = {b: next(r for r in all_results[b] if not r.get("gemm")) for b in backends
              if any(not r.get("gemm") for r in all_results[b])}
     compile_modes = ", ".join(f"{b}: {r['compile']}" for b, r in first.items())
-    chosen = ", ".join(f"{k}={v}" for k, v in next(iter(first.values())).get("kernels", {}).items())
+    chosen = ", ".join(next(iter(first.values())).get("generic", []))
     lines += [
         "",
         f"batch {batch}, median of {next(iter(first.values()))['repeats']} timed batches after warm-up; "
-        f"compile mode: {compile_modes}; kernel switches: {chosen or 'all auto'}"
+        f"compile mode: {compile_modes}; generic ops: {chosen or 'none'}"
         + speed_settings(next(iter(first.values()))),
     ]
     return "\n".join(lines)
@@ -758,9 +740,9 @@ def speed_settings(result=None):
     return text
 
 
-# keras_hiri.runtime's process settings (name: what it does, the keras_hiri
-# function its workers call first, that function's arguments), each an option of
-# every benchmark (--retain-freed-memory, ...).
+# benchmarks/process_settings.py's settings (name: what it does, the function
+# its workers call first, that function's arguments), each an option of every
+# benchmark (--retain-freed-memory, ...). The library sets none of them.
 PROCESS_SETTINGS = {
     "retain_freed_memory": ("glibc keeps freed memory instead of re-faulting it", "retain_freed_memory", {}),
     "disable_ynnpack_fusions": (
@@ -772,9 +754,9 @@ PROCESS_SETTINGS = {
 
 
 def setting_call(name):
-    """The call a process setting makes, as text: ``keras_hiri.f(...)``."""
+    """The call a process setting makes, as text: ``process_settings.f(...)``."""
     _, function, kwargs = PROCESS_SETTINGS[name]
-    return f"keras_hiri.{function}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+    return f"process_settings.{function}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
 
 
 # The options that time S@448 without and with one process setting, alternated.
@@ -813,11 +795,11 @@ def apply_process_settings(spec):
     allocated or compiled)."""
     chosen = [name for name in PROCESS_SETTINGS if spec.get(name)]
     if chosen:
-        import keras_hiri
+        import process_settings as settings_module
 
         for name in chosen:
             _, function, kwargs = PROCESS_SETTINGS[name]
-            getattr(keras_hiri, function)(**kwargs)
+            getattr(settings_module, function)(**kwargs)
 
 
 def worker_spec(text):
@@ -827,21 +809,11 @@ def worker_spec(text):
     return spec
 
 
-def _kernel_setting(text):
-    from keras_hiri.kernels import SWITCHES  # imports Keras: only when --kernel is given
+def _implementation_name(text):
+    from implementations import IMPLEMENTATIONS
 
-    name, _, implementation = text.partition("=")
-    if name not in SWITCHES or implementation not in SWITCHES[name]:
-        allowed = "; ".join(f"{k}={'|'.join(v)}" for k, v in SWITCHES.items())
-        raise argparse.ArgumentTypeError(f"{text!r} is not a kernel setting ({allowed})")
-    return name, implementation
-
-
-def _switch_name(text):
-    from keras_hiri.kernels import SWITCHES  # imports Keras: only when --kernel-pair is given
-
-    if text not in SWITCHES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a kernel switch ({', '.join(sorted(SWITCHES))})")
+    if text not in IMPLEMENTATIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an op implementation ({', '.join(IMPLEMENTATIONS)})")
     return text
 
 
@@ -856,9 +828,9 @@ def main(argv=None):
         + ", ".join(f"{b} {m}" for b, m in DEFAULT_COMPILE.items()) + ")",
     )
     parser.add_argument(
-        "--kernel", action="append", default=[], type=_kernel_setting, metavar="NAME=IMPL",
-        help="a keras_hiri.kernels switch for every row, e.g. --kernel conv=ops "
-        "(repeatable; default: every switch 'auto')",
+        "--generic", action="append", default=[], type=_implementation_name, metavar="OP",
+        help="build every row with the generic keras.ops op in place of this backend implementation "
+        "(keras_hiri.ops; repeatable: depthwise, conv, init, attention)",
     )
     parser.add_argument("--quick", action="store_true", help="only the rows the ratios need")
     add_process_arguments(parser)
@@ -869,8 +841,9 @@ def main(argv=None):
             "times in fresh processes, and the speed-up",
         )
     parser.add_argument(
-        "--kernel-pair", type=_switch_name, metavar="SWITCH", default=None,
-        help="instead of the table: S@448 under each implementation of kernel switch SWITCH (e.g. conv_bn), "
+        "--kernel-pair", type=_implementation_name, metavar="OP", default=None,
+        help="instead of the table: S@448 with the backend implementation of OP (e.g. conv) and with the "
+        "generic op, "
         "the two models timed alternately in one process, --pair-rounds processes per backend",
     )
     parser.add_argument("--pair-rounds", type=int, default=3, help="processes per backend for --kernel-pair")

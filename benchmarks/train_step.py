@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    _set_kernels, add_process_arguments, benchmark_parser, process_settings, run_and_report, run_worker,
+    add_process_arguments, generic_ops, benchmark_parser, process_settings, run_and_report, run_worker,
     speed_settings, worker_spec,
 )
 
@@ -72,13 +72,13 @@ def measure(spec):
     import numpy as np
 
     keras.utils.set_random_seed(0)
-    _set_kernels(spec)  # a worker spec's "kernels", e.g. {"network": "batched"}
     size, batch = spec["resolution"], spec["batch"]
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
     y = rng.integers(0, 1000, batch)
     steps = ("plain", "distill") if spec["step"] == "paired" else (spec["step"],)
-    models = {step: _trainable(spec["model"], step, size) for step in steps}
+    with generic_ops(spec):  # a worker spec's "generic" ops, e.g. ["depthwise"]
+        models = {step: _trainable(spec["model"], step, size) for step in steps}
     start = time.perf_counter()
     for model in models.values():
         for _ in range(spec["warmup"]):

@@ -5,7 +5,6 @@ Importing the package registers its layers with ``keras.saving`` (so a saved
 backend, not TensorFlow (unless TensorFlow is the backend).
 """
 
-from keras_hiri import kernels
 from keras_hiri.blocks import CFFN, CFFNBlock, HRBlock, MultiHeadSelfAttention, TransformerBlock
 from keras_hiri.builder import HiriViT, HiriViTB, HiriViTL, HiriViTModel, HiriViTS
 from keras_hiri.common import DropPath, set_depthwise_implementation
@@ -17,7 +16,6 @@ from keras_hiri.imagenet import decode_predictions, preprocess_input
 from keras_hiri.pipeline import KeyedImageDataset
 from keras_hiri.profiling import profile
 from keras_hiri.recipe import Recipe
-from keras_hiri.runtime import disable_ynnpack_fusions, retain_freed_memory
 from keras_hiri.serving import export
 from keras_hiri.stem import ConvStem, HRStem, ViTStem
 from keras_hiri.training import train
@@ -44,7 +42,6 @@ __all__ = [
     "HiriViTImageClassifier", "HiriViTImageSegmenter", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "IRDSb", "KeyedImageDataset", "MultiHeadSelfAttention", "PAPER",
     "PlainDownsample", "Recipe", "TransformerBlock", "VARIANTS", "ViTStem", "decode_predictions",
-    "disable_ynnpack_fusions",
-    "export", "fold_batchnorm", "kernels", "preprocess_input", "profile",
-    "retain_freed_memory", "set_depthwise_implementation", "train",
+    "export", "fold_batchnorm", "preprocess_input", "profile",
+    "set_depthwise_implementation", "train",
 ]

@@ -7,7 +7,8 @@ blocks flatten it to tokens internally. Each is residual and pre-norm.
 
 from keras import ops
 
-from keras_hiri import checks, common, kernels
+from keras_hiri import checks, common
+from keras_hiri import ops as hiri_ops
 
 
 class _Residual(common.CompositeLayer):
@@ -79,8 +80,8 @@ class HRBlock(_Residual):
     def call(self, x, training=None):
         y = self.norm(x, training=training)
         hi = self.hi_dw(y)
-        lo = self.conv_bn(self.lo_dw, self.lo_bn, y, training)
-        lo = self.lo_fc2(common.gelu(self.lo_fc1(lo), training))
+        lo = self.lo_bn(self.lo_dw(y), training=training)
+        lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
         return self.add_branch(x, common.add_upsampled_2x(hi, lo), training)
 
     def bn_folds(self):
@@ -111,7 +112,7 @@ class CFFN(common.CompositeLayer):
         super().build(input_shape)
 
     def call(self, x, training=None):
-        z = common.gelu(self.fc1(x), training)
+        z = common.gelu(self.fc1(x))
         return self.fc2(self.dw(z, add_input=True))  # DWConv3x3(z) + z
 
     def compute_output_shape(self, input_shape):
@@ -163,6 +164,7 @@ class MultiHeadSelfAttention(common.CompositeLayer):
         self.q.build(x_shape)
         self.kv.build(context_shape)
         self.proj.build((*x_shape[:-1], self.dim))
+        self.fused_attention = hiri_ops.use_fused_attention(self.compute_dtype)
 
     def split_heads(self, x):
         shape = ops.shape(x)
@@ -176,7 +178,7 @@ class MultiHeadSelfAttention(common.CompositeLayer):
         """
         q = self.split_heads(self.q(q_in))
         k, v = ops.split(self.kv(kv_in), 2, axis=-1)
-        out = kernels.attention(q, self.split_heads(k), self.split_heads(v))
+        out = hiri_ops.attention(q, self.split_heads(k), self.split_heads(v), self.fused_attention)
         shape = ops.shape(out)
         return self.proj(ops.reshape(out, (shape[0], shape[1], self.dim)))
 

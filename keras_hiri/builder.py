@@ -9,7 +9,7 @@ import json
 import keras
 import numpy as np
 
-from keras_hiri import checks, common, kernels, naming
+from keras_hiri import checks, common, naming
 from keras_hiri import variants as variants_lib
 from keras_hiri import weights as weights_lib
 from keras_hiri.blocks import BLOCKS
@@ -75,44 +75,6 @@ class HiriViTModel(keras.Model):
         # Saved with the model's config and into every ``.weights.h5`` file
         # this model writes, so a checkpoint describes itself.
         self.architecture_json = None if architecture is None else json.dumps(architecture)
-
-    def call(self, inputs, training=None, mask=None, **kwargs):
-        """The functional graph on ``inputs``; in inference on JAX on one CPU
-        device, one image at a time (the ``network`` kernel switch: XLA's
-        temporaries are then one image's, at 0.98x the speed); an eager
-        inference call there runs as the model's own compiled executable (the
-        ``executable`` switch, :func:`keras_hiri.kernels.own_executable_call`)."""
-        if keras.tree.is_nested(inputs) or mask is not None or kwargs:
-            return super().call(inputs, training=training, mask=mask, **kwargs)
-        if not isinstance(inputs, keras.KerasTensor):  # as the functional call converts an array
-            inputs = keras.ops.convert_to_tensor(inputs, dtype=self.inputs[0].dtype)
-
-        def graph(images):
-            return super(HiriViTModel, self).call(images, training=training)
-
-        return kernels.own_executable_call(
-            self, lambda x: kernels.per_image(graph, x, training, switch="network"), inputs, training)
-
-    def make_predict_function(self, force=False):
-        """Keras' predict function. Where the ``executable`` kernel switch says
-        ``lean`` (its ``auto`` on JAX on one CPU device), ``predict``'s step is
-        not compiled by Keras but calls the model eagerly, which runs the
-        model's own executable, compiled with an XLA option Keras' compiled step
-        cannot pass (S@448's first-call peak below ConvNeXt-T's, at 0.92x the
-        speed; docs/RESULTS.md). ``model.jit_compile`` keeps its value.
-
-        A function built before a ``set_kernel("executable", ...)`` that
-        changes which way ``predict`` runs is built again on the next call."""
-        eager_step = bool(kernels.predicts_through_own_executable(self) and self.jit_compile)
-        force = force or eager_step != getattr(self, "predict_step_is_eager", eager_step)
-        self.predict_step_is_eager = eager_step
-        if not eager_step:
-            return super().make_predict_function(force)
-        self.jit_compile = False
-        try:
-            return super().make_predict_function(force)
-        finally:
-            self.jit_compile = True
 
     @property
     def architecture(self):

@@ -7,8 +7,7 @@ the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
   normal with std 0.02 (on JAX drawn by NumPy on the host, see
   :class:`TruncatedNormal`); all biases zero;
 * BatchNorm: momentum 0.9 (PyTorch 0.1), epsilon 1e-5; LayerNorm: epsilon 1e-6;
-* GELU is the exact (erf) form, as ``torch.nn.GELU()`` (backend kernel choices
-  live in :mod:`keras_hiri.kernels`);
+* GELU is the exact (erf) form, as ``torch.nn.GELU()``;
 * a stride-2 ``k x k`` convolution pads ``k // 2`` on *every* side (PyTorch
   style, an int ``padding`` of :class:`Conv2D`), not Keras' ``"same"`` (which pads only after). Both give
   ``ceil(n / 2)`` outputs, but only the symmetric one lets a PyTorch
@@ -16,12 +15,14 @@ the authors' public Dual-ViT / Wave-ViT code, as ``docs/DESIGN.md`` explains:
 """
 
 import threading
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_hiri import checks, kernels
+from keras_hiri import checks
+from keras_hiri import ops as hiri_ops
 from keras_hiri.variants import halve  # noqa: F401  (the stride rule, for the layers)
 
 PACKAGE = "keras_hiri"
@@ -36,37 +37,11 @@ def register(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 
-def _host_normal(seed, shape, truncated, mean, stddev, dtype):
-    """``normal(mean, stddev)`` samples of ``dtype`` (a backend tensor), drawn
-    by NumPy from an int ``seed`` in float32 (float64 for a float64 ``dtype``);
-    ``truncated`` redraws the standard samples beyond two standard deviations
-    (as ``keras.random.truncated_normal``)."""
-    dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-    rng = np.random.default_rng(seed % 2**64)  # NumPy takes non-negative seeds; Keras any int
-    sample_dtype = np.float64 if dtype == "float64" else np.float32
-    values = rng.standard_normal(shape, dtype=sample_dtype)
-    if truncated:  # one pass over the whole array, then only over what was redrawn
-        flat = values.reshape(-1)
-        outside = np.flatnonzero(np.abs(flat) > 2.0)
-        while outside.size:
-            redrawn = rng.standard_normal(outside.size, dtype=sample_dtype)
-            flat[outside] = redrawn
-            outside = outside[np.abs(redrawn) > 2.0]
-    values *= stddev
-    if mean:
-        values += mean
-    return ops.convert_to_tensor(values.astype(dtype, copy=False), dtype=dtype)
-
-
-def _draws_on_host(initializer):
-    return isinstance(initializer.seed, int) and kernels.use_host_sampling()
-
-
 @register
 class TruncatedNormal(keras.initializers.TruncatedNormal):
     """``keras.initializers.TruncatedNormal`` whose samples NumPy draws on the
-    host from the initializer's int seed where the ``init`` kernel switch says
-    so (on JAX by default; a ``SeedGenerator`` seed takes Keras' own path).
+    host from the initializer's int seed on JAX (:func:`keras_hiri.ops.draws_on_host`;
+    a ``SeedGenerator`` seed takes Keras' own path).
 
     Keras draws on the backend: on JAX every new kernel shape compiles an XLA
     program for the sampler and more for its scale and shift (HIRI-ViT-S: 128
@@ -78,9 +53,9 @@ class TruncatedNormal(keras.initializers.TruncatedNormal):
     """
 
     def __call__(self, shape, dtype=None):
-        if not _draws_on_host(self):
+        if not hiri_ops.draws_on_host(self.seed):
             return super().__call__(shape, dtype=dtype)
-        return _host_normal(self.seed, tuple(shape), True, self.mean, self.stddev, dtype)
+        return hiri_ops.host_normal(self.seed, tuple(shape), True, self.mean, self.stddev, dtype)
 
 
 @register
@@ -92,7 +67,7 @@ class VarianceScaling(keras.initializers.VarianceScaling):
 
     def __call__(self, shape, dtype=None):
         custom_axes = getattr(self, "input_axes", None) is not None  # Keras >= 3.12's option
-        if not _draws_on_host(self) or self.distribution == "uniform" or custom_axes:
+        if not hiri_ops.draws_on_host(self.seed) or self.distribution == "uniform" or custom_axes:
             return super().__call__(shape, dtype=dtype)
         shape = tuple(shape)
         # Keras' fans: a kernel's last two axes are (in, out), the rest its receptive field.
@@ -106,7 +81,7 @@ class VarianceScaling(keras.initializers.VarianceScaling):
         truncated = self.distribution == "truncated_normal"
         if truncated:
             stddev /= 0.87962566103423978  # std of a unit normal truncated at +-2, as Keras
-        return _host_normal(self.seed, shape, truncated, 0.0, stddev, dtype)
+        return hiri_ops.host_normal(self.seed, shape, truncated, 0.0, stddev, dtype)
 
 
 def conv_initializer():
@@ -119,46 +94,9 @@ def dense_initializer():
     return TruncatedNormal(stddev=0.02)
 
 
-def gelu(x, training=None):
-    """Exact GELU (``torch.nn.GELU()``); see :func:`keras_hiri.kernels.gelu`."""
-    return kernels.gelu(x, bool(training))
-
-
-@register
-class BatchNormalization(keras.layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` whose inference pass is
-    :func:`keras_hiri.kernels.batch_norm` (the ``batchnorm`` kernel switch);
-    training, masks and other axes are Keras' own."""
-
-    def call(self, inputs, training=None, mask=None):
-        if (training and self.trainable) or mask is not None or self.axis not in (
-            -1, len(inputs.shape) - 1
-        ):
-            return super().call(inputs, training=training, mask=mask)
-        dtype = keras.backend.result_type(inputs.dtype, "float32")  # as Keras: no f16 BN
-        out = kernels.batch_norm(
-            ops.cast(inputs, dtype), ops.cast(self.moving_mean, dtype),
-            ops.cast(self.moving_variance, dtype),
-            ops.cast(self.beta, dtype) if self.center else None,
-            ops.cast(self.gamma, dtype) if self.scale else None, self.epsilon, self.axis,
-        )
-        return ops.cast(out, self.compute_dtype)
-
-
-@register
-class Dense(keras.layers.Dense):
-    """``keras.layers.Dense`` computed by :func:`keras_hiri.kernels.dense` (the
-    ``dense`` kernel switch); quantized and LoRA forms are Keras' own."""
-
-    def call(self, inputs, training=None):
-        out = kernels.dense(inputs, self.kernel, self.bias)
-        return self.activation(out) if self.activation is not None else out
-
-    def quantize(self, mode=None, type_check=True, config=None):
-        """``keras.layers.Dense.quantize`` (``"int8"``, ``"float8"``, ...)."""
-        # Keras quantizes only exact Dense layers unless told otherwise; this
-        # call() is Dense's computation, so its quantized forms apply as they are.
-        super().quantize(mode, type_check=False, config=config)
+def gelu(x):
+    """Exact GELU, ``0.5 x (1 + erf(x / sqrt 2))`` (``torch.nn.GELU()``)."""
+    return ops.gelu(x, approximate=False)
 
 
 def batch_norm(name, folded=False, dtype=None):
@@ -166,7 +104,7 @@ def batch_norm(name, folded=False, dtype=None):
     preceding convolution, see :mod:`keras_hiri.folding`), an ``Identity``."""
     if folded:
         return keras.layers.Identity(name=name, dtype=dtype)
-    return BatchNormalization(
+    return keras.layers.BatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
     )
 
@@ -185,11 +123,12 @@ def make_norm(kind, name, folded=False, dtype=None):
     raise ValueError(f"Unknown norm kind {kind!r}; expected 'bn' or 'ln'.")
 
 
-class _ZeroPadding:
-    """Conv-layer mixin: ``padding`` may also be an int ``p``, ``p`` zeros on
+class _Convolution:
+    """Conv-layer mixin. ``padding`` may also be an int ``p``: ``p`` zeros on
     every side of the grid (PyTorch's ``padding=p``; Keras' ``"same"`` pads
-    asymmetrically at stride 2). The ``conv`` kernel switch applies it inside
-    the convolution where it can; ``get_config`` keeps the int."""
+    asymmetrically at stride 2); ``get_config`` keeps the int. ``build`` picks
+    the layer's op implementation (:mod:`keras_hiri.ops`); a layer that none
+    covers (channels-first, groups, dilation) is Keras' own computation."""
 
     def __init__(self, *args, padding="valid", **kwargs):
         is_int = isinstance(padding, int) and not isinstance(padding, bool)
@@ -203,8 +142,23 @@ class _ZeroPadding:
 
     @property
     def kernel_padding(self):
-        """The ``padding`` argument of :mod:`keras_hiri.kernels`' convolutions."""
+        """``"valid"``, ``"same"`` or the int of zeros on every side."""
         return self.padding if self.zero_padding is None else self.zero_padding
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        generic = (self.data_format != "channels_last" or getattr(self, "groups", 1) != 1
+                   or tuple(self.dilation_rate) != (1, 1))
+        self.implementation = None if generic else "torch" if hiri_ops.use_torch_conv() else "ops"
+
+    def convolve(self, inputs, depthwise, add_input=False):
+        implementation = self.implementation
+        if implementation == "ops" and depthwise and self.unrolled and _static_grid(inputs):
+            implementation = "unrolled"
+        out = hiri_ops.conv(inputs, self.kernel, self.strides, self.kernel_padding,
+                            self.bias if self.use_bias else None, depthwise=depthwise,
+                            add_input=add_input, implementation=implementation)
+        return self.activation(out) if self.activation is not None else out
 
     def compute_output_shape(self, input_shape):
         p = self.zero_padding
@@ -221,28 +175,19 @@ class _ZeroPadding:
         return config
 
 
+def _static_grid(x):
+    return not isinstance(x, keras.KerasTensor) and None not in tuple(x.shape[1:3])
+
+
 @register
-class Conv2D(_ZeroPadding, keras.layers.Conv2D):
-    """``keras.layers.Conv2D`` computed by :func:`keras_hiri.kernels.conv` (the
-    ``conv`` kernel switch, bias included); weights and config are Keras',
-    and ``padding`` may be an int (zeros on every side)."""
+class Conv2D(_Convolution, keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` whose ``padding`` may be an int (zeros on every
+    side), computed by :func:`keras_hiri.ops.conv`; weights and config are Keras'."""
 
-    def call(self, inputs, folded=None):
-        """``folded``: ``(kernel, bias)`` to compute with in place of the
-        layer's own weights (a BN folded in at call time by
-        :meth:`CompositeLayer.conv_bn`; channels-last, one group)."""
-        if self.data_format != "channels_last" or self.groups != 1:
-            _check_unfolded(self, folded)
+    def call(self, inputs):
+        if self.implementation is None:
             return super().call(inputs)
-        kernel, bias = folded or (self.kernel, self.bias if self.use_bias else None)
-        out = kernels.conv(inputs, kernel, strides=self.strides, padding=self.kernel_padding,
-                           dilation_rate=self.dilation_rate, bias=bias)
-        return self.activation(out) if self.activation is not None else out
-
-
-def _check_unfolded(layer, folded):
-    if folded is not None:
-        raise ValueError(f"folded weights need data_format='channels_last' and one group. Layer: {layer.name!r}")
+        return self.convolve(inputs, depthwise=False)
 
 
 def symmetric_padding(kernel_size, strides):
@@ -267,93 +212,47 @@ def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None, dtype=None
     )
 
 
-DEPTHWISE_IMPLEMENTATIONS = kernels.SWITCHES["depthwise"]
+DEPTHWISE_IMPLEMENTATIONS = ("auto", "native", "unrolled")
+_depthwise_choice = ["auto"]
 
 
 def set_depthwise_implementation(implementation):
-    """Chooses how :class:`DepthwiseConv2D` computes: ``"native"`` (the
-    backend's depthwise convolution), ``"unrolled"`` (the ``k * k`` taps as a
-    sum of shifted, per-channel-scaled slices) or ``"auto"`` (the default;
-    unrolled on JAX with CPU devices only). Weights, configs and outputs
-    (within float rounding) are the same either way. The same as
-    ``keras_hiri.kernels.set_kernel("depthwise", implementation)``.
-    """
-    kernels.set_kernel("depthwise", implementation)
-
-
-def get_depthwise_implementation():
-    """The ``depthwise`` switch's setting (see :func:`set_depthwise_implementation`)."""
-    return kernels.get_kernel("depthwise")
-
-
-def _unrolls(layer, x):
-    """Whether the depthwise ``layer`` may take its unrolled form on input ``x``."""
-    return (
-        tuple(layer.dilation_rate) == (1, 1)
-        and layer.data_format == "channels_last"
-        and (layer.padding == "valid" or layer.kernel_size[0] % 2 == 1 == layer.kernel_size[1] % 2)
-        and x.shape[1] is not None
-        and x.shape[2] is not None
-        and not isinstance(x, keras.KerasTensor)
-        and kernels.use_unrolled_depthwise()
-    )
-
-
-def _taps(layer, x):
-    """``[((i, j), window)]``: the input slice each kernel tap multiplies."""
-    kh, kw = layer.kernel_size
-    sh, sw = layer.strides
-    padding = layer.kernel_padding
-    if padding == "same":  # Keras' rule: the output has ceil(n / s) pixels, an odd zero goes after
-        pads = [max((-(-n // s) - 1) * s + k - n, 0) for n, k, s in zip(x.shape[1:3], (kh, kw), (sh, sw))]
-        x = ops.pad(x, ((0, 0), (pads[0] // 2, pads[0] - pads[0] // 2),
-                        (pads[1] // 2, pads[1] - pads[1] // 2), (0, 0)))
-    elif padding != "valid":
-        x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    ho = (x.shape[1] - kh) // sh + 1
-    wo = (x.shape[2] - kw) // sw + 1
-    return [
-        ((i, j), x[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :])
-        for i in range(kh)
-        for j in range(kw)
-    ]
+    """Deprecated: how a :class:`DepthwiseConv2D` built afterwards computes
+    (``"auto"``: unrolled on JAX with CPU devices, see
+    :func:`keras_hiri.ops.use_unrolled_depthwise`). Layers built before keep
+    their choice; set ``layer.unrolled`` on a built layer instead."""
+    warnings.warn("set_depthwise_implementation is deprecated: a DepthwiseConv2D picks its "
+                  "implementation when built (set layer.unrolled to override)",
+                  DeprecationWarning, stacklevel=2)
+    if implementation not in DEPTHWISE_IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {DEPTHWISE_IMPLEMENTATIONS}. "
+                         f"Received: {implementation!r}")
+    _depthwise_choice[0] = implementation
 
 
 @register
-class DepthwiseConv2D(_ZeroPadding, keras.layers.DepthwiseConv2D):
-    """``keras.layers.DepthwiseConv2D`` that can run as a sum of shifted slices
-    (see :func:`set_depthwise_implementation`; depth multiplier 1 only, else
-    native); ``padding`` may be an int (zeros on every side)."""
+class DepthwiseConv2D(_Convolution, keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` whose ``padding`` may be an int (zeros on
+    every side), computed by :func:`keras_hiri.ops.conv`: as a sum of shifted
+    slices where ``unrolled`` (decided at build: JAX on CPU devices, depth
+    multiplier 1, odd kernels or valid padding; the grid must be static)."""
 
-    def call(self, inputs, add_input=False, folded=None, training=None):
-        """``add_input=True`` returns ``conv(inputs) + inputs`` (one pass on
-        PyTorch, see :func:`keras_hiri.kernels.depthwise_conv`); ``folded``:
-        ``(kernel, bias)`` to compute with in place of the layer's own weights
-        (a BN folded in at call time by :meth:`CompositeLayer.conv_bn`;
-        channels-last)."""
-        if self.data_format != "channels_last":
+    def build(self, input_shape):
+        super().build(input_shape)
+        choice = _depthwise_choice[0]
+        wanted = hiri_ops.use_unrolled_depthwise() if choice == "auto" else choice == "unrolled"
+        odd = self.kernel_size[0] % 2 == 1 == self.kernel_size[1] % 2
+        self.unrolled = bool(wanted and self.implementation == "ops" and self.depth_multiplier == 1
+                             and (odd or self.kernel_padding == "valid"))
+
+    def call(self, inputs, add_input=False):
+        """``add_input=True`` returns ``conv(inputs) + inputs`` (the output grid
+        must equal the input's; one convolution call on PyTorch)."""
+        if self.implementation is None:
             if add_input:
                 raise ValueError(f"add_input needs channels_last. Layer: {self.name!r}")
-            _check_unfolded(self, folded)
             return super().call(inputs)
-        kernel, bias = folded or (self.kernel, self.bias if self.use_bias else None)
-        if self.depth_multiplier != 1 or not _unrolls(self, inputs):
-            out = kernels.depthwise_conv(
-                inputs, kernel, strides=self.strides, padding=self.kernel_padding,
-                dilation_rate=self.dilation_rate, bias=bias, add_input=add_input,
-            )
-        else:
-            kernel = ops.cast(kernel, inputs.dtype)
-            out = None
-            for (i, j), window in _taps(self, inputs):
-                term = window * kernel[i, j, :, 0]
-                out = term if out is None else out + term
-            if bias is not None:
-                out = out + ops.cast(bias, out.dtype)
-            if add_input:
-                out = out + inputs
-            out = kernels.fence(out, bool(training))  # the taps' slices stay in XLA's loop fusion
-        return self.activation(out) if self.activation is not None else out
+        return self.convolve(inputs, depthwise=True, add_input=add_input)
 
 
 def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None, dtype=None):
@@ -372,7 +271,7 @@ def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None, dtype=Non
 
 
 def dense(units, use_bias=True, name=None, dtype=None):
-    return Dense(
+    return keras.layers.Dense(
         units,
         use_bias=use_bias,
         kernel_initializer=dense_initializer(),
@@ -412,7 +311,7 @@ def upsample_2x_to(x, like):
     also faster on PyTorch and TensorFlow (docs/DESIGN.md).
     """
     batch, h, w, c = ops.shape(x)
-    x = ops.broadcast_to(x[:, :, None, :, None, :], (batch, h, 2, w, 2, c))
+    x = ops.broadcast_to(ops.reshape(x, (batch, h, 1, w, 1, c)), (batch, h, 2, w, 2, c))
     x = ops.reshape(x, (-1, h * 2, w * 2, c))
     h, w = like.shape[1], like.shape[2]
     if h is None or w is None:
@@ -433,57 +332,9 @@ def add_upsampled_2x(x, low):
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     if h is None or w is None or c is None or h % 2 or w % 2:
         return ops.add(x, upsample_2x_to(low, x))
-    out = ops.add(ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c)), low[:, :, None, :, None, :])
+    low = ops.reshape(low, (-1, h // 2, 1, w // 2, 1, c))  # reshaped, not indexed: LiteRT slices <= 5-d
+    out = ops.add(ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c)), low)
     return ops.reshape(out, (-1, h, w, c))
-
-
-def bn_affine(bn, asarray):
-    """``(s, t)`` per channel such that ``bn(x, training=False) == s * x + t``.
-
-    ``asarray`` converts each weight: to NumPy float64 for
-    :func:`keras_hiri.fold_batchnorm`, to a backend tensor for a fold at call
-    time (:meth:`CompositeLayer.conv_bn`).
-    """
-    s = (asarray(bn.moving_variance) + bn.epsilon) ** -0.5
-    if bn.scale:
-        s = s * asarray(bn.gamma)
-    t = -asarray(bn.moving_mean) * s
-    if bn.center:
-        t = t + asarray(bn.beta)
-    return s, t
-
-
-def scaled_conv(conv, s, t, asarray):
-    """Kernel and bias of ``s * conv(x) + t`` (``conv``: a ``Conv2D`` or
-    ``DepthwiseConv2D``; ``s``, ``t`` per output channel; ``asarray`` as in
-    :func:`bn_affine`)."""
-    kernel = asarray(conv.kernel)
-    scale = s
-    if isinstance(conv, keras.layers.DepthwiseConv2D):  # output channel c * m + j is kernel[..., c, j]
-        shape = tuple(conv.kernel.shape[2:])
-        scale = np.reshape(s, shape) if isinstance(s, np.ndarray) else ops.reshape(s, shape)
-    bias = asarray(conv.bias) * s + t if conv.use_bias else t
-    return kernel * scale, bias
-
-
-def _float32(value):
-    return ops.cast(value, "float32")
-
-
-def _folds_at_call(conv, bn, x, training):
-    """Whether ``bn(conv(x))`` may run as one convolution with the BN folded in
-    (see :meth:`CompositeLayer.conv_bn`)."""
-    return (
-        kernels.fold_bn_at_call()
-        and not isinstance(x, keras.KerasTensor)  # a symbolic call builds the layers
-        and not (training and bn.trainable)  # BN normalises with its moving statistics
-        and isinstance(bn, BatchNormalization) and bn.built and bn.axis in (-1, len(x.shape) - 1)
-        and isinstance(conv, (Conv2D, DepthwiseConv2D)) and conv.built
-        and conv.data_format == "channels_last" and getattr(conv, "groups", 1) == 1
-        and conv.activation in (None, keras.activations.linear)
-        and not getattr(conv, "lora_enabled", False)
-        and conv.dtype_policy.name == bn.dtype_policy.name == "float32"  # not mixed, not quantized
-    )
 
 
 _BUILD_TRACE = threading.local()  # set while a CompositeLayer.build traces its call
@@ -569,24 +420,6 @@ class CompositeLayer(keras.layers.Layer):
     def sublayers(self):
         """The direct sub-layers, in the order they were created."""
         return [getattr(self, name) for name in self.__dict__.get("_sublayer_names", [])]
-
-    def conv_bn(self, conv, bn, x, training=None):
-        """``bn(conv(x), training=training)`` for a pair :meth:`bn_folds` lists.
-
-        In inference, where the ``conv_bn`` kernel switch resolves to
-        ``"folded"`` (the default on PyTorch and TensorFlow, see
-        :mod:`keras_hiri.kernels`),
-        it is one convolution whose kernel and bias carry the BN (from the
-        current weights, on every call): one pass over the map and one
-        convolution call instead of a convolution, a BN pass and two layer
-        calls. Anywhere else (training, symbolic calls, mixed precision,
-        quantized or LoRA convolutions, a norm that is not a BatchNorm) it is
-        the two layers.
-        """
-        if _folds_at_call(conv, bn, x, training):
-            s, t = bn_affine(bn, _float32)
-            return conv.call(x, folded=scaled_conv(conv, s, t, _float32))
-        return bn(conv(x), training=training)
 
     @classmethod
     def foldable(cls):
@@ -702,7 +535,7 @@ class ConvNorm:
         return [(("conv",), "norm")] if self.norm_kind == "bn" else []
 
     def call(self, x, training=None):
-        return self.conv_bn(self.conv, self.norm, x, training)
+        return self.norm(self.conv(x), training=training)
 
     def get_config(self):
         config = super().get_config()

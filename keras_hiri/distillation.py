@@ -10,14 +10,15 @@ stateless JAX step and runs under ``no_grad`` on torch.
 
 One step, for a batch ``x`` (B images) with labels ``y``:
 
-1. ``call(x, training=True)`` draws CutMix (probability ``switch_prob``) or
-   MixUp, pairs sample ``i`` with sample ``B-1-i`` (the batch flipped, a
-   permutation of itself), and runs the student on the mixed images. It
-   changes no weight or counter (its draws are keyed by the step counter).
-2. ``compute_loss`` first folds the student's state before this step's update
-   (the result of the previous optimizer step) into the teacher, so the
-   teacher is the EMA of the student over every optimizer step, and counts
-   the step. It then runs the
+1. ``call(x, training=True)`` first folds the student's state into the
+   teacher if the previous optimizer step's result is not folded yet (its
+   weights and the BatchNorm statistics of its forward pass: what the student
+   holds before this step's forward pass changes them), so the teacher is the
+   EMA of the student after every optimizer step. It then draws CutMix
+   (probability ``switch_prob``) or MixUp, pairs sample ``i`` with sample
+   ``B-1-i`` (the batch flipped, a permutation of itself), and runs the
+   student on the mixed images (its draws are keyed by the step counter).
+2. ``compute_loss`` counts the step and runs the
    teacher once, on the original ``x``, for class-probability maps ``P`` (its ``head_norm`` and
    ``predictions`` applied to every stage-5 token: the average pooling
    removed). ``P_mix = M * P + (1 - M) * flip(P)`` with the CutMix mask ``M``
@@ -190,16 +191,19 @@ class EMADistillation(keras.Model):
         """The student's logits. With ``training=True``: the student on this
         step's mixed batch, ``{"logits", **mix}``.
 
-        ``call`` changes no counter and no weight: its random draws (mixing,
+        Before the student runs, the state of the last optimizer step is
+        folded into the teacher if it is not yet (:meth:`update_teacher`,
+        once per step). ``call`` changes no counter: its random draws (mixing,
         drop-path) are keyed by the checkpointed step counter, so calling it
         twice at one step gives the same result, and a run resumed from a backup
         draws exactly what the uninterrupted one did (seed-generator states are
-        not part of Keras checkpoints). The step's bookkeeping (folding the
-        previous student state into the teacher, counting the step) happens in
-        :meth:`compute_loss`.
+        not part of Keras checkpoints). :meth:`compute_loss` counts the step.
         """
         if not training:
             return self.student(x, training=False)
+        # Computed from the batch: in a TensorFlow graph a variable update that
+        # does not depend on it runs even when reading the batch fails (below).
+        self.update_teacher(self.steps_seen + _zero_computed_from(x))
         self._key_generators()
         mix = self.sample_mix()
         logits = self.student_logits(self.mix_images(x, mix), training=True)
@@ -213,21 +217,15 @@ class EMADistillation(keras.Model):
             generator.state.assign(ops.cast(ops.stack([base, step]), generator.state.dtype))
 
     def end_step(self, logits):
-        """One training step's bookkeeping: folds the student's state into the
-        teacher, then counts this step. Called by :meth:`compute_loss` before
-        the teacher runs, so the state folded is the weights of the previous
-        optimizer step with the BatchNorm statistics of this step's forward
-        pass (what the student holds while the loss runs).
+        """Counts this training step (called by :meth:`compute_loss`).
 
-        Both updates are computed from this step's ``logits``: in a TensorFlow
+        The count is computed from this step's ``logits``: in a TensorFlow
         graph a variable update that does not depend on the batch runs even
         when reading the batch fails, and Keras' TensorFlow trainer ends each
         epoch of a dataset of unknown length with such a failed read (it
         counts ``optimizer.iterations`` once more per epoch; docs/DESIGN.md).
         """
-        steps_seen = self.steps_seen + _zero_computed_from(logits)
-        self.update_teacher(steps_seen)
-        self.steps_seen.assign(steps_seen + 1)
+        self.steps_seen.assign(self.steps_seen + _zero_computed_from(logits) + 1)
 
     def distillation_target(self, x, y, mix):
         """``y_bar = alpha * y_mix + (1 - alpha) * y_hat`` for one batch."""

@@ -63,9 +63,9 @@ class IRDSa(_Downsample):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
 
     def call(self, x, training=None):
-        y = common.gelu(self.conv_bn(self.conv1, self.bn1, x, training), training)
-        y = self.conv_bn(self.conv2, self.bn2, y, training)
-        s = self.conv_bn(self.short_conv, self.short_bn, self.shortcut_pool(x), training)
+        y = common.gelu(self.bn1(self.conv1(x), training=training))
+        y = self.bn2(self.conv2(y), training=training)
+        s = self.short_bn(self.short_conv(self.shortcut_pool(x)), training=training)
         return y + s
 
     def get_config(self):
@@ -107,7 +107,7 @@ class IRDSb(_Downsample):
         return folds
 
     def call(self, x, training=None):
-        y = common.gelu(self.conv_bn(self.conv1, self.bn1, x, training), training)
+        y = common.gelu(self.bn1(self.conv1(x), training=training))
         y = self.conv2(self.dw(y))
         s = self.short_conv(self.shortcut_pool(x))
         return self.norm(y + s, training=training)

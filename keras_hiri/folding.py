@@ -22,7 +22,28 @@ the padded border; and LayerNorms.
 import keras
 import numpy as np
 
-from keras_hiri.common import CompositeLayer, bn_affine, scaled_conv
+from keras_hiri.common import CompositeLayer
+
+
+def bn_affine(bn):
+    """``(s, t)`` per channel, in float64, such that ``bn(x, training=False) == s * x + t``."""
+    s = (_float64(bn.moving_variance) + bn.epsilon) ** -0.5
+    if bn.scale:
+        s = s * _float64(bn.gamma)
+    t = -_float64(bn.moving_mean) * s
+    if bn.center:
+        t = t + _float64(bn.beta)
+    return s, t
+
+
+def scaled_conv(conv, s, t):
+    """Kernel and bias (float64) of ``s * conv(x) + t`` (``conv``: a ``Conv2D``
+    or ``DepthwiseConv2D``; ``s``, ``t`` per output channel)."""
+    scale = s
+    if isinstance(conv, keras.layers.DepthwiseConv2D):  # output channel c * m + j is kernel[..., c, j]
+        scale = np.reshape(s, tuple(conv.kernel.shape[2:]))
+    bias = _float64(conv.bias) * s + t if conv.use_bias else t
+    return _float64(conv.kernel) * scale, bias
 
 
 def _float64(value):
@@ -43,11 +64,11 @@ def _folded_values(source, target):
         bn = getattr(source, bn_name)
         if not isinstance(bn, keras.layers.BatchNormalization):
             raise ValueError(f"{source.name}.{bn_name} is not a BatchNormalization: {bn!r}")
-        s, t = bn_affine(bn, _float64)
+        s, t = bn_affine(bn)
         consumed.update(_key(v) for v in bn.weights)
         for i, conv_name in enumerate(conv_names):
             conv, new_conv = getattr(source, conv_name), getattr(target, conv_name)
-            kernel, bias = scaled_conv(conv, s, t if i == 0 else np.zeros_like(t), _float64)
+            kernel, bias = scaled_conv(conv, s, t if i == 0 else np.zeros_like(t))
             values[_key(new_conv.kernel)] = kernel
             values[_key(new_conv.bias)] = bias
             consumed.update(_key(v) for v in conv.weights)

@@ -42,7 +42,7 @@ class ClassAttentionHead(common.CompositeLayer):
         cls = ops.mean(tokens, axis=1, keepdims=True)
         seq = self.norm1(ops.concatenate([cls, tokens], axis=1))
         cls = cls + self.attn(seq[:, :1], context=seq)
-        cls = cls + self.fc2(common.gelu(self.fc1(self.norm2(cls)), training))
+        cls = cls + self.fc2(common.gelu(self.fc1(self.norm2(cls))))
         return cls[:, 0]
 
     def compute_output_shape(self, input_shape):

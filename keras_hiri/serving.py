@@ -135,12 +135,35 @@ def _export_onnx(model, target, top_k):
         raise ValueError("format='onnx' needs tf2onnx: pip install 'keras-hiri[onnx]'") from e
     with tempfile.TemporaryDirectory() as tmp:
         saved = export(model, os.path.join(tmp, "saved"), version=1, top_k=top_k)
-        cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved,
-               "--signature_def", "serve_images", "--opset", str(ONNX_OPSET), "--output", target]
+        args = ["--saved-model", saved, "--signature_def", "serve_images", "--opset", str(ONNX_OPSET),
+                "--output", target]
+        cmd = [sys.executable, "-c", f"from keras_hiri.serving import tf2onnx_main; tf2onnx_main({args!r})"]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"tf2onnx failed:\n{result.stderr[-3000:]}")
     return target
+
+
+def tf2onnx_main(argv):
+    """tf2onnx's command line on ``argv``, converting TensorFlow's ``Erfc`` (in
+    the exact GELU, ``keras.ops.gelu``) as ``1 - Erf``: ONNX has no Erfc."""
+    import numpy as np
+    from tf2onnx import convert, utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:  # noqa: F841  (registered by the decorator)
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            node.type = "Erf"
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name("erfc_one"), np.ones((), dtype))
+            sub = ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(node.name),
+                                                inputs=[one.output[0], node.output[0]])
+            ctx.copy_shape(node.output[0], sub.output[0])
+
+    sys.argv = ["tf2onnx.convert", *argv]
+    convert.main()
 
 
 def _export_tf(model, target, kind, top_k, default_input):

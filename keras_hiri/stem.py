@@ -3,7 +3,7 @@
 Every stem maps an image ``(B, H, W, 3)`` to ``(B, ceil(H/4), ceil(W/4), C1)``.
 """
 
-from keras_hiri import checks, common, kernels
+from keras_hiri import checks, common
 
 
 class _Stem(common.CompositeLayer):
@@ -64,15 +64,10 @@ class HRStem(_Stem):
         ]
 
     def call(self, x, training=None):
-        # One image at a time where the ``stem`` kernel switch says so (inference
-        # on one CPU): the half grid's maps then hold one image, not the batch.
-        return kernels.per_image(lambda images: self._branches(images, training), x, training)
-
-    def _branches(self, x, training):
-        x = common.gelu(self.conv_bn(self.conv, self.bn, x, training), training)
-        hi = self.hi_conv(self.conv_bn(self.hi_dw, self.hi_bn, x, training))
-        lo = common.gelu(self.conv_bn(self.lo_conv1, self.lo_bn1, x, training), training)
-        lo = common.gelu(self.conv_bn(self.lo_conv2, self.lo_bn2, lo, training), training)
+        x = common.gelu(self.bn(self.conv(x), training=training))
+        hi = self.hi_conv(self.hi_bn(self.hi_dw(x), training=training))
+        lo = common.gelu(self.lo_bn1(self.lo_conv1(x), training=training))
+        lo = common.gelu(self.lo_bn2(self.lo_conv2(lo), training=training))
         lo = self.lo_conv3(lo)
         return self.out_bn(hi + lo, training=training)
 
@@ -102,9 +97,9 @@ class ConvStem(_Stem):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
 
     def call(self, x, training=None):
-        x = common.gelu(self.conv_bn(self.conv1, self.bn1, x, training), training)
-        x = common.gelu(self.conv_bn(self.conv2, self.bn2, x, training), training)
-        return self.conv_bn(self.conv3, self.out_bn, x, training)
+        x = common.gelu(self.bn1(self.conv1(x), training=training))
+        x = common.gelu(self.bn2(self.conv2(x), training=training))
+        return self.out_bn(self.conv3(x), training=training)
 
 
 @common.register

@@ -19,9 +19,12 @@ if os.environ.get("KERAS_BACKEND") == "jax":
     import shutil
     import tempfile
 
-    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                          "--xla_llvm_disable_expensive_passes=true "
-                          "--xla_cpu_use_fusion_emitters=false")
+    # Appended to what the caller set (CI's second JAX run adds two host devices).
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_backend_optimization_level" not in _flags:
+        os.environ["XLA_FLAGS"] = (_flags + " --xla_backend_optimization_level=0 "
+                                   "--xla_llvm_disable_expensive_passes=true "
+                                   "--xla_cpu_use_fusion_emitters=false").strip()
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         _cache = tempfile.mkdtemp(prefix="keras_hiri_jax_cache_")
         atexit.register(shutil.rmtree, _cache, ignore_errors=True)
@@ -41,17 +44,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
-
-
-@pytest.fixture
-def restore_switches():
-    """Puts every kernel switch (``keras_hiri.kernels``) back as it was after the test."""
-    from keras_hiri import kernels
-
-    saved = {name: kernels.get_kernel(name) for name in kernels.SWITCHES}
-    yield
-    for name, implementation in saved.items():
-        kernels.set_kernel(name, implementation)
 
 
 @pytest.fixture(autouse=True)

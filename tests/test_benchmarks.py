@@ -11,8 +11,7 @@ import json
 
 import pytest
 
-from keras_hiri import runtime
-from tests.helpers import BLOCK_PAGES, load_script, second_malloc_faults
+from tests.helpers import load_script
 
 # Nothing here depends on the Keras backend (see tests/conftest.py).
 pytestmark = pytest.mark.backend_independent
@@ -63,7 +62,7 @@ def test_table_marks_targets_met_and_missed(monkeypatch):
     assert "retain_freed_memory" not in table
     retained = [{**r, "retain_freed_memory": True} for r in RESULTS]  # --retain-freed-memory
     assert throughput.markdown({"jax": retained}, batch=8).endswith(
-        "; keras_hiri.retain_freed_memory() in every model's process")
+        "; process_settings.retain_freed_memory() in every model's process")
     assert "| HIRI-ViT-S folded | 448 |" in table
     assert "2.00 (met)" in table  # P1 on jax
     assert "3.60 (missed)" in table  # P2 plain
@@ -73,16 +72,6 @@ def test_table_marks_targets_met_and_missed(monkeypatch):
     assert "| ConvNeXtTiny | 224 | 1.00 | 11.11 | 720 | 11.1 (28 %) | 100 (60) | failed |" in table
     assert "1.50 (missed)" in table and "0.75 (met)" in table  # memory: M and M_steady on jax
     assert "40.0 (100 %)" in table
-
-
-@pytest.mark.skipif(runtime._glibc() is None, reason="the setting is glibc's (Linux)")
-@pytest.mark.parametrize("retain", [True, False])
-def test_a_worker_applies_the_process_settings_its_spec_asks_for(retain):
-    """``--retain-freed-memory`` reaches every model's process through its spec."""
-    setup = ("import json, sys\nsys.path.insert(0, 'benchmarks')\nfrom throughput import worker_spec\n"
-             f"worker_spec(json.dumps({{'retain_freed_memory': {retain}}}))\n")
-    faults = second_malloc_faults(setup)
-    assert (faults < 100) if retain else (faults > BLOCK_PAGES // 2), faults
 
 
 def test_setting_table_pairs_each_round():
@@ -100,7 +89,7 @@ def test_setting_table_pairs_each_round():
     assert "retain_freed_memory() s/batch" in table
     assert "in every model's process" not in table  # the alternated setting is not a run-wide one
     both = [{**r, "disable_ynnpack_fusions": True} for r in rounds]  # a run-wide setting is named
-    assert "; keras_hiri.disable_ynnpack_fusions() in every model's process" in throughput.setting_table(
+    assert "; process_settings.disable_ynnpack_fusions() in every model's process" in throughput.setting_table(
         "retain_freed_memory")({"torch": both}, batch=8)
 
 
@@ -150,7 +139,7 @@ def test_model_rounds_reverse_the_order_every_other_round(monkeypatch):
     ran = []
     monkeypatch.setattr(throughput, "run_worker", lambda script, spec, backend, title: ran.append(
         (backend, title)) or {**spec, "backend": backend})
-    args = argparse.Namespace(batch=8, warmup=1, repeats=1, compile=None, kernel=[],
+    args = argparse.Namespace(batch=8, warmup=1, repeats=1, compile=None, generic=[],
                               **{name: False for name in throughput.PROCESS_SETTINGS})
     progress = type("Progress", (), {"add": lambda self, n: None})()
     done = {}
@@ -165,52 +154,50 @@ def test_model_rounds_reverse_the_order_every_other_round(monkeypatch):
 
 def test_kernel_pair_table_takes_the_median_of_per_process_ratios():
     throughput = load_script("benchmarks", "throughput")
-    pair = lambda layers, folded, auto: {  # noqa: E731
-        "model": "S", "resolution": 448, "kernel_pair": "conv_bn", "implementations": ["layers", "folded"],
-        "median_s": {"layers": layers, "folded": folded}, "max_abs_diff": 2e-9, "auto": auto, "repeats": 7}
+    pair = lambda generic, backend: {  # noqa: E731
+        "model": "S", "resolution": 448, "kernel_pair": "conv", "implementations": ["generic", "backend"],
+        "median_s": {"generic": generic, "backend": backend}, "max_abs_diff": 2e-9, "repeats": 7}
     table = throughput.kernel_pair_table({
-        "torch": [pair(0.9, 0.8, "folded"), pair(1.0, 1.0, "folded"), pair(1.2, 1.0, "folded")],
-        "jax": [pair(0.8, 0.9, "layers"), {"error": "x", **pair(1, 1, "layers")}],
+        "torch": [pair(0.9, 0.8), pair(1.0, 1.0), pair(1.2, 1.0)],
+        "jax": [pair(0.8, 0.9), {"error": "x", **pair(1, 1)}],
     }, batch=8)
-    assert "| torch | layers: 0.900, 1.000, 1.200 | folded: 0.800, 1.000, 1.000 | 1.125x | 2.0e-09 | folded |" in table
-    assert "| jax | layers: 0.800, failed | folded: 0.900, failed | 0.889x | 2.0e-09 | layers |" in table
-    assert "| backend | conv_bn: first implementation, s/batch per process | second implementation," in table
+    assert "| torch | generic: 0.900, 1.000, 1.200 | backend: 0.800, 1.000, 1.000 | 1.125x | 2.0e-09 |" in table
+    assert "| jax | generic: 0.800, failed | backend: 0.900, failed | 0.889x | 2.0e-09 |" in table
+    assert "| backend | conv: generic op, s/batch per process | backend implementation, s/batch" in table
     assert "--compile" not in table  # the backends' defaults
-    eager = throughput.kernel_pair_table({"jax": [{**pair(3.0, 0.7, "own"), "compile": "none"}]}, batch=8)
+    eager = throughput.kernel_pair_table({"jax": [{**pair(3.0, 0.7), "compile": "none"}]}, batch=8)
     assert "; --compile none (predict_on_batch with jit_compile=False)" in eager
 
 
-def test_kernel_pair_is_the_first_implementation_against_auto(restore_switches):
-    """Each backend times the first implementation against what ``auto``
-    picks there (or the next it has), never one only another backend has."""
-    import keras
-
+def test_kernel_pair_worker_builds_the_generic_op_second_on_the_same_weights(monkeypatch):
     throughput = load_script("benchmarks", "throughput")
-    from keras_hiri import kernels
-
-    backend = keras.backend.backend()
-    assert throughput.pair_of("batchnorm") == ["ops", {"torch": "torch_affine"}.get(backend, "centered")]
-    kernels.set_kernel("network", "batched")
-    assert throughput.pair_of("network") == ["batched", "per_image"]
-    assert kernels.get_kernel("network") == "batched"  # the caller's setting is left as it was
-    if backend != "jax":  # the fence exists on JAX only
-        with pytest.raises(ValueError, match="'fence' has one implementation on this backend"):
-            throughput.pair_of("fence")
-
-
-def test_kernel_pair_worker_times_both_settings_on_the_same_weights(restore_switches, monkeypatch):
-    throughput = load_script("benchmarks", "throughput")
-    from keras_hiri import kernels
+    from keras_hiri import ops as hiri_ops
     from tests.tiny import tiny_model
 
     built = []
-    monkeypatch.setattr(throughput, "build", lambda spec: built.append(kernels.get_kernel("conv_bn")) or tiny_model(
-        input_shape=(64, 64, 3)))
+
+    def build(spec):
+        built.append(hiri_ops.use_torch_conv())
+        return tiny_model(input_shape=(64, 64, 3))
+
+    monkeypatch.setattr(throughput, "build", build)
     result = throughput.measure_kernel_pair({"model": "S", "resolution": 64, "batch": 2, "warmup": 1, "repeats": 2,
-                                             "compile": "auto", "kernel_pair": "conv_bn"})
-    assert built == ["layers", "folded"] and result["implementations"] == ["layers", "folded"]
-    assert set(result["median_s"]) == {"layers", "folded"} and result["max_abs_diff"] < 1e-4
-    assert kernels.get_kernel("conv_bn") == "auto" and result["auto"] == kernels.resolve("conv_bn")
+                                             "compile": "auto", "kernel_pair": "conv"})
+    torch_conv = hiri_ops.use_torch_conv()  # the implementation is back after the worker
+    assert built == [torch_conv, False] and result["implementations"] == ["generic", "backend"]
+    assert set(result["median_s"]) == {"generic", "backend"} and result["max_abs_diff"] < 1e-4
+
+
+def test_generic_ops_patch_the_choice_only_inside():
+    implementations = load_script("benchmarks", "implementations")
+    from keras_hiri import ops as hiri_ops
+
+    before = (hiri_ops.use_unrolled_depthwise(), hiri_ops.draws_on_host(3))
+    with implementations.generic("depthwise", "init"):
+        assert not hiri_ops.use_unrolled_depthwise() and not hiri_ops.draws_on_host(3)
+    assert (hiri_ops.use_unrolled_depthwise(), hiri_ops.draws_on_host(3)) == before
+    with pytest.raises(ValueError, match="unknown implementation"):
+        implementations.check_names(["fence"])
 
 
 def test_torch_against_tensorflow_ratio():
@@ -248,22 +235,22 @@ def test_cost_plot_writes_a_png(tmp_path):
     assert out.stat().st_size > 10_000
 
 
-def test_train_step_worker_applies_its_kernel_switches(restore_switches, monkeypatch):
-    """A worker spec's ``"kernels"`` are set before the models are built."""
+def test_train_step_worker_builds_under_its_generic_ops(monkeypatch):
+    """A worker spec's ``"generic"`` ops apply while the models are built."""
     train_step = load_script("benchmarks", "train_step")
-    from keras_hiri import kernels
+    from keras_hiri import ops as hiri_ops
 
     seen = []
 
     def trainable(model, step, size):
-        seen.append(kernels.get_kernel("network"))
+        seen.append(hiri_ops.draws_on_host(3))
         raise RuntimeError("built")
 
     monkeypatch.setattr(train_step, "_trainable", trainable)
     with pytest.raises(RuntimeError, match="built"):
         train_step.measure({"model": "S", "resolution": 64, "step": "plain", "batch": 2, "warmup": 1, "repeats": 1,
-                            "kernels": {"network": "batched"}})
-    assert seen == ["batched"]
+                            "generic": ["init"]})
+    assert seen == [False]
 
 
 def test_train_step_table_and_ratios(monkeypatch):
@@ -288,7 +275,7 @@ def test_train_step_table_and_ratios(monkeypatch):
         "; MALLOC_TRIM_THRESHOLD_=4294967296")
     retained = [{**r, "retain_freed_memory": True} for r in rows(2.0, 2.4, 1.0)]
     assert train_step.markdown({"jax": retained}, batch=8).endswith(
-        "; MALLOC_TRIM_THRESHOLD_=4294967296; keras_hiri.retain_freed_memory() in every model's process")
+        "; MALLOC_TRIM_THRESHOLD_=4294967296; process_settings.retain_freed_memory() in every model's process")
 
 
 _LIVE_RANGES = """HloLiveRange (max 3):
@@ -556,14 +543,16 @@ def test_build_time_table_pairs_host_and_keras_rows():
     assert "| jax | ConvNeXtTiny@224 | failed | - | - | - |" in table
 
 
-def test_build_time_worker_sets_the_init_switch_its_row_names(restore_switches):
+def test_build_time_worker_builds_with_the_initializers_its_row_names(monkeypatch):
     import keras
 
-    from keras_hiri import kernels
+    from keras_hiri import ops as hiri_ops
 
     bench = load_script("benchmarks", "build_time")
+    host_normal, draws = hiri_ops.host_normal, []
+    monkeypatch.setattr(hiri_ops, "host_normal", lambda *args: draws.append(1) or host_normal(*args))
     result = bench.worker({"model": "S@224", "initializers": "keras"})
-    assert kernels.get_kernel("init") == "keras"
+    assert draws == []  # Keras' sampler on every backend
     assert result["first_s"] > 0 and result["second_s"] > 0 and result["backend"] == keras.backend.backend()
 
 

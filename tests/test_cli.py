@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from keras_hiri import cli, runtime
-from tests.helpers import BLOCK_PAGES, ROOT, second_malloc_faults, ynn_fusions
+from keras_hiri import cli
+from tests.helpers import ROOT
 
 
 @pytest.mark.backend_independent
@@ -33,30 +33,17 @@ def test_help_and_version_import_neither_keras_nor_a_backend():
     assert "HEAVY []" in out.stdout and "detect" in out.stdout and "keras-hiri 0." in out.stdout
 
 
-@pytest.mark.skipif(runtime._glibc() is None, reason="the setting is glibc's (Linux)")
 @pytest.mark.backend_independent
-@pytest.mark.parametrize("as_command", [True, False])
-def test_only_the_command_keeps_freed_memory(as_command):
-    """``keras-hiri`` (argv from the command line) applies retain_freed_memory to
-    its process; ``main(argv)`` called by another program leaves it alone."""
-    argv = ["keras-hiri", "profile", "--variant", "tiny", "--resolution", "64"]
-    call = f"sys.argv = {argv!r}\nmain()" if as_command else f"main({argv[1:]!r})"
-    faults = second_malloc_faults(f"import sys\nfrom keras_hiri_cli import main\n{call}\n")
-    assert (faults < 100) if as_command else (faults > BLOCK_PAGES // 2), faults
-
-
-@pytest.mark.runs_in("jax")  # XLA's setting, checked in a child process
-@pytest.mark.parametrize("as_command", [True, False])
-def test_only_the_command_leaves_ynnpack_the_reductions_alone(as_command):
-    """``keras-hiri`` gives matmuls, convolutions and element-wise chains to XLA's
-    own kernels and keeps YNNPACK's reductions (training and inference faster);
-    ``main(argv)`` called by another program leaves XLA's flags alone."""
-    argv = ["keras-hiri", "profile", "--variant", "tiny", "--resolution", "64"]
-    call = f"sys.argv = {argv!r}\nmain()" if as_command else f"main({argv[1:]!r})"
-    expected = "--xla_cpu_experimental_ynn_fusion_type=reduce" if as_command else None
-    count, _ = ynn_fusions(f"import os, sys\nfrom keras_hiri_cli import main\n{call}\n"
-                           f"assert os.environ.get('XLA_FLAGS') == {expected!r}, os.environ.get('XLA_FLAGS')\n")
-    assert count >= 1  # the reduction, in both cases
+def test_the_command_changes_no_process_setting():
+    """``keras-hiri`` run as the program leaves the process's environment (XLA's
+    flags, the allocator's variables) as it found it: those are the caller's."""
+    code = ("import os, sys\nfrom keras_hiri_cli import main\nbefore = dict(os.environ)\n"
+            "sys.argv = ['keras-hiri', 'profile', '--variant', 'tiny', '--resolution', '64']\nmain()\n"
+            "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+            "print('CHANGED', [k for k in changed if k != 'TF_CPP_MIN_LOG_LEVEL'])\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "CHANGED []" in out.stdout and "GMACs" in out.stdout, out.stdout[-2000:]
 
 
 @pytest.mark.backend_independent

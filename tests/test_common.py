@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import blocks, common, downsampling, head, kernels, stem
+from keras_hiri import blocks, common, downsampling, head, stem
+from keras_hiri import ops as hiri_ops
 from tests.helpers import assert_layer_round_trip, to_numpy
 from tests.tiny import tiny_model
 
@@ -106,56 +107,6 @@ def test_drop_path_rejects_bad_rate(rate):
 
 def test_halve_is_ceil():
     assert [common.halve(n) for n in (1, 2, 7, 8, None)] == [1, 1, 4, 4, None]
-
-
-@pytest.fixture
-def depthwise_mode():
-    previous = common.get_depthwise_implementation()
-    yield common.set_depthwise_implementation
-    common.set_depthwise_implementation(previous)
-
-
-@pytest.mark.parametrize("stride, shape, padding", [
-    (1, (2, 9, 7, 5), "symmetric"), (2, (2, 11, 8, 5), "symmetric"),
-    # Keras' "same" at stride 2 puts an odd zero after the grid (8 -> 1 zero after, 11 -> 1 on each side)
-    (2, (2, 11, 8, 5), "same"), (1, (2, 9, 7, 5), "same"), (2, (2, 11, 8, 5), "valid"),
-])
-def test_unrolled_depthwise_equals_native(depthwise_mode, stride, shape, padding):
-    x = np.random.default_rng(0).normal(size=shape).astype("float32")
-    if padding == "symmetric":  # the model's: k // 2 zeros on every side
-        layer = common.depthwise_conv2d(3, stride)
-    else:
-        layer = common.DepthwiseConv2D(3, strides=stride, padding=padding)
-    layer(x)
-    layer.bias.assign(np.linspace(-1, 1, shape[-1]).astype("float32"))
-    outputs = {}
-    for mode in ("native", "unrolled"):
-        depthwise_mode(mode)
-        # Compiled like a model would be (the unrolled form is for XLA).
-        inputs = keras.Input(shape[1:])
-        fn = keras.Model(inputs, layer(inputs))
-        fn.compile(jit_compile="auto")
-        outputs[mode] = fn.predict_on_batch(x)
-        assert fn.output.shape[1:] == outputs[mode].shape[1:]  # symbolic shape honours the pad
-        outputs[mode + "_eager"] = to_numpy(layer(x))
-    side = (lambda n: (n - 3) // stride + 1) if padding == "valid" else (lambda n: -(-n // stride))
-    assert outputs["native"].shape == outputs["unrolled"].shape == (
-        shape[0], side(shape[1]), side(shape[2]), shape[3])
-    np.testing.assert_allclose(outputs["unrolled"], outputs["native"], atol=1e-5)
-    np.testing.assert_allclose(outputs["unrolled_eager"], outputs["native_eager"], atol=1e-5)
-
-
-def test_depthwise_implementation_auto_is_unrolled_only_on_jax_cpu(depthwise_mode):
-    depthwise_mode("auto")
-    if keras.backend.backend() == "jax":
-        on_cpu = all(d.startswith("cpu") for d in keras.distribution.list_devices())
-        assert kernels.use_unrolled_depthwise() == on_cpu
-    else:
-        assert not kernels.use_unrolled_depthwise()
-    depthwise_mode("unrolled")
-    assert kernels.use_unrolled_depthwise()
-    with pytest.raises(ValueError, match="implementation must be one of"):
-        common.set_depthwise_implementation("fast")
 
 
 # ------------------------------------------------ build, config and dtype policy
@@ -276,11 +227,21 @@ def test_build_training_state_makes_the_first_fit_trace_once_and_leaves_no_trace
         assert plain_traces == 2
 
 
-def test_dense_initializer_draws_keras_truncated_normal_on_the_host(restore_switches):
+@pytest.fixture
+def draws(monkeypatch):
+    """``draws("host")``: every int-seeded initialiser draws with NumPy (JAX's
+    choice) on this backend; ``draws("keras")``: Keras' own sampler."""
+    def choose(where):
+        monkeypatch.setattr(hiri_ops, "draws_on_host",
+                            (lambda seed: isinstance(seed, int)) if where == "host" else (lambda seed: False))
+    return choose
+
+
+def test_dense_initializer_draws_keras_truncated_normal_on_the_host(draws):
     """Truncated at two standard deviations (redrawn, not clipped), the same
     values for the same int seed on every call and every backend (NumPy's
     draw), and Keras' config."""
-    kernels.set_kernel("init", "host")
+    draws("host")
     init = common.TruncatedNormal(stddev=0.02, seed=7)
     values = to_numpy(init((256, 512)))
     assert values.dtype == np.float32 and values.shape == (256, 512)
@@ -302,8 +263,8 @@ def test_dense_initializer_draws_keras_truncated_normal_on_the_host(restore_swit
 
 
 @pytest.mark.parametrize("shape, fan", [((3, 3, 16, 32), 9 * 32), ((7, 7, 64, 1), 49), ((48, 96), 96)])
-def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(restore_switches, shape, fan):
-    kernels.set_kernel("init", "host")
+def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(draws, shape, fan):
+    draws("host")
     init = common.conv_initializer()
     assert isinstance(init, common.VarianceScaling) and isinstance(init.seed, int)
     values = to_numpy(init(shape))
@@ -314,9 +275,9 @@ def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(restore_swit
     assert values.std() == pytest.approx(keras_values.std(), rel=0.15)  # Keras' scale (and fans)
 
 
-def test_initializers_with_the_keras_switch_are_keras_own(restore_switches):
-    """``init = "keras"``: exactly what Keras' classes give for the same seed."""
-    kernels.set_kernel("init", "keras")
+def test_initializers_off_the_host_are_keras_own(draws):
+    """Off the host draw: exactly what Keras' classes give for the same seed."""
+    draws("keras")
     pairs = [(common.TruncatedNormal(stddev=0.02, seed=5), keras.initializers.TruncatedNormal(stddev=0.02, seed=5)),
              (common.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal", seed=5),
               keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal",
@@ -325,11 +286,11 @@ def test_initializers_with_the_keras_switch_are_keras_own(restore_switches):
         np.testing.assert_array_equal(to_numpy(ours((3, 3, 8, 16))), to_numpy(theirs((3, 3, 8, 16))))
 
 
-def test_host_initializers_leave_other_cases_to_keras(restore_switches):
+def test_host_initializers_leave_other_cases_to_keras(draws):
     """A SeedGenerator seed, the uniform distribution and explicit fan axes
     take Keras' own sampler; float64 and bfloat16 come out as Keras' own
     (JAX without x64 makes float64 float32)."""
-    kernels.set_kernel("init", "host")
+    draws("host")
     generator = keras.random.SeedGenerator(1)
     init = common.TruncatedNormal(stddev=0.02, seed=generator)
     first, second = to_numpy(init((64, 64))), to_numpy(init((64, 64)))
@@ -360,7 +321,7 @@ def test_initializers_compile_no_xla_program_on_jax():
     """Keras' samplers compile an XLA program for every new kernel shape on
     JAX (HIRI-ViT-S: 128 at build); the host-drawn ones, JAX's default,
     compile none."""
-    assert kernels.resolve("init") == "host"
+    assert hiri_ops.draws_on_host(5)
     import jax.monitoring
 
     compiles = []
@@ -385,15 +346,15 @@ def test_jax_builds_draw_each_weight_once_on_the_host(monkeypatch):
     """Tracing a layer reads weights not yet initialised, for which Keras draws
     a placeholder: while JAX traces, that draw is Keras' (abstract, free), so
     NumPy draws each kernel once, for its real value."""
-    assert kernels.use_host_sampling()
+    assert hiri_ops.draws_on_host(5)
     draws = []
-    host_normal = common._host_normal
+    host_normal = hiri_ops.host_normal
 
     def counting(seed, shape, *args):
         draws.append(shape)
         return host_normal(seed, shape, *args)
 
-    monkeypatch.setattr(common, "_host_normal", counting)
+    monkeypatch.setattr(hiri_ops, "host_normal", counting)
     model = tiny_model()
     kernels_2d = [w for w in model.weights if len(w.shape) >= 2]
     assert len(draws) == len(kernels_2d) > 0

@@ -1,10 +1,9 @@
-"""Process-wide speed settings, applied only when asked for.
+"""Process-wide speed settings the benchmarks can apply (``--retain-freed-memory``, ...).
 
-They change every model and array in the process, not just HIRI-ViT, so
-importing keras_hiri never applies them; the ``keras-hiri`` command (an
-application that owns its process) does, and a script or notebook can with one
-call. Measured in docs/RESULTS.md ("The allocator setting as one call" and
-"XLA's own CPU kernels as one call").
+They change every model and array in the process, not just HIRI-ViT, so they
+are no part of the library: a benchmark's worker applies one only when its
+option asks for it. docs/performance.md says how a user sets the same thing
+(environment variables) and what each measured.
 """
 
 import ctypes

@@ -1,0 +1,56 @@
+"""The generic op in place of one of ``keras_hiri.ops``' backend implementations,
+for the benchmarks that measure what each implementation gains.
+
+Each implementation is chosen when a layer is built (or, for the host
+initialisers, when a weight is drawn), so a model built inside
+``generic(name)`` computes that op with ``keras.ops`` on every backend. The
+library has no such switch; only benchmarks patch it.
+"""
+
+import contextlib
+
+# name: (the keras_hiri.ops function asked at build time, what it returns for the generic op)
+IMPLEMENTATIONS = {
+    "depthwise": ("use_unrolled_depthwise", False),  # JAX: sum of shifted slices
+    "conv": ("use_torch_conv", False),  # PyTorch: torch's conv on the channels-last view
+    "init": ("draws_on_host", False),  # JAX: NumPy draws the initial weights
+    "attention": ("use_fused_attention", True),  # JAX float16: the explicit form
+}
+
+
+def check_names(names):
+    """Raises a ``ValueError`` naming an unknown implementation."""
+    unknown = sorted(set(names) - set(IMPLEMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown implementation(s) {unknown}; allowed: {sorted(IMPLEMENTATIONS)}")
+    return list(names)
+
+
+@contextlib.contextmanager
+def generic(*names):
+    """Inside, layers built (and weights drawn) use the generic op for ``names``."""
+    from keras_hiri import ops
+
+    saved = {}
+    for name in check_names(names):
+        function, value = IMPLEMENTATIONS[name]
+        saved[function] = getattr(ops, function)
+        setattr(ops, function, lambda *args, _value=value: _value)
+    try:
+        yield
+    finally:
+        for function, original in saved.items():
+            setattr(ops, function, original)
+
+
+@contextlib.contextmanager
+def forced_host_draws():
+    """Inside, every initialiser with an int seed draws with NumPy, on any backend."""
+    from keras_hiri import ops
+
+    original = ops.draws_on_host
+    ops.draws_on_host = lambda seed: isinstance(seed, int)
+    try:
+        yield
+    finally:
+        ops.draws_on_host = original
