@@ -9,7 +9,9 @@
 # The work runs as two streams side by side: a test process keeps about one
 # core busy (tracing and compiling are single-threaded), and CI has two.
 #   stream 1: pytest tensorflow, then pytest torch
-#   stream 2: the installed-wheel smoke of jax, pytest jax, the smoke of torch,
+#   stream 2: the installed-wheel smoke of jax (at constraints.txt's versions and at
+#             the lowest ones the declared ranges admit, constraints-floor.txt),
+#             pytest jax, the smoke of torch,
 #             and the JAX tests of the ops, builder and stem again with two host
 #             devices (XLA_FLAGS=--xla_force_host_platform_device_count=2): the
 #             suite passes on any device configuration
@@ -23,7 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 started=$SECONDS
-python -m pip install -q --disable-pip-version-check -e ".[all,dev]" || exit 1
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,dev]" || exit 1
 export TF_CPP_MIN_LOG_LEVEL=2
 report_dir=$(mktemp -d)
 echo "install: $((SECONDS - started)) s" >"$report_dir/times"
@@ -37,13 +39,15 @@ timed() {  # timed NAME COMMAND...: runs COMMAND, logs NAME's seconds, returns i
   return $status
 }
 
-smoke() {  # the installed wheel, one backend, no TensorFlow
-  local backend=$1 venv="$report_dir/venv-$1"
-  echo "=== installed wheel [$backend], no TensorFlow"
+smoke() {  # smoke BACKEND [NAME CONSTRAINTS]: the installed wheel, one backend, no TensorFlow
+  local backend=$1 name=${2:-$1} constraints=${3:-constraints.txt}
+  local venv="$report_dir/venv-$name"
+  echo "=== installed wheel [$backend], no TensorFlow, $constraints"
   python -m venv "$venv" && "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-    "$wheel[$backend,grain]" || { echo "smoke $backend: 0 passed, 1 failed"; return 1; }
+    -c "$repo/$constraints" "$wheel[$backend,grain]" || { echo "smoke $backend: 0 passed, 1 failed" \
+    | tee "$report_dir/smoke-$name.log"; return 1; }
   (cd "$report_dir" && KERAS_BACKEND=$backend "$venv/bin/python" "$repo/scripts/smoke_installed.py") \
-    | tee "$report_dir/smoke-$backend.log"
+    | tee "$report_dir/smoke-$name.log"
 }
 
 suite() {  # suite BACKEND [pytest args]; BACKEND jax_two_devices: the device-dependent JAX tests
@@ -70,6 +74,7 @@ stream1=$!
 (
   status=0
   timed "smoke jax" smoke jax || status=1
+  timed "smoke jax, lowest declared versions" smoke jax jax-floor constraints-floor.txt || status=1
   timed "pytest jax" suite jax "$@" || status=1
   timed "smoke torch" smoke torch || status=1
   XLA_FLAGS=--xla_force_host_platform_device_count=2 timed "pytest jax, two devices" \
@@ -96,7 +101,7 @@ for path in suites:
         total[key] += int(suite.get(key, 0))
 failed = total["failures"] + total["errors"] + (4 - len(suites))  # a suite that wrote no report
 passed = total["tests"] - total["failures"] - total["errors"] - total["skipped"]
-for backend in ("jax", "torch"):
+for backend in ("jax", "jax-floor", "torch"):
     try:
         match = re.search(r"(\d+) passed, (\d+) failed", open(f"{sys.argv[1]}/smoke-{backend}.log").read())
     except OSError:
