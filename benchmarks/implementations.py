@@ -27,15 +27,13 @@ def check_names(names):
 
 
 @contextlib.contextmanager
-def generic(*names):
-    """Inside, layers built (and weights drawn) use the generic op for ``names``."""
+def _patched(replacements):
+    """Inside, each ``keras_hiri.ops`` function named in ``replacements`` is replaced."""
     from keras_hiri import ops
 
-    saved = {}
-    for name in check_names(names):
-        function, value = IMPLEMENTATIONS[name]
-        saved[function] = getattr(ops, function)
-        setattr(ops, function, lambda *args, _value=value: _value)
+    saved = {function: getattr(ops, function) for function in replacements}
+    for function, replacement in replacements.items():
+        setattr(ops, function, replacement)
     try:
         yield
     finally:
@@ -43,14 +41,12 @@ def generic(*names):
             setattr(ops, function, original)
 
 
-@contextlib.contextmanager
+def generic(*names):
+    """Inside, layers built (and weights drawn) use the generic op for ``names``."""
+    return _patched({IMPLEMENTATIONS[name][0]: (lambda *args, _value=IMPLEMENTATIONS[name][1]: _value)
+                     for name in check_names(names)})
+
+
 def forced_host_draws():
     """Inside, every initialiser with an int seed draws with NumPy, on any backend."""
-    from keras_hiri import ops
-
-    original = ops.draws_on_host
-    ops.draws_on_host = lambda seed: isinstance(seed, int)
-    try:
-        yield
-    finally:
-        ops.draws_on_host = original
+    return _patched({"draws_on_host": lambda seed: isinstance(seed, int)})

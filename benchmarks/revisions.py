@@ -20,7 +20,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from throughput import BACKENDS, S448, benchmark_parser, job_spec  # noqa: E402
+from throughput import BACKENDS, PROCESS_SETTINGS, S448, benchmark_parser, job_spec  # noqa: E402
 
 CONVNEXT = {"model": "ConvNeXtTiny", "resolution": 224}
 
@@ -39,8 +39,8 @@ def main(argv=None):
     parser.add_argument("--before", default="HEAD~1", help="the git revision to compare against")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    args.compile, args.generic = None, []
-    for name in ("retain_freed_memory", "disable_ynnpack_fusions", "keep_ynnpack_reductions"):
+    args.compile, args.generic = None, []  # the backends' defaults, every op implementation, no setting
+    for name in PROCESS_SETTINGS:
         setattr(args, name, False)
     with tempfile.TemporaryDirectory() as tmp:
         old = os.path.join(tmp, "before")

@@ -9,8 +9,8 @@ checks each against the generic op on every backend:
 implementation              where                  why
 ==========================  =====================  ================================================
 unrolled depthwise conv     JAX on CPU devices     XLA's CPU grouped convolution is 10-80x slower
-                                                   than a sum of shifted slices; HIRI-ViT-S@448
-                                                   several times faster as a whole
+                                                   than a sum of shifted slices (HIRI-ViT-S@448
+                                                   2.5x, docs/performance.md)
 explicit attention          JAX, float16           XLA's CPU backend refuses the f16 x f16 -> f32
                                                    dot of ``ops.dot_product_attention``
 channels-last torch conv    PyTorch                ``keras.ops.conv`` copies NHWC to NCHW and back
@@ -91,6 +91,9 @@ def conv(x, kernel, strides, padding, bias=None, depthwise=False, add_input=Fals
         op = ops.depthwise_conv if depthwise else ops.conv
         out = op(padded, kernel, strides=strides, padding="same" if padding == "same" else "valid",
                  data_format="channels_last")
+    # ``+``, not ``ops.add``: on TensorFlow a BiasAdd after a depthwise conv and
+    # the Add after it are fused by Grappler's remapper into a node with no op
+    # ("... has an empty op name"); ``+`` stays an AddV2 (tests/test_examples.py).
     if bias is not None:
         out = out + ops.cast(bias, out.dtype)
     return out + x if add_input else out

@@ -28,7 +28,7 @@ def test_predict_logs_no_errors():
     """TensorFlow's graph optimiser logged "Node .../stage3_block1_cffn_1/add_1 has an
     empty op name" on every run when the CFFN's depthwise bias was a BiasAdd (its remapper
     fuses DepthwiseConv2dNative + BiasAdd + Add into a node with no op; see
-    keras_hiri.kernels): on this backend, predict with a network of every block type
+    keras_hiri.ops.conv): on this backend, predict with a network of every block type
     must log no error line."""
     import subprocess
     import sys

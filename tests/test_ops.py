@@ -1,6 +1,8 @@
 """keras_hiri.ops: each backend implementation equals the generic op, and each
 choice is made when a layer is built, for the device configuration at hand."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -81,8 +83,6 @@ def test_explicit_attention_equals_the_generic_op(dtype, atol):
 
 def test_gelu_is_the_exact_erf_form():
     x = np.linspace(-6, 6, 97).astype("float32")
-    import math
-
     expected = np.array([0.5 * t * (1 + math.erf(t / math.sqrt(2))) for t in x], "float32")
     np.testing.assert_allclose(to_numpy(common.gelu(x)), expected, atol=1e-6)
 
