@@ -4,7 +4,7 @@ Building a model draws every weight. Keras' initializers sample on the
 backend; on JAX each new kernel shape then compiles an XLA program for the
 sampler and more for its scale and shift, and HIRI-ViT-S has many distinct
 shapes. keras_hiri's ``TruncatedNormal`` and ``VarianceScaling``
-(``keras_hiri/common.py``) draw the same distributions with NumPy on the host
+(``keras_hiri/layers/init.py``) draw the same distributions with NumPy on the host
 on JAX (``keras_hiri.ops.draws_on_host``); a ``keras`` row builds with the
 generic op (Keras' own sampler) forced on every backend
 (``benchmarks/implementations.py``), a ``host`` row with the host draw forced.

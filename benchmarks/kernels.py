@@ -10,8 +10,8 @@
    the data in NCHW and in ``torch.channels_last`` memory format: the cost of
    Keras' layout copies.
 4. The HR block's sum of its branches, ``x + upsample(low)``: the upsampled
-   map materialised (``common.upsample_2x_to``) against one broadcast add over
-   a 6-d view of ``x`` (``common.add_upsampled_2x``), eager and compiled.
+   map materialised (``upsample_2x_to``) against one broadcast add over
+   a 6-d view of ``x`` (``add_upsampled_2x``), eager and compiled.
 
 Shapes are those of HIRI-ViT-S at 448 (batch 8).
 
@@ -23,7 +23,9 @@ import argparse
 import keras
 import numpy as np
 
-from keras_hiri import common, profiling
+from keras_hiri import profiling
+from keras_hiri.layers.conv import depthwise_conv2d
+from keras_hiri.layers.resample import add_upsampled_2x, upsample_2x_to
 
 # (input shape, stride, where it occurs in HIRI-ViT-S @ 448)
 SHAPES = [
@@ -65,7 +67,7 @@ def depthwise_table(rng, repeats):
     print(f"{'where':<34}{'input':>22}{'native ms':>11}{'unrolled ms':>13}{'speed-up':>10}")
     for shape, stride, where in SHAPES:
         x = keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
-        layer = common.depthwise_conv2d(3, stride)
+        layer = depthwise_conv2d(3, stride)
         layer(x)
         if layer.implementation != "ops":
             print(f"{where:<34}{str(shape[1:]):>22}  (this backend's own convolution: no unrolled form)")
@@ -139,8 +141,8 @@ def upsample_add_table(rng, repeats):
         x = ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
         low = ops.convert_to_tensor(rng.normal(size=(b, h // 2, w // 2, c)).astype("float32"))
         for mode, wrap in modes:
-            slow = median_ms(wrap(lambda x: ops.add(x, common.upsample_2x_to(low, x))), x, repeats)
-            fast = median_ms(wrap(lambda x: common.add_upsampled_2x(x, low)), x, repeats)
+            slow = median_ms(wrap(lambda x: ops.add(x, upsample_2x_to(low, x))), x, repeats)
+            fast = median_ms(wrap(lambda x: add_upsampled_2x(x, low)), x, repeats)
             print(f"  {where:<24}{str(shape[1:]):>16}{mode:>10}{slow:>17.2f}{fast:>14.2f}{slow / fast:>9.2f}x")
 
 

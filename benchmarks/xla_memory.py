@@ -156,7 +156,7 @@ def compile_and_dump(spec):
 def measure_conv(spec):
     """One stem convolution alone (``spec["conv"]`` indexes :data:`STEM_CONVS`),
     jitted as ``lax.conv_general_dilated`` with the symmetric padding of
-    ``keras_hiri.common.conv2d`` (what the stem's ``Conv2D`` runs on JAX)."""
+    ``keras_hiri.layers.conv.conv2d`` (what the stem's ``Conv2D`` runs on JAX)."""
     import jax
     import numpy as np
 

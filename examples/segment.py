@@ -21,7 +21,7 @@ import numpy as np
 
 import keras_hiri
 from keras_hiri import data
-from keras_hiri.common import build_optimizer
+from keras_hiri.train_state import build_optimizer
 from keras_hiri.segmentation import HiriViTSegmenter
 
 

@@ -7,7 +7,8 @@ backend, not TensorFlow (unless TensorFlow is the backend).
 
 from keras_hiri.blocks import CFFN, CFFNBlock, HRBlock, MultiHeadSelfAttention, TransformerBlock
 from keras_hiri.builder import HiriViT, HiriViTB, HiriViTL, HiriViTModel, HiriViTS
-from keras_hiri.common import DropPath, set_depthwise_implementation
+from keras_hiri.layers.conv import set_depthwise_implementation
+from keras_hiri.layers.drop_path import DropPath
 from keras_hiri.distillation import EMADistillation
 from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
 from keras_hiri.folding import fold_batchnorm

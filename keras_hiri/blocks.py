@@ -7,11 +7,18 @@ blocks flatten it to tokens internally. Each is residual and pre-norm.
 
 from keras import ops
 
-from keras_hiri import checks, common
+from keras_hiri import checks
 from keras_hiri import ops as hiri_ops
+from keras_hiri.layers import register
+from keras_hiri.layers.activation import gelu
+from keras_hiri.layers.composite import CompositeLayer
+from keras_hiri.layers.conv import dense, depthwise_conv2d
+from keras_hiri.layers.drop_path import DropPath
+from keras_hiri.layers.norm import batch_norm, layer_norm
+from keras_hiri.layers.resample import add_upsampled_2x
 
 
-class _Residual(common.CompositeLayer):
+class _Residual(CompositeLayer):
     """Shared pieces of the residual blocks: width, ratio, drop-path, config."""
 
     def __init__(self, dim, mlp_ratio, drop_path=0.0, **kwargs):
@@ -26,7 +33,7 @@ class _Residual(common.CompositeLayer):
 
     def build(self, input_shape):
         # Subclasses create their own sub-layers first, then call this.
-        self.drop_path = common.DropPath(self.drop_path_rate, name=f"{self.name}_drop_path",
+        self.drop_path = DropPath(self.drop_path_rate, name=f"{self.name}_drop_path",
                                          dtype=self.dtype_policy)
         # Built here, not by the trace of call: outside training call skips it.
         # It has no weights; its branch has the block's shape.
@@ -54,7 +61,7 @@ class _Residual(common.CompositeLayer):
         return config
 
 
-@common.register
+@register
 class HRBlock(_Residual):
     """High Resolution block (Sec. 4.2, Fig. 4).
 
@@ -69,20 +76,20 @@ class HRBlock(_Residual):
 
     def build(self, input_shape):
         n, dim = self.name, self.dim
-        self.norm = common.batch_norm(f"{n}_norm", dtype=self.dtype_policy)
-        self.hi_dw = common.depthwise_conv2d(3, name=f"{n}_hi_dw", dtype=self.dtype_policy)
-        self.lo_dw = common.depthwise_conv2d(3, 2, use_bias=self.fold_bn, name=f"{n}_lo_dw", dtype=self.dtype_policy)
-        self.lo_bn = common.batch_norm(f"{n}_lo_bn", self.fold_bn, dtype=self.dtype_policy)
-        self.lo_fc1 = common.dense(int(self.mlp_ratio * dim), name=f"{n}_lo_fc1", dtype=self.dtype_policy)
-        self.lo_fc2 = common.dense(dim, name=f"{n}_lo_fc2", dtype=self.dtype_policy)
+        self.norm = batch_norm(f"{n}_norm", dtype=self.dtype_policy)
+        self.hi_dw = depthwise_conv2d(3, name=f"{n}_hi_dw", dtype=self.dtype_policy)
+        self.lo_dw = depthwise_conv2d(3, 2, use_bias=self.fold_bn, name=f"{n}_lo_dw", dtype=self.dtype_policy)
+        self.lo_bn = batch_norm(f"{n}_lo_bn", self.fold_bn, dtype=self.dtype_policy)
+        self.lo_fc1 = dense(int(self.mlp_ratio * dim), name=f"{n}_lo_fc1", dtype=self.dtype_policy)
+        self.lo_fc2 = dense(dim, name=f"{n}_lo_fc2", dtype=self.dtype_policy)
         super().build(input_shape)
 
     def call(self, x, training=None):
         y = self.norm(x, training=training)
         hi = self.hi_dw(y)
         lo = self.lo_bn(self.lo_dw(y), training=training)
-        lo = self.lo_fc2(common.gelu(self.lo_fc1(lo)))
-        return self.add_branch(x, common.add_upsampled_2x(hi, lo), training)
+        lo = self.lo_fc2(gelu(self.lo_fc1(lo)))
+        return self.add_branch(x, add_upsampled_2x(hi, lo), training)
 
     def bn_folds(self):
         # ``norm`` comes *before* the zero-padded depthwise convs: folding it
@@ -90,8 +97,8 @@ class HRBlock(_Residual):
         return [(("lo_dw",), "lo_bn")]
 
 
-@common.register
-class CFFN(common.CompositeLayer):
+@register
+class CFFN(CompositeLayer):
     """Convolutional feed-forward network, Eq. (3).
 
     ``z = GELU(FC(x))``; ``out = FC(DWConv3x3(z) + z)`` on a ``(B, H, W, C)`` map.
@@ -106,13 +113,13 @@ class CFFN(common.CompositeLayer):
 
     def build(self, input_shape):
         n = self.name
-        self.fc1 = common.dense(int(self.mlp_ratio * self.dim), name=f"{n}_fc1", dtype=self.dtype_policy)
-        self.dw = common.depthwise_conv2d(3, name=f"{n}_dw", dtype=self.dtype_policy)
-        self.fc2 = common.dense(self.dim, name=f"{n}_fc2", dtype=self.dtype_policy)
+        self.fc1 = dense(int(self.mlp_ratio * self.dim), name=f"{n}_fc1", dtype=self.dtype_policy)
+        self.dw = depthwise_conv2d(3, name=f"{n}_dw", dtype=self.dtype_policy)
+        self.fc2 = dense(self.dim, name=f"{n}_fc2", dtype=self.dtype_policy)
         super().build(input_shape)
 
     def call(self, x, training=None):
-        z = common.gelu(self.fc1(x))
+        z = gelu(self.fc1(x))
         return self.fc2(self.dw(z, add_input=True))  # DWConv3x3(z) + z
 
     def compute_output_shape(self, input_shape):
@@ -124,7 +131,7 @@ class CFFN(common.CompositeLayer):
         return config
 
 
-@common.register
+@register
 class CFFNBlock(_Residual):
     """Stage-3 block: ``x + CFFN(BN(x))`` (Sec. 4.4: BN instead of LN)."""
 
@@ -132,7 +139,7 @@ class CFFNBlock(_Residual):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
 
     def build(self, input_shape):
-        self.norm = common.batch_norm(f"{self.name}_norm", dtype=self.dtype_policy)
+        self.norm = batch_norm(f"{self.name}_norm", dtype=self.dtype_policy)
         self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{self.name}_cffn", dtype=self.dtype_policy)
         super().build(input_shape)
 
@@ -141,8 +148,8 @@ class CFFNBlock(_Residual):
         return self.add_branch(x, y, training)
 
 
-@common.register
-class MultiHeadSelfAttention(common.CompositeLayer):
+@register
+class MultiHeadSelfAttention(CompositeLayer):
     """Global multi-head self-attention, Eq. (1), over a ``(B, N, C)`` sequence.
 
     ``q = FC(C -> C)``, ``kv = FC(C -> 2C)``, ``proj = FC(C -> C)``, all with
@@ -157,9 +164,9 @@ class MultiHeadSelfAttention(common.CompositeLayer):
 
     def build(self, x_shape, context_shape=None):
         n, dim = self.name, self.dim
-        self.q = common.dense(dim, name=f"{n}_q", dtype=self.dtype_policy)
-        self.kv = common.dense(2 * dim, name=f"{n}_kv", dtype=self.dtype_policy)
-        self.proj = common.dense(dim, name=f"{n}_proj", dtype=self.dtype_policy)
+        self.q = dense(dim, name=f"{n}_q", dtype=self.dtype_policy)
+        self.kv = dense(2 * dim, name=f"{n}_kv", dtype=self.dtype_policy)
+        self.proj = dense(dim, name=f"{n}_proj", dtype=self.dtype_policy)
         context_shape = x_shape if context_shape is None else context_shape
         self.q.build(x_shape)
         self.kv.build(context_shape)
@@ -201,7 +208,7 @@ def to_tokens(x):
     return ops.reshape(x, (shape[0], shape[1] * shape[2], shape[3]))
 
 
-@common.register
+@register
 class TransformerBlock(_Residual):
     """Stages 4-5: ``x + MHA(LN(x))`` then ``x + CFFN(LN(x))``."""
 
@@ -212,9 +219,9 @@ class TransformerBlock(_Residual):
 
     def build(self, input_shape):
         n = self.name
-        self.norm1 = common.layer_norm(f"{n}_norm1", dtype=self.dtype_policy)
+        self.norm1 = layer_norm(f"{n}_norm1", dtype=self.dtype_policy)
         self.attn = MultiHeadSelfAttention(self.dim, self.num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
-        self.norm2 = common.layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
+        self.norm2 = layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
         self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{n}_cffn", dtype=self.dtype_policy)
         super().build(input_shape)
 

@@ -9,7 +9,11 @@ import json
 import keras
 import numpy as np
 
-from keras_hiri import checks, common, naming
+from keras_hiri import checks, naming
+from keras_hiri.layers import register
+from keras_hiri.layers.conv import dense
+from keras_hiri.layers.drop_path import DropPath
+from keras_hiri.layers.norm import layer_norm, make_norm
 from keras_hiri import variants as variants_lib
 from keras_hiri import weights as weights_lib
 from keras_hiri.blocks import BLOCKS
@@ -37,7 +41,7 @@ def imagenet_normalization(name=None, dtype=None):
     )
 
 
-@common.register
+@register
 class GridResize(keras.layers.Layer):
     """Bilinear resize of a ``(B, H, W, C)`` map to a fixed grid.
 
@@ -62,7 +66,7 @@ class GridResize(keras.layers.Layer):
         return config
 
 
-@common.register
+@register
 class HiriViTModel(keras.Model):
     """A functional HIRI-ViT. Adds :attr:`pyramid_outputs` and :attr:`feature_info`.
 
@@ -131,7 +135,7 @@ class HiriViTModel(keras.Model):
         """The :class:`~keras_hiri.DropPath` layers of the blocks, in order."""
         return [
             layer.drop_path for layer in self.layers
-            if isinstance(getattr(layer, "drop_path", None), common.DropPath)
+            if isinstance(getattr(layer, "drop_path", None), DropPath)
         ]
 
     @property
@@ -386,8 +390,8 @@ def classification_top(x, config, classes, classifier_activation, dtype=None):
     last = config.stage_specs()[-1]
     x = ClassAttentionHead(last.width, config.heads(last.stage - 1), last.mlp_ratio,
                            name=naming.HEAD, dtype=dtype)(x)
-    x = common.layer_norm(naming.HEAD_NORM, dtype="float32")(x)
-    x = common.dense(classes, name=naming.CLASSIFIER, dtype="float32")(x)
+    x = layer_norm(naming.HEAD_NORM, dtype="float32")(x)
+    x = dense(classes, name=naming.CLASSIFIER, dtype="float32")(x)
     if classifier_activation is not None:
         x = keras.layers.Activation(
             classifier_activation, dtype="float32", name=naming.CLASSIFIER_ACTIVATION
@@ -413,7 +417,7 @@ def _backbone(x, config, specs, drop_path_rate, dtype=None):
                 spec.width, mlp_ratio=spec.mlp_ratio, drop_path=next(rates),
                 name=naming.block(spec.stage, j), dtype=dtype, **heads,
             )(x)
-        x = common.make_norm(spec.norm, naming.stage_norm(spec.stage), dtype=dtype)(x)
+        x = make_norm(spec.norm, naming.stage_norm(spec.stage), dtype=dtype)(x)
     return x
 
 

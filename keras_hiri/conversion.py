@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_hiri import naming
-from keras_hiri.common import CompositeLayer
+from keras_hiri.layers.composite import CompositeLayer
 
 
 def _top_key(name):

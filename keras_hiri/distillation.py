@@ -38,7 +38,9 @@ import random
 import keras
 from keras import ops
 
-from keras_hiri import checks, common, mixing, naming
+from keras_hiri import checks, mixing, naming
+from keras_hiri.layers import register
+from keras_hiri.train_state import build_optimizer
 
 # Seeds one step may draw from each generator before two steps' keys meet.
 _DRAWS_PER_STEP = 16
@@ -59,7 +61,7 @@ class _FoldLastStudentState(keras.callbacks.Callback):
         self.model.update_teacher()
 
 
-@common.register
+@register
 class EMADistillation(keras.Model):
     """Trains a HIRI-ViT student with EMA distillation (Sec. 4.5).
 
@@ -273,7 +275,7 @@ class EMADistillation(keras.Model):
         The JAX and PyTorch trainers build the same state before their first
         step; there it changes nothing.
         """
-        common.build_optimizer(self)
+        build_optimizer(self)
         # compute_metrics passes (one-hot or mixed labels, probabilities).
         probs = keras.KerasTensor((None, self.num_classes))
         for metric in self.metrics:  # the compiled-metrics container is built lazily

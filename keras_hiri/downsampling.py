@@ -6,10 +6,17 @@ with ``strides=1`` (the pinned-grid rule of the paper's 224/384 settings), keep
 the grid.
 """
 
-from keras_hiri import checks, common
+from keras_hiri import checks
+from keras_hiri.layers import register
+from keras_hiri.layers.activation import gelu
+from keras_hiri.layers.composite import CompositeLayer, ConvNorm
+from keras_hiri.layers.conv import conv2d, depthwise_conv2d
+from keras_hiri.layers.norm import batch_norm, make_norm
+from keras_hiri.layers.resample import avg_pool_2x2_ceil
+from keras_hiri.variants import halve
 
 
-class _Downsample(common.CompositeLayer):
+class _Downsample(CompositeLayer):
     """Common arguments, shape rule and config of the downsampling layers."""
 
     def __init__(self, filters, strides=2, **kwargs):
@@ -21,12 +28,12 @@ class _Downsample(common.CompositeLayer):
         self.strides = strides
 
     def shortcut_pool(self, x):
-        return common.avg_pool_2x2_ceil(x) if self.strides == 2 else x
+        return avg_pool_2x2_ceil(x) if self.strides == 2 else x
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
         if self.strides == 2:
-            h, w = common.halve(h), common.halve(w)
+            h, w = halve(h), halve(w)
         return (b, h, w, self.filters)
 
     def get_config(self):
@@ -35,7 +42,7 @@ class _Downsample(common.CompositeLayer):
         return config
 
 
-@common.register
+@register
 class IRDSa(_Downsample):
     """Inverted Residual Downsampling, variant a (between stages 1-2 and 2-3).
 
@@ -51,19 +58,19 @@ class IRDSa(_Downsample):
 
     def build(self, input_shape):
         n, f, filters, expansion = self.name, self.fold_bn, self.filters, self.expansion
-        self.conv1 = common.conv2d(expansion * filters, 3, self.strides, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
-        self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
-        self.conv2 = common.conv2d(filters, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
-        self.bn2 = common.batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
-        self.short_conv = common.conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv", dtype=self.dtype_policy)
-        self.short_bn = common.batch_norm(f"{n}_short_bn", f, dtype=self.dtype_policy)
+        self.conv1 = conv2d(expansion * filters, 3, self.strides, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
+        self.bn1 = batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
+        self.conv2 = conv2d(filters, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
+        self.bn2 = batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
+        self.short_conv = conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv", dtype=self.dtype_policy)
+        self.short_bn = batch_norm(f"{n}_short_bn", f, dtype=self.dtype_policy)
         super().build(input_shape)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
 
     def call(self, x, training=None):
-        y = common.gelu(self.bn1(self.conv1(x), training=training))
+        y = gelu(self.bn1(self.conv1(x), training=training))
         y = self.bn2(self.conv2(y), training=training)
         s = self.short_bn(self.short_conv(self.shortcut_pool(x)), training=training)
         return y + s
@@ -74,7 +81,7 @@ class IRDSa(_Downsample):
         return config
 
 
-@common.register
+@register
 class IRDSb(_Downsample):
     """Inverted Residual Downsampling, variant b (between stages 3-4 and 4-5).
 
@@ -92,12 +99,12 @@ class IRDSb(_Downsample):
 
     def build(self, input_shape):
         n, f, filters, expansion = self.name, self.fold_bn, self.filters, self.expansion
-        self.conv1 = common.conv2d(expansion * filters, 1, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
-        self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
-        self.dw = common.depthwise_conv2d(3, self.strides, name=f"{n}_dw", dtype=self.dtype_policy)
-        self.conv2 = common.conv2d(filters, 1, name=f"{n}_conv2", dtype=self.dtype_policy)
-        self.short_conv = common.conv2d(filters, 1, name=f"{n}_short_conv", dtype=self.dtype_policy)
-        self.norm = common.make_norm(self.norm_kind, f"{n}_norm", f, dtype=self.dtype_policy)
+        self.conv1 = conv2d(expansion * filters, 1, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
+        self.bn1 = batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
+        self.dw = depthwise_conv2d(3, self.strides, name=f"{n}_dw", dtype=self.dtype_policy)
+        self.conv2 = conv2d(filters, 1, name=f"{n}_conv2", dtype=self.dtype_policy)
+        self.short_conv = conv2d(filters, 1, name=f"{n}_short_conv", dtype=self.dtype_policy)
+        self.norm = make_norm(self.norm_kind, f"{n}_norm", f, dtype=self.dtype_policy)
         super().build(input_shape)
 
     def bn_folds(self):
@@ -107,7 +114,7 @@ class IRDSb(_Downsample):
         return folds
 
     def call(self, x, training=None):
-        y = common.gelu(self.bn1(self.conv1(x), training=training))
+        y = gelu(self.bn1(self.conv1(x), training=training))
         y = self.conv2(self.dw(y))
         s = self.short_conv(self.shortcut_pool(x))
         return self.norm(y + s, training=training)
@@ -118,8 +125,8 @@ class IRDSb(_Downsample):
         return config
 
 
-@common.register
-class PlainDownsample(common.ConvNorm, _Downsample):
+@register
+class PlainDownsample(ConvNorm, _Downsample):
     """The typical M-ViT downsampling (Fig. 5a): ``Conv3x3/s`` + norm."""
 
     def __init__(self, filters, strides=2, norm="bn", **kwargs):

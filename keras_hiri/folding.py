@@ -22,7 +22,7 @@ the padded border; and LayerNorms.
 import keras
 import numpy as np
 
-from keras_hiri.common import CompositeLayer
+from keras_hiri.layers.composite import CompositeLayer
 
 
 def bn_affine(bn):

@@ -8,12 +8,17 @@ plain FFN. The builder then applies ``LayerNorm`` and the linear classifier.
 
 from keras import ops
 
-from keras_hiri import checks, common
+from keras_hiri import checks
+from keras_hiri.layers import register
+from keras_hiri.layers.activation import gelu
+from keras_hiri.layers.composite import CompositeLayer
+from keras_hiri.layers.conv import dense
+from keras_hiri.layers.norm import layer_norm
 from keras_hiri.blocks import MultiHeadSelfAttention, to_tokens
 
 
-@common.register
-class ClassAttentionHead(common.CompositeLayer):
+@register
+class ClassAttentionHead(CompositeLayer):
     """``(B, H, W, C)`` stage-5 map -> ``(B, C)`` pooled class token.
 
     ``cls = mean(T)``; ``cls += Attn(q=LN1(cls), kv=LN1([cls; T]))``;
@@ -30,11 +35,11 @@ class ClassAttentionHead(common.CompositeLayer):
 
     def build(self, input_shape):
         n, dim = self.name, self.dim
-        self.norm1 = common.layer_norm(f"{n}_norm1", dtype=self.dtype_policy)
+        self.norm1 = layer_norm(f"{n}_norm1", dtype=self.dtype_policy)
         self.attn = MultiHeadSelfAttention(dim, self.num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
-        self.norm2 = common.layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
-        self.fc1 = common.dense(int(self.mlp_ratio * dim), name=f"{n}_fc1", dtype=self.dtype_policy)
-        self.fc2 = common.dense(dim, name=f"{n}_fc2", dtype=self.dtype_policy)
+        self.norm2 = layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
+        self.fc1 = dense(int(self.mlp_ratio * dim), name=f"{n}_fc1", dtype=self.dtype_policy)
+        self.fc2 = dense(dim, name=f"{n}_fc2", dtype=self.dtype_policy)
         super().build(input_shape)
 
     def call(self, x, training=None):
@@ -42,7 +47,7 @@ class ClassAttentionHead(common.CompositeLayer):
         cls = ops.mean(tokens, axis=1, keepdims=True)
         seq = self.norm1(ops.concatenate([cls, tokens], axis=1))
         cls = cls + self.attn(seq[:, :1], context=seq)
-        cls = cls + self.fc2(common.gelu(self.fc1(self.norm2(cls))))
+        cls = cls + self.fc2(gelu(self.fc1(self.norm2(cls))))
         return cls[:, 0]
 
     def compute_output_shape(self, input_shape):

@@ -25,7 +25,8 @@ import time
 
 import keras
 
-from keras_hiri import checks, common, naming
+from keras_hiri import checks, naming
+from keras_hiri.layers.composite import walk
 from keras_hiri.blocks import MultiHeadSelfAttention
 from keras_hiri.builder import is_channels_first
 
@@ -117,7 +118,7 @@ def _attention_macs(q_in, kv_in):
 def _counted_layers(layer):
     """``layer`` and its sub-layers, through nested models too (a keras-hub
     backbone inside a task model)."""
-    for child in common.walk(layer):
+    for child in walk(layer):
         yield child
         if isinstance(child, keras.Model):
             for nested in child.layers:

@@ -3,10 +3,16 @@
 Every stem maps an image ``(B, H, W, 3)`` to ``(B, ceil(H/4), ceil(W/4), C1)``.
 """
 
-from keras_hiri import checks, common
+from keras_hiri import checks
+from keras_hiri.layers import register
+from keras_hiri.layers.activation import gelu
+from keras_hiri.layers.composite import CompositeLayer, ConvNorm
+from keras_hiri.layers.conv import conv2d, depthwise_conv2d
+from keras_hiri.layers.norm import batch_norm
+from keras_hiri.variants import halve
 
 
-class _Stem(common.CompositeLayer):
+class _Stem(CompositeLayer):
     """Common width argument, shape rule and config of the stems."""
 
     def __init__(self, filters, **kwargs):
@@ -16,7 +22,7 @@ class _Stem(common.CompositeLayer):
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
-        return (b, common.halve(common.halve(h)), common.halve(common.halve(w)), self.filters)
+        return (b, halve(halve(h)), halve(halve(w)), self.filters)
 
     def get_config(self):
         config = super().get_config()
@@ -24,7 +30,7 @@ class _Stem(common.CompositeLayer):
         return config
 
 
-@common.register
+@register
 class HRStem(_Stem):
     """High-resolution stem (Sec. 4.1, Fig. 3c).
 
@@ -44,17 +50,17 @@ class HRStem(_Stem):
 
     def build(self, input_shape):
         n, f, filters = self.name, self.fold_bn, self.filters
-        self.conv = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv", dtype=self.dtype_policy)
-        self.bn = common.batch_norm(f"{n}_bn", f, dtype=self.dtype_policy)
-        self.hi_dw = common.depthwise_conv2d(3, use_bias=f, name=f"{n}_hi_dw", dtype=self.dtype_policy)
-        self.hi_bn = common.batch_norm(f"{n}_hi_bn", f, dtype=self.dtype_policy)
-        self.hi_conv = common.conv2d(filters, 3, 2, name=f"{n}_hi_conv", dtype=self.dtype_policy)
-        self.lo_conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_lo_conv1", dtype=self.dtype_policy)
-        self.lo_bn1 = common.batch_norm(f"{n}_lo_bn1", f, dtype=self.dtype_policy)
-        self.lo_conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_lo_conv2", dtype=self.dtype_policy)
-        self.lo_bn2 = common.batch_norm(f"{n}_lo_bn2", f, dtype=self.dtype_policy)
-        self.lo_conv3 = common.conv2d(filters, 1, 1, name=f"{n}_lo_conv3", dtype=self.dtype_policy)
-        self.out_bn = common.batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
+        self.conv = conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv", dtype=self.dtype_policy)
+        self.bn = batch_norm(f"{n}_bn", f, dtype=self.dtype_policy)
+        self.hi_dw = depthwise_conv2d(3, use_bias=f, name=f"{n}_hi_dw", dtype=self.dtype_policy)
+        self.hi_bn = batch_norm(f"{n}_hi_bn", f, dtype=self.dtype_policy)
+        self.hi_conv = conv2d(filters, 3, 2, name=f"{n}_hi_conv", dtype=self.dtype_policy)
+        self.lo_conv1 = conv2d(filters, 3, 2, use_bias=f, name=f"{n}_lo_conv1", dtype=self.dtype_policy)
+        self.lo_bn1 = batch_norm(f"{n}_lo_bn1", f, dtype=self.dtype_policy)
+        self.lo_conv2 = conv2d(filters, 3, 1, use_bias=f, name=f"{n}_lo_conv2", dtype=self.dtype_policy)
+        self.lo_bn2 = batch_norm(f"{n}_lo_bn2", f, dtype=self.dtype_policy)
+        self.lo_conv3 = conv2d(filters, 1, 1, name=f"{n}_lo_conv3", dtype=self.dtype_policy)
+        self.out_bn = batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
         super().build(input_shape)
 
     def bn_folds(self):
@@ -64,15 +70,15 @@ class HRStem(_Stem):
         ]
 
     def call(self, x, training=None):
-        x = common.gelu(self.bn(self.conv(x), training=training))
+        x = gelu(self.bn(self.conv(x), training=training))
         hi = self.hi_conv(self.hi_bn(self.hi_dw(x), training=training))
-        lo = common.gelu(self.lo_bn1(self.lo_conv1(x), training=training))
-        lo = common.gelu(self.lo_bn2(self.lo_conv2(lo), training=training))
+        lo = gelu(self.lo_bn1(self.lo_conv1(x), training=training))
+        lo = gelu(self.lo_bn2(self.lo_conv2(lo), training=training))
         lo = self.lo_conv3(lo)
         return self.out_bn(hi + lo, training=training)
 
 
-@common.register
+@register
 class ConvStem(_Stem):
     """Conv-stem of Table VII row 5: stacked ``3x3`` convolutions, stride 4.
 
@@ -85,25 +91,25 @@ class ConvStem(_Stem):
 
     def build(self, input_shape):
         n, f, filters = self.name, self.fold_bn, self.filters
-        self.conv1 = common.conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
-        self.bn1 = common.batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
-        self.conv2 = common.conv2d(filters, 3, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
-        self.bn2 = common.batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
-        self.conv3 = common.conv2d(filters, 3, 2, name=f"{n}_conv3", dtype=self.dtype_policy)
-        self.out_bn = common.batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
+        self.conv1 = conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
+        self.bn1 = batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
+        self.conv2 = conv2d(filters, 3, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
+        self.bn2 = batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
+        self.conv3 = conv2d(filters, 3, 2, name=f"{n}_conv3", dtype=self.dtype_policy)
+        self.out_bn = batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
         super().build(input_shape)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
 
     def call(self, x, training=None):
-        x = common.gelu(self.bn1(self.conv1(x), training=training))
-        x = common.gelu(self.bn2(self.conv2(x), training=training))
+        x = gelu(self.bn1(self.conv1(x), training=training))
+        x = gelu(self.bn2(self.conv2(x), training=training))
         return self.out_bn(self.conv3(x), training=training)
 
 
-@common.register
-class ViTStem(common.ConvNorm, _Stem):
+@register
+class ViTStem(ConvNorm, _Stem):
     """ViT-stem of Table VII row 1: one ``7x7`` stride-4 convolution + norm."""
 
     def __init__(self, filters, norm="bn", **kwargs):

@@ -6,6 +6,7 @@ import pytest
 
 import keras_hiri
 from keras_hiri import builder, naming
+from keras_hiri.layers.composite import model_layers
 from tests.helpers import to_numpy
 from tests.tiny import (
     TINY, TINY_CLASSES, TINY_INPUT_SHAPE, images, randomize_batchnorm_statistics, tiny_model,
@@ -300,7 +301,7 @@ def test_model_accessors():
 def test_dtype_reaches_every_layer_and_the_classifier_stays_float32():
     model = tiny_model(input_shape=(64, 64, 3), dtype="mixed_bfloat16")
     float32 = {naming.HEAD_NORM, naming.CLASSIFIER, naming.CLASSIFIER_ACTIVATION}
-    layers = [layer for layer in keras_hiri.common.model_layers(model)
+    layers = [layer for layer in model_layers(model)
               if not isinstance(layer, keras.layers.InputLayer)]
     assert len(layers) > 50  # sub-layers built in build() are included
     for layer in layers:

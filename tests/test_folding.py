@@ -6,7 +6,7 @@ import pytest
 
 import keras_hiri
 from keras_hiri import folding
-from keras_hiri.common import model_layers
+from keras_hiri.layers.composite import model_layers
 from tests.helpers import to_numpy
 from tests.tiny import TINY, TINY_CLASSES, images, randomize_for_folding, tiny_model
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
+from keras_hiri.layers.composite import model_layers
 from tests.helpers import to_numpy
 from tests.tiny import images
 
@@ -53,7 +54,7 @@ def test_registry_name_is_a_preset_and_the_cache_is_hash_checked(preset_path):
 
 def test_backbone_save_to_preset_round_trip_and_dtype(tmp_path):
     backbone = hub.HiriViTBackbone("tiny", image_shape=SHAPE, dtype="mixed_bfloat16")
-    policies = {layer.dtype_policy.name for layer in keras_hiri.common.model_layers(backbone)
+    policies = {layer.dtype_policy.name for layer in model_layers(backbone)
                 if not isinstance(layer, keras.layers.InputLayer)}
     assert policies == {"mixed_bfloat16"}
     backbone = hub.HiriViTBackbone("tiny", image_shape=SHAPE)

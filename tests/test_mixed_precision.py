@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri import common
+from keras_hiri.train_state import build_optimizer
 from tests.helpers import infer, to_numpy
 from tests.tiny import TINY, TINY_CLASSES, images, randomize_batchnorm_statistics
 
@@ -74,7 +74,7 @@ def test_fit_step_gives_finite_loss_and_moves_weights(policy):
         loss="sparse_categorical_crossentropy",
     )
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    common.build_optimizer(model)
+    build_optimizer(model)
     before = to_numpy(model.get_layer("predictions").kernel).copy()
     x = images(4, SHAPE)
     y = np.arange(4) % TINY_CLASSES

@@ -7,7 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import common
+from keras_hiri.layers.activation import gelu
+from keras_hiri.layers.composite import model_layers
+from keras_hiri.layers.conv import Conv2D, DepthwiseConv2D, depthwise_conv2d
 from keras_hiri import ops as hiri_ops
 from tests.helpers import to_numpy
 from tests.tiny import images, tiny_model
@@ -84,7 +86,7 @@ def test_explicit_attention_equals_the_generic_op(dtype, atol):
 def test_gelu_is_the_exact_erf_form():
     x = np.linspace(-6, 6, 97).astype("float32")
     expected = np.array([0.5 * t * (1 + math.erf(t / math.sqrt(2))) for t in x], "float32")
-    np.testing.assert_allclose(to_numpy(common.gelu(x)), expected, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(gelu(x)), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("devices, unrolled", [
@@ -95,29 +97,29 @@ def test_depthwise_choice_follows_the_devices(monkeypatch, devices, unrolled):
     or several; never on accelerators or other backends."""
     monkeypatch.setattr(keras.distribution, "list_devices", lambda *args: devices)
     assert hiri_ops.use_unrolled_depthwise() == (unrolled and BACKEND == "jax")
-    layer = common.depthwise_conv2d(3)
+    layer = depthwise_conv2d(3)
     layer.build((None, 8, 8, 4))
     assert layer.unrolled == (unrolled and BACKEND == "jax")
 
 
 def test_every_layer_records_its_choice_at_build():
     model = tiny_model()
-    convolutions = [layer for layer in common.model_layers(model)
-                    if isinstance(layer, (common.Conv2D, common.DepthwiseConv2D))]
+    convolutions = [layer for layer in model_layers(model)
+                    if isinstance(layer, (Conv2D, DepthwiseConv2D))]
     assert convolutions
     expected = "torch" if BACKEND == "torch" else "ops"
     for layer in convolutions:
         assert layer.implementation == expected, layer.name
-        if isinstance(layer, common.DepthwiseConv2D):
+        if isinstance(layer, DepthwiseConv2D):
             assert layer.unrolled == hiri_ops.use_unrolled_depthwise(), layer.name
-    attention = [layer for layer in common.model_layers(model) if hasattr(layer, "fused_attention")]
+    attention = [layer for layer in model_layers(model) if hasattr(layer, "fused_attention")]
     assert attention and all(layer.fused_attention == hiri_ops.use_fused_attention("float32")
                              for layer in attention)
 
 
 def test_a_layer_the_implementations_do_not_cover_is_keras_own():
     """Channels-first, grouped or dilated convolutions compute with Keras' own call."""
-    layer = common.Conv2D(4, 3, padding="same", dilation_rate=2)
+    layer = Conv2D(4, 3, padding="same", dilation_rate=2)
     x = _random((1, 9, 9, 3))
     out = layer(x)
     assert layer.implementation is None

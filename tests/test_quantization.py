@@ -38,6 +38,6 @@ def test_quantized_model_round_trips_through_keras_file(tmp_path, mode):
 
 
 def _all(model):
-    from keras_hiri.common import model_layers
+    from keras_hiri.layers.composite import model_layers
 
     return list(model_layers(model))

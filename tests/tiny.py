@@ -3,7 +3,7 @@
 import numpy as np
 
 import keras_hiri
-from keras_hiri.common import model_layers
+from keras_hiri.layers.composite import model_layers
 
 TINY = keras_hiri.HiriViTConfig(
     widths=(8, 16, 24, 32, 48),

@@ -46,7 +46,8 @@ def run(args):
     import keras
     import numpy as np
 
-    from keras_hiri import common, data, detection, profiling
+    from keras_hiri import data, detection, profiling
+    from keras_hiri.train_state import build_training_state
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32 (RetinaNet's P5 stride). "
@@ -75,7 +76,7 @@ def run(args):
     # the pipeline: iterating the training one would move its shuffle on).
     first = detection.train_dataset(x[:args.batch_size], boxes[:args.batch_size],
                                     labels[:args.batch_size], args.batch_size, args.seed)
-    common.build_training_state(detector, next(iter(first)))
+    build_training_state(detector, next(iter(first)))
     start = time.time()
     # keras-hub's task fit passes shuffle=True along with our (shuffled) tf.data
     # pipeline, and Keras warns that it is ignored: true, and beside the point.

@@ -6,7 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import blocks, common, downsampling, head, stem
+from keras_hiri import blocks, downsampling, head, stem
+from keras_hiri.layers.composite import walk
+from keras_hiri.layers.conv import Conv2D, conv2d
+from keras_hiri.layers.drop_path import DropPath
+from keras_hiri.layers.init import TruncatedNormal, VarianceScaling, conv_initializer, dense_initializer
+from keras_hiri.layers.resample import add_upsampled_2x, avg_pool_2x2_ceil, upsample_2x_to
+from keras_hiri.variants import halve
 from keras_hiri import ops as hiri_ops
 from tests.helpers import assert_layer_round_trip, to_numpy
 from tests.tiny import tiny_model
@@ -25,7 +31,7 @@ def reference_ceil_avg_pool(x):
 @pytest.mark.parametrize("shape", [(2, 6, 4, 3), (2, 7, 5, 3), (1, 1, 3, 2)])
 def test_ceil_avg_pool_excludes_padding(shape):
     x = np.random.default_rng(0).normal(size=shape).astype("float32")
-    got = to_numpy(common.avg_pool_2x2_ceil(keras.ops.convert_to_tensor(x)))
+    got = to_numpy(avg_pool_2x2_ceil(keras.ops.convert_to_tensor(x)))
     np.testing.assert_allclose(got, reference_ceil_avg_pool(x), atol=1e-6)
 
 
@@ -35,7 +41,7 @@ def test_strided_conv_pads_symmetrically(n):
     and the int padding survives a config round trip."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, n, n, 2)).astype("float32")
-    conv = common.conv2d(3, 3, 2, use_bias=False)
+    conv = conv2d(3, 3, 2, use_bias=False)
     got = to_numpy(conv(x))
     kernel = to_numpy(conv.kernel)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -49,7 +55,7 @@ def test_strided_conv_pads_symmetrically(n):
     np.testing.assert_allclose(got, want, atol=1e-5)
     config = conv.get_config()
     assert config["padding"] == 1
-    clone = common.Conv2D.from_config(config)
+    clone = Conv2D.from_config(config)
     assert clone.compute_output_shape((None, n, n, 2)) == (None, m, m, 3)
     inputs = keras.Input((n, n, 2))
     assert clone(inputs).shape == (None, m, m, 3)
@@ -58,13 +64,13 @@ def test_strided_conv_pads_symmetrically(n):
 @pytest.mark.parametrize("padding", [-1, "full"])
 def test_conv_rejects_bad_padding(padding):
     with pytest.raises(ValueError, match="padding"):
-        common.Conv2D(2, 3, padding=padding)
+        Conv2D(2, 3, padding=padding)
 
 
 def test_upsample_crops_to_odd_grid():
     like = np.zeros((1, 5, 3, 1), "float32")
     x = np.arange(6, dtype="float32").reshape(1, 3, 2, 1)
-    got = to_numpy(common.upsample_2x_to(x, like))[0, ..., 0]
+    got = to_numpy(upsample_2x_to(x, like))[0, ..., 0]
     np.testing.assert_array_equal(got, [[0, 0, 1], [0, 0, 1], [2, 2, 3], [2, 2, 3], [4, 4, 5]])
 
 
@@ -73,13 +79,13 @@ def test_add_upsampled_2x_repeats_low_and_crops_to_the_grid(grid):
     x = np.random.default_rng(0).normal(size=(2, *grid, 3)).astype("float32")
     low = np.random.default_rng(1).normal(size=(2, (grid[0] + 1) // 2, (grid[1] + 1) // 2, 3)).astype("float32")
     want = x + low.repeat(2, axis=1).repeat(2, axis=2)[:, :grid[0], :grid[1]]
-    np.testing.assert_array_equal(to_numpy(common.add_upsampled_2x(x, low)), want)
+    np.testing.assert_array_equal(to_numpy(add_upsampled_2x(x, low)), want)
 
 
 def test_add_upsampled_2x_on_a_grid_unknown_until_called():
     """The reshape path needs static even grids; a dynamic one takes the other."""
     x_in, low_in = keras.Input((None, None, 3)), keras.Input((None, None, 3))
-    model = keras.Model([x_in, low_in], keras.layers.Lambda(lambda t: common.add_upsampled_2x(*t))([x_in, low_in]))
+    model = keras.Model([x_in, low_in], keras.layers.Lambda(lambda t: add_upsampled_2x(*t))([x_in, low_in]))
     x = np.random.default_rng(0).normal(size=(1, 5, 4, 3)).astype("float32")
     low = np.random.default_rng(1).normal(size=(1, 3, 2, 3)).astype("float32")
     want = x + low.repeat(2, axis=1).repeat(2, axis=2)[:, :5, :4]
@@ -87,7 +93,7 @@ def test_add_upsampled_2x_on_a_grid_unknown_until_called():
 
 
 def test_drop_path_is_identity_in_inference_and_drops_whole_samples_in_training():
-    layer = common.DropPath(0.5, seed=1)
+    layer = DropPath(0.5, seed=1)
     x = np.ones((64, 3, 3, 2), "float32")
     np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
     y = to_numpy(layer(x, training=True))
@@ -102,11 +108,11 @@ def test_drop_path_is_identity_in_inference_and_drops_whole_samples_in_training(
 @pytest.mark.parametrize("rate", [-0.1, 1.0])
 def test_drop_path_rejects_bad_rate(rate):
     with pytest.raises(ValueError, match="rate"):
-        common.DropPath(rate)
+        DropPath(rate)
 
 
 def test_halve_is_ceil():
-    assert [common.halve(n) for n in (1, 2, 7, 8, None)] == [1, 1, 4, 4, None]
+    assert [halve(n) for n in (1, 2, 7, 8, None)] == [1, 1, 4, 4, None]
 
 
 # ------------------------------------------------ build, config and dtype policy
@@ -131,7 +137,7 @@ def test_composite_layers_build_every_sublayer_from_their_build_config(layer_cls
     assert layer.sublayers() == []  # created in build(), as keras-hub's layers do
     layer.build((None, 9, 7, 32))
     assert layer.sublayers()
-    assert all(sub.built for sub in common.walk(layer))
+    assert all(sub.built for sub in walk(layer))
     revived = layer_cls.from_config(layer.get_config())
     revived.build_from_config(layer.get_build_config())
     assert revived.get_build_config() == layer.get_build_config()
@@ -166,7 +172,7 @@ def test_building_a_model_traces_each_composite_call_once(monkeypatch):
     outputs = block(inputs)
     assert dict(calls) == one_trace
     assert tuple(outputs.shape) == (None, 5, 3, 32) and outputs.dtype == "float32"
-    assert all(sub.built for sub in common.walk(block))
+    assert all(sub.built for sub in walk(block))
     model = keras.Model(inputs, outputs)
     x = np.random.default_rng(0).normal(size=(2, 5, 3, 32)).astype("float32")
     assert to_numpy(model(x)).shape == (2, 5, 3, 32)
@@ -179,52 +185,13 @@ def test_dtype_argument_reaches_every_sublayer(policy):
     layer = blocks.TransformerBlock(32, 2, dtype=policy, name="block")
     layer.build((None, 4, 4, 32))
     expected = keras.dtype_policies.get(policy)
-    for sub in common.walk(layer):
+    for sub in walk(layer):
         assert sub.compute_dtype == expected.compute_dtype, sub.name
         assert sub.variable_dtype == expected.variable_dtype, sub.name
     for weight in layer.weights:
         assert weight.dtype == expected.variable_dtype, weight.path
     out = layer(np.ones((1, 4, 4, 32), "float32"))
     assert keras.backend.standardize_dtype(out.dtype) == expected.compute_dtype
-
-
-def _two_output_model():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((4,))
-    model = keras.Model(inputs, {"a": keras.layers.Dense(2, name="a")(inputs),
-                                 "b": keras.layers.Dense(3, name="b")(inputs)})
-    model.compile(optimizer="adam", loss={"a": "mse", "b": "mse"})
-    return model
-
-
-def _fit(model, x, y):
-    """The history of a one-step ``fit`` and how many times it ran the Python
-    ``train_step`` (a trace on TensorFlow and JAX, the step on PyTorch)."""
-    calls = []
-    step = model.train_step
-    model.train_step = lambda *args: calls.append(1) or step(*args)
-    history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False).history
-    return history, len(calls)
-
-
-def test_build_training_state_makes_the_first_fit_trace_once_and_leaves_no_trace():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8, 4)).astype("float32")
-    y = {"a": rng.normal(size=(8, 2)).astype("float32"), "b": rng.normal(size=(8, 3)).astype("float32")}
-    built = _two_output_model()
-    common.build_training_state(built, (x, y))
-    assert built.optimizer.built
-    history, traces = _fit(built, x, y)
-    assert traces == 1
-    plain = _two_output_model()  # same initial weights (seeded)
-    common.build_optimizer(plain)
-    plain_history, plain_traces = _fit(plain, x, y)
-    # The eager loss pass changed no weight and no logged figure.
-    assert set(history) == {"loss", "a_loss", "b_loss"}
-    for key in history:
-        assert history[key] == pytest.approx(plain_history[key], rel=1e-6), key
-    if keras.backend.backend() == "tensorflow":  # why the call exists (Keras 3.15)
-        assert plain_traces == 2
 
 
 @pytest.fixture
@@ -242,7 +209,7 @@ def test_dense_initializer_draws_keras_truncated_normal_on_the_host(draws):
     values for the same int seed on every call and every backend (NumPy's
     draw), and Keras' config."""
     draws("host")
-    init = common.TruncatedNormal(stddev=0.02, seed=7)
+    init = TruncatedNormal(stddev=0.02, seed=7)
     values = to_numpy(init((256, 512)))
     assert values.dtype == np.float32 and values.shape == (256, 512)
     assert np.abs(values).max() <= 0.04 + 1e-7
@@ -255,18 +222,18 @@ def test_dense_initializer_draws_keras_truncated_normal_on_the_host(draws):
     untouched = np.random.default_rng(7).standard_normal((256, 512), dtype=np.float32)
     inside = np.abs(untouched) <= 2
     np.testing.assert_allclose(values[inside], 0.02 * untouched[inside], rtol=1e-6)
-    assert not np.array_equal(to_numpy(common.TruncatedNormal(stddev=0.02, seed=8)((256, 512))), values)
-    assert np.abs(to_numpy(common.TruncatedNormal(stddev=0.02, seed=-7)((4, 4)))).max() <= 0.04 + 1e-7
+    assert not np.array_equal(to_numpy(TruncatedNormal(stddev=0.02, seed=8)((256, 512))), values)
+    assert np.abs(to_numpy(TruncatedNormal(stddev=0.02, seed=-7)((4, 4)))).max() <= 0.04 + 1e-7
     config = init.get_config()
     assert config == keras.initializers.TruncatedNormal(stddev=0.02, seed=7).get_config()
-    assert keras.initializers.get(keras.saving.serialize_keras_object(init)).__class__ is common.TruncatedNormal
+    assert keras.initializers.get(keras.saving.serialize_keras_object(init)).__class__ is TruncatedNormal
 
 
 @pytest.mark.parametrize("shape, fan", [((3, 3, 16, 32), 9 * 32), ((7, 7, 64, 1), 49), ((48, 96), 96)])
 def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(draws, shape, fan):
     draws("host")
-    init = common.conv_initializer()
-    assert isinstance(init, common.VarianceScaling) and isinstance(init.seed, int)
+    init = conv_initializer()
+    assert isinstance(init, VarianceScaling) and isinstance(init.seed, int)
     values = to_numpy(init(shape))
     expected = np.sqrt(2.0 / fan) * np.random.default_rng(init.seed).standard_normal(shape, dtype=np.float32)
     np.testing.assert_allclose(values, expected, rtol=1e-6)
@@ -278,8 +245,8 @@ def test_conv_initializer_is_keras_fan_out_normal_drawn_on_the_host(draws, shape
 def test_initializers_off_the_host_are_keras_own(draws):
     """Off the host draw: exactly what Keras' classes give for the same seed."""
     draws("keras")
-    pairs = [(common.TruncatedNormal(stddev=0.02, seed=5), keras.initializers.TruncatedNormal(stddev=0.02, seed=5)),
-             (common.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal", seed=5),
+    pairs = [(TruncatedNormal(stddev=0.02, seed=5), keras.initializers.TruncatedNormal(stddev=0.02, seed=5)),
+             (VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal", seed=5),
               keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal",
                                                  seed=5))]
     for ours, theirs in pairs:
@@ -292,16 +259,16 @@ def test_host_initializers_leave_other_cases_to_keras(draws):
     (JAX without x64 makes float64 float32)."""
     draws("host")
     generator = keras.random.SeedGenerator(1)
-    init = common.TruncatedNormal(stddev=0.02, seed=generator)
+    init = TruncatedNormal(stddev=0.02, seed=generator)
     first, second = to_numpy(init((64, 64))), to_numpy(init((64, 64)))
     assert not np.array_equal(first, second)  # a generator advances, as in Keras
     assert np.abs(first).max() <= 0.04 + 1e-6
-    uniform = common.VarianceScaling(scale=2.0, mode="fan_out", distribution="uniform", seed=1)
+    uniform = VarianceScaling(scale=2.0, mode="fan_out", distribution="uniform", seed=1)
     limit = np.sqrt(3 * 2.0 / 64)
     values = to_numpy(uniform((32, 64)))
     assert np.abs(values).max() <= limit and values.std() > limit / 2  # uniform, not normal(0, limit / sqrt 3)
     for dtype in ("float64", "bfloat16"):
-        out = common.TruncatedNormal(stddev=0.02, seed=1)((8, 8), dtype=dtype)
+        out = TruncatedNormal(stddev=0.02, seed=1)((8, 8), dtype=dtype)
         reference = keras.initializers.TruncatedNormal(stddev=0.02, seed=1)((8, 8), dtype=dtype)
         assert keras.backend.standardize_dtype(out.dtype) == keras.backend.standardize_dtype(reference.dtype)
 
@@ -332,8 +299,8 @@ def test_initializers_compile_no_xla_program_on_jax():
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        common.conv_initializer()((5, 5, 11, 13))
-        common.dense_initializer()((17, 19))
+        conv_initializer()((5, 5, 11, 13))
+        dense_initializer()((17, 19))
         assert compiles == []
         keras.initializers.TruncatedNormal(stddev=0.02)((23, 29))
         assert compiles  # the counter sees Keras' sampler compile

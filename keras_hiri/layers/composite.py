@@ -1,0 +1,176 @@
+"""The base of the layers built from sub-layers, and walks over them."""
+
+import threading
+
+import keras
+
+from keras_hiri.layers.conv import conv2d
+from keras_hiri.layers.norm import make_norm
+
+_BUILD_TRACE = threading.local()  # set while a CompositeLayer.build traces its call
+
+
+class CompositeLayer(keras.layers.Layer):
+    """Base of the layers built from sub-layers.
+
+    ``__init__`` records the arguments; sub-layers are created in ``build``,
+    as keras-hub's layers do: a subclass's ``build(input_shape)`` creates them
+    with ``dtype=self.dtype_policy`` (so a mixed-precision or quantization
+    policy reaches them) and then calls ``super().build(input_shape)``, which
+    gives them their weights by tracing ``call`` on a symbolic input of that
+    shape: each sub-layer is built, under this layer's name scope, on the shape
+    it really receives. So ``build_from_config`` (the default one, from the
+    recorded input shape) rebuilds a revived layer completely, and
+    ``get_config`` -> ``from_config`` -> ``get_config`` is idempotent.
+
+    When sub-layers are quantized (``model.quantize``), :meth:`get_config`
+    stores their policies in a ``keras.dtype_policies.DTypePolicyMap`` keyed by
+    layer path, as keras-hub's backbones do; a revived layer hands the map to
+    its sub-layers, which build their quantized variables from it.
+
+    Layers with BatchNorms right after convolutions override :meth:`bn_folds`
+    to list those pairs and honour ``fold_bn=True``: the BNs become
+    ``Identity`` and the convolutions get a bias, the layout
+    :func:`keras_hiri.fold_batchnorm` fills in.
+    """
+
+    def __init__(self, fold_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        if fold_bn and not self.foldable():
+            raise ValueError(
+                f"{type(self).__name__} has no BatchNorm after a convolution; "
+                "fold_bn=True is only valid for layers that override bn_folds()."
+            )
+        self.fold_bn = bool(fold_bn)
+
+    def build(self, input_shape):
+        """Builds the sub-layers the subclass's ``build`` created (see the
+        class docstring) by tracing ``call`` on ``input_shape``."""
+        if getattr(_BUILD_TRACE, "active", False):
+            # An enclosing composite layer is tracing its call for its own
+            # build, and this layer's call runs next in that trace: its
+            # sub-layers get built there, on the shapes they receive. Tracing
+            # here too would trace every nested layer once per level above it.
+            return
+        _BUILD_TRACE.active = True
+        try:
+            spec = keras.Operation.compute_output_spec(
+                self, keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype)
+            )
+        finally:
+            _BUILD_TRACE.active = False
+        # Not a tracked attribute: only compute_output_spec reads it.
+        object.__setattr__(self, "_traced", (tuple(input_shape), self.compute_dtype, spec))
+
+    def compute_output_spec(self, x, *args, **kwargs):
+        """A symbolic call on the input :meth:`build` traced reuses that trace's
+        output instead of tracing ``call`` again (the second trace was about
+        half of a functional model's construction time on TensorFlow)."""
+        traced = self.__dict__.get("_traced")
+        if (traced is not None and not args and set(kwargs) <= {"training"}
+                and isinstance(x, keras.KerasTensor)
+                and (tuple(x.shape), x.dtype) == traced[:2]):
+            return keras.tree.map_structure(
+                lambda t: keras.KerasTensor(t.shape, dtype=t.dtype), traced[2]
+            )
+        return super().compute_output_spec(x, *args, **kwargs)
+
+    def __setattr__(self, name, value):
+        # Record sub-layer attributes in creation order (on torch, sub-layers
+        # live in torch's module registry, not in ``vars(self)``).
+        if isinstance(value, keras.layers.Layer) and not name.startswith("_"):
+            names = self.__dict__.get("_sublayer_names")
+            if names is None:
+                names = []
+                object.__setattr__(self, "_sublayer_names", names)
+            if name not in names:
+                names.append(name)
+        super().__setattr__(name, value)
+
+    def sublayers(self):
+        """The direct sub-layers, in the order they were created."""
+        return [getattr(self, name) for name in self.__dict__.get("_sublayer_names", [])]
+
+    @classmethod
+    def foldable(cls):
+        """Whether the class can have BNs folded (it overrides :meth:`bn_folds`)."""
+        return cls.bn_folds is not CompositeLayer.bn_folds
+
+    def bn_folds(self):
+        """``[(conv attribute names, BN attribute name), ...]``: each BN is
+        applied to the *sum* of those convolutions' outputs (usually one), so
+        it folds into them exactly. Empty where nothing folds."""
+        return []
+
+    def get_config(self):
+        config = super().get_config()
+        if self.foldable():
+            config.update(fold_bn=self.fold_bn)
+        policy_map = _quantized_policy_map(self)
+        if policy_map is not None:
+            config["dtype"] = keras.dtype_policies.serialize(policy_map)
+        return config
+
+
+def walk(layer):
+    """``layer`` and, for composites, all its sub-layers, depth first."""
+    yield layer
+    if isinstance(layer, CompositeLayer):
+        for child in layer.sublayers():
+            yield from walk(child)
+
+
+def model_layers(model):
+    """Every layer of a functional model, sub-layers of composites included."""
+    for top in model.layers:
+        yield from walk(top)
+
+
+def _policy_of(layer):
+    """The layer's own policy (resolved through a ``DTypePolicyMap``)."""
+    compute, variable = layer.compute_dtype, layer.variable_dtype
+    source = variable if compute == variable else f"mixed_{compute}"
+    mode = layer.quantization_mode
+    return keras.dtype_policies.get(f"{mode}_from_{source}" if mode else source)
+
+
+def _quantized_policy_map(layer):
+    """A ``DTypePolicyMap`` of the quantized sub-layers of ``layer``, or ``None``."""
+    quantized = [child for child in walk(layer) if child is not layer and child.quantization_mode]
+    if not quantized:
+        return None
+    policy_map = keras.dtype_policies.DTypePolicyMap(default_policy=_policy_of(layer))
+    for child in quantized:
+        policy_map[child.path] = _policy_of(child)
+    return policy_map
+
+
+class ConvNorm:
+    """Mixin for a layer that is one strided conv followed by a norm (the
+    ViT-stem and the plain downsampling of the ablations). ``__init__`` calls
+    :meth:`conv_norm` with the conv's shape; ``build`` creates the two layers.
+    The BN (if any) folds."""
+
+    def conv_norm(self, filters, kernel_size, strides, norm):
+        """Records the conv's ``filters``, ``kernel_size``, ``strides`` and the
+        ``norm`` kind (:func:`make_norm`) that ``build`` creates."""
+        self.norm_kind = norm
+        self.conv_shape = (filters, kernel_size, strides)
+
+    def build(self, input_shape):
+        filters, kernel_size, strides = self.conv_shape
+        self.conv = conv2d(filters, kernel_size, strides, name=f"{self.name}_conv",
+                           dtype=self.dtype_policy)
+        self.norm = make_norm(self.norm_kind, f"{self.name}_norm", self.fold_bn, dtype=self.dtype_policy)
+        super().build(input_shape)
+
+    def bn_folds(self):
+        return [(("conv",), "norm")] if self.norm_kind == "bn" else []
+
+    def call(self, x, training=None):
+        return self.norm(self.conv(x), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(norm=self.norm_kind)
+        return config
