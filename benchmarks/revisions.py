@@ -64,6 +64,10 @@ def main(argv=None):
         p1 = statistics.median(t["convnext"][i] / t["after"][i] for i in rounds) if rounds else float("nan")
         cells = [", ".join("failed" if v is None else f"{v:.3f}" for v in t[k]) for k in ("before", "after", "convnext")]
         print(f"| {b} | {cells[0]} | {cells[1]} | {cells[2]} | {kept:.2f} | {p1:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"before": args.before, "batch": args.batch, "repeats": args.repeats, "s_per_batch": times},
+                      f, indent=1)
     print(f"\nbatch {args.batch}, median of {args.repeats} timed batches per process, each model in a fresh "
           f"process, order reversed every other round; before = {args.before}")
 
