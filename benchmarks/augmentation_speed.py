@@ -1,12 +1,12 @@
 """RandAugment's cost: Keras core's layer against keras_hiri's (Keras' with a
-per-image, traceable histogram equalization; see keras_hiri/randaugment.py).
+per-image, traceable histogram equalization; see keras_hiri/training/randaugment.py).
 
 Side by side in one run, per backend, each layer in a fresh process, on batches
 of ``--batch`` random ``--size``² images with the recipe's settings (2 ops,
 factor 0.5):
 
 * ``tf.data build``: seconds to trace ``dataset.map(RandAugment)`` (what every
-  ``keras_hiri.augmentation.train_pipeline`` pays once);
+  ``keras_hiri.training.augmentation.train_pipeline`` pays once);
 * ``tf.data batch``: median seconds per batch through that map;
 * ``eager batch``: median seconds per batch of the layer run eagerly on the
   Keras backend (what ``keras_hiri.KeyedImageDataset`` runs);
@@ -33,8 +33,8 @@ LAYERS = ("keras", "keras_hiri")
 def _layer(name):
     import keras
 
-    from keras_hiri.randaugment import recipe_randaugment
-    from keras_hiri.recipe import DEFAULTS
+    from keras_hiri.training.randaugment import recipe_randaugment
+    from keras_hiri.training.recipe import DEFAULTS
 
     if name == "keras_hiri":
         return recipe_randaugment(seed=0)

@@ -1,6 +1,6 @@
 """EMA distillation vs plain training of the same small HIRI-ViT, same steps.
 
-Data: the offline "skimage photo patches" set (keras_hiri.data.photo_patches):
+Data: the offline "skimage photo patches" set (keras_hiri.training.data.photo_patches):
 10 classes, one per real photograph shipped with scikit-image; 64x64 train
 patches from the left 75 % of each photo, validation patches from the right
 25 % (no shared pixels). Both runs use the paper's recipe (AdamW, cosine with
@@ -24,7 +24,7 @@ import time
 import keras
 import numpy as np
 
-from keras_hiri import data, training
+from keras_hiri.training import data, run as training
 
 
 class EpochTimer(keras.callbacks.Callback):

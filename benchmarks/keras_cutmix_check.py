@@ -4,7 +4,7 @@
 
 Mixes a black and a white image 20 times with Keras core's CutMix and, when
 keras-cv is installed (extra ``[kerascv]``), keras-cv's (each in a tf.data map,
-as a training pipeline would), and with keras_hiri.mixing (as the trainer runs
+as a training pipeline would), and with keras_hiri.training.mixing (as the trainer runs
 it), and prints for each the largest gap between sample 0's label weight on its
 own class and the share of its own (black) pixels. keras_hiri uses its own
 functions because of this gap. It also prints whether keras-cv has a
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_hiri import mixing
+from keras_hiri.training import mixing
 
 
 IMAGES = np.stack([np.zeros((16, 16, 3)), np.full((16, 16, 3), 255.0)]).astype("float32")
@@ -48,7 +48,7 @@ def main():
 
     print(f"backend {keras.backend.backend()}, keras {keras.__version__}")
     print(f"keras.layers.CutMix: max |label weight - own-pixel share| = {gap(ds.as_numpy_iterator()):.3f}")
-    print(f"keras_hiri.mixing:   max |label weight - own-pixel share| = {gap(ours()):.3f}")
+    print(f"keras_hiri.training.mixing:   max |label weight - own-pixel share| = {gap(ours()):.3f}")
     try:
         import keras_cv
     except ImportError:

@@ -77,7 +77,7 @@ ROWS = [
     {"model": "ConvNeXtTiny", "resolution": 224},
 ]
 MODULE = "jit_inference"
-# The HR stem's convolutions (keras_hiri/stem.py): name, input channels (None:
+# The HR stem's convolutions (keras_hiri/layers/stem.py): name, input channels (None:
 # the stem's width), stride, kernel size, and the input grid as a fraction of
 # the image's side.
 STEM_CONVS = (

@@ -8,7 +8,7 @@ RetinaNet on a ResNet, same data, same steps, scored by COCO's own evaluator.
 
 Each detector is trained in its own process by ``keras-hiri detect`` (keras-hub's
 ``RetinaNetObjectDetector``, FPN P3-P7, both backbones from random
-initialisation) on the offline pasted-object set (``keras_hiri.data.pasted_objects``)
+initialisation) on the offline pasted-object set (``keras_hiri.training.data.pasted_objects``)
 and scored on held-out images with pycocotools' ``COCOeval``. Prints one table
 with both rows and the HIRI-ViT / ResNet ratios, and writes each run's figures
 to ``benchmarks/results/detect_<backbone>_<backend>.json``.

@@ -3,9 +3,9 @@
     python examples/segment.py                      # tiny HIRI-ViT, 64x64, the defaults below
     python examples/segment.py --weights none       # the same from random initialisation
 
-Trains ``keras_hiri.segmentation.HiriViTSegmenter`` (Semantic FPN over P2-P5)
+Trains ``keras_hiri.tasks.segmentation.HiriViTSegmenter`` (Semantic FPN over P2-P5)
 on mosaics of the real textures scikit-image ships (brick, grass, gravel; exact
-masks, see ``keras_hiri.data.texture_mosaics``) and scores held-out mosaics,
+masks, see ``keras_hiri.training.data.texture_mosaics``) and scores held-out mosaics,
 cut from texture regions the training never saw, with ``keras.metrics.MeanIoU``.
 By default the backbone starts from the registry checkpoint
 ``tiny_skimage_patches_64`` (trained on photo patches from the same left part
@@ -20,9 +20,9 @@ import keras
 import numpy as np
 
 import keras_hiri
-from keras_hiri import data
-from keras_hiri.train_state import build_optimizer
-from keras_hiri.segmentation import HiriViTSegmenter
+from keras_hiri.training import data
+from keras_hiri.training.state import build_optimizer
+from keras_hiri.tasks.segmentation import HiriViTSegmenter
 
 
 def parse(argv=None):

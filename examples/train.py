@@ -1,6 +1,6 @@
 """Train a HIRI-ViT with the paper's recipe (Sec. 5.1), resumable after a crash.
 
-    # the offline photo-patch set (real skimage photographs, see keras_hiri.data)
+    # the offline photo-patch set (real skimage photographs, see keras_hiri.training.data)
     python examples/train.py --photo-patches --variant tiny --image-size 64 \\
         --epochs 10 --batch-size 32 --output-dir runs/patches
     # a directory of class folders

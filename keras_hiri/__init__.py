@@ -5,24 +5,28 @@ Importing the package registers its layers with ``keras.saving`` (so a saved
 backend, not TensorFlow (unless TensorFlow is the backend).
 """
 
-from keras_hiri.blocks import CFFN, CFFNBlock, HRBlock, MultiHeadSelfAttention, TransformerBlock
-from keras_hiri.builder import HiriViT, HiriViTB, HiriViTL, HiriViTModel, HiriViTS
+from keras_hiri.layers.blocks import CFFN, CFFNBlock, HRBlock, MultiHeadSelfAttention, TransformerBlock
+from keras_hiri import compat
+from keras_hiri.builder import HiriViT, HiriViTB, HiriViTL, HiriViTS
 from keras_hiri.layers.conv import set_depthwise_implementation
 from keras_hiri.layers.drop_path import DropPath
-from keras_hiri.distillation import EMADistillation
-from keras_hiri.downsampling import IRDSa, IRDSb, PlainDownsample
+from keras_hiri.training.distillation import EMADistillation
+from keras_hiri.layers.downsampling import IRDSa, IRDSb, PlainDownsample
 from keras_hiri.folding import fold_batchnorm
-from keras_hiri.head import ClassAttentionHead
+from keras_hiri.model import HiriViTModel
+from keras_hiri.layers.head import ClassAttentionHead
 from keras_hiri.imagenet import decode_predictions, preprocess_input
-from keras_hiri.pipeline import KeyedImageDataset
+from keras_hiri.training.pipeline import KeyedImageDataset
 from keras_hiri.profiling import profile
-from keras_hiri.recipe import Recipe
-from keras_hiri.serving import export
-from keras_hiri.stem import ConvStem, HRStem, ViTStem
-from keras_hiri.training import train
+from keras_hiri.training.recipe import Recipe
+from keras_hiri.io.serving import export
+from keras_hiri.layers.stem import ConvStem, HRStem, ViTStem
+from keras_hiri.training.run import train
 from keras_hiri.variants import PAPER, VARIANTS, HiriViTConfig
 
 __version__ = "0.1.0"
+
+compat.install()  # old module paths (keras_hiri.training, ...) warn and resolve
 
 # keras-hub classes (extra [hub]): imported on first use, since keras-hub
 # imports TensorFlow on every backend.
@@ -31,9 +35,13 @@ _HUB_NAMES = ("HiriViTBackbone", "HiriViTImageClassifier", "HiriViTImageSegmente
 
 def __getattr__(name):
     if name in _HUB_NAMES:
-        from keras_hiri import hub
+        from keras_hiri.tasks import hub
 
         return getattr(hub, name)
+    if name in compat.MOVED:  # keras_hiri.serving etc.: the moved module, with a warning
+        import importlib
+
+        return importlib.import_module(f"keras_hiri.{name}")
     raise AttributeError(f"module 'keras_hiri' has no attribute {name!r}")
 
 

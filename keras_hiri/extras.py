@@ -1,8 +1,8 @@
 """Optional dependencies, imported only by what needs them.
 
 ``import keras_hiri`` needs Keras and one backend. TensorFlow is needed only by
-the ``tf.data`` pipelines for streaming sources (:mod:`keras_hiri.data`,
-:mod:`keras_hiri.augmentation`) and by SavedModel / ONNX export; those import
+the ``tf.data`` pipelines for streaming sources (:mod:`keras_hiri.training.data`,
+:mod:`keras_hiri.training.augmentation`) and by SavedModel / ONNX export; those import
 it through :func:`require_tensorflow`, which names the extra to install.
 """
 

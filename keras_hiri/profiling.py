@@ -2,7 +2,7 @@
 
 ``profile(model)`` traces one batch-1 forward pass with counting hooks on
 every ``Conv2D``, ``DepthwiseConv2D`` and ``Dense`` sub-layer and on the
-attention of every :class:`~keras_hiri.blocks.MultiHeadSelfAttention`, and
+attention of every :class:`~keras_hiri.layers.blocks.MultiHeadSelfAttention`, and
 reads the shapes they really see. The pass is symbolic
 (``keras.Operation.compute_output_spec``: the backend's abstract tensors, no
 arithmetic and no compiled kernels), so it costs the same on every backend
@@ -27,8 +27,8 @@ import keras
 
 from keras_hiri import checks, naming
 from keras_hiri.layers.composite import walk
-from keras_hiri.blocks import MultiHeadSelfAttention
-from keras_hiri.builder import is_channels_first
+from keras_hiri.layers.blocks import MultiHeadSelfAttention
+from keras_hiri.model import is_channels_first
 
 
 @dataclasses.dataclass

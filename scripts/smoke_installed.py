@@ -141,7 +141,7 @@ def fit_on_a_grain_dataset():
 
 @check
 def what_needs_tensorflow_names_the_extra():
-    for module in ("keras_hiri.data", "keras_hiri.augmentation"):
+    for module in ("keras_hiri.training.data", "keras_hiri.training.augmentation"):
         try:
             __import__(module)
         except ImportError as e:

@@ -10,7 +10,7 @@ import signal
 
 import keras
 
-from keras_hiri import data, training
+from keras_hiri.training import data, run as training
 from tests.helpers import turn_off_grappler
 from tests.tiny import TINY
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_hiri import augmentation
+from keras_hiri.training import augmentation
 
 
 def _images(n=8, h=48, w=40, seed=0):

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import blocks
+from keras_hiri.layers import blocks
 from tests.helpers import assert_layer_round_trip, to_numpy
 
 

@@ -119,7 +119,7 @@ def test_train_verb_needs_a_data_source():
 def test_predict_with_registry_weights_uses_its_class_names(tmp_path, capsys):
     import tensorflow as tf
 
-    from keras_hiri import data
+    from keras_hiri.training import data
 
     x, y, names = data.photo_patches("validation", patch_size=64, per_class=1)
     path = str(tmp_path / "patch.png")

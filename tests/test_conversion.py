@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_hiri import conversion
+from keras_hiri.io import conversion
 from tests.helpers import load_script, to_numpy
 from tests.tiny import images, randomize_batchnorm_statistics, tiny_model
 

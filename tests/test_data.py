@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_hiri import data
+from keras_hiri.training import data
 
 # Nothing here depends on the Keras backend (see tests/conftest.py).
 pytestmark = pytest.mark.backend_independent

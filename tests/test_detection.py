@@ -10,7 +10,8 @@ keras_hub = pytest.importorskip("keras_hub")  # CI installs it ([dev])
 pytest.importorskip("pycocotools")
 pytest.importorskip("skimage")
 
-from keras_hiri import detection, profiling  # noqa: E402
+from keras_hiri import profiling  # noqa: E402
+from keras_hiri.tasks import detection  # noqa: E402
 from keras_hiri.cli import detect as detect_verb  # noqa: E402
 
 PRESET = "tiny_skimage_patches_64"

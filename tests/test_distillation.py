@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri.distillation import EMADistillation
+from keras_hiri.training import mixing
+from keras_hiri.training.distillation import EMADistillation
 from tests.helpers import to_numpy
 from tests.tiny import TINY, TINY_CLASSES, images, tiny_model
 
@@ -57,7 +58,7 @@ def test_teacher_is_ema_of_student_after_every_step(epochs, batch_size):
         np.testing.assert_allclose(t, e, rtol=1e-4, atol=1e-6, err_msg=name)
         changed += not np.allclose(t, s0)
     assert changed > len(start) // 2  # the teacher really moved
-    assert int(to_numpy(trainer.steps_seen)) == steps == int(to_numpy(trainer.states_folded))
+    assert int(to_numpy(trainer.steps_seen)) == steps == int(to_numpy(trainer.ema.folded))
 
 
 def test_call_folds_the_last_step_once_and_compute_loss_counts():
@@ -68,7 +69,7 @@ def test_call_folds_the_last_step_once_and_compute_loss_counts():
     second = trainer(x, training=True)
     np.testing.assert_array_equal(to_numpy(first["logits"]), to_numpy(second["logits"]))
     np.testing.assert_array_equal(to_numpy(first["lam"]), to_numpy(second["lam"]))
-    assert int(to_numpy(trainer.steps_seen)) == 0 == int(to_numpy(trainer.states_folded))
+    assert int(to_numpy(trainer.steps_seen)) == 0 == int(to_numpy(trainer.ema.folded))
     for w, t in zip(trainer.teacher.weights, teacher):  # step 1 has nothing to fold
         np.testing.assert_array_equal(to_numpy(w), t)
     trainer.compute_loss(x, y, first)
@@ -76,7 +77,7 @@ def test_call_folds_the_last_step_once_and_compute_loss_counts():
     # The "optimizer step": the state the next call folds, once.
     trainer.student.weights[0].assign(trainer.student.weights[0] + 1.0)
     third = trainer(x, training=True)
-    assert int(to_numpy(trainer.states_folded)) == 1
+    assert int(to_numpy(trainer.ema.folded)) == 1
     np.testing.assert_allclose(to_numpy(trainer.teacher.weights[0]), teacher[0] + 0.5, rtol=1e-6)
     # The next step's draws differ (keyed by the counter compute_loss advanced).
     assert not np.allclose(to_numpy(first["logits"]), to_numpy(third["logits"]))
@@ -104,23 +105,23 @@ def test_cutmix_mask_and_lambda_agree_between_images_and_teacher_maps(seed):
     trainer = _trainer(mixup_alpha=0.0, cutmix_alpha=1.0, seed=seed)
     mix = trainer.sample_mix()
     lam = float(to_numpy(mix["lam"]))
-    pixel = to_numpy(trainer.image_mask(mix, *SHAPE[:2]))[0, ..., 0]
+    pixel = to_numpy(mixing.mask(mix, SHAPE[:2], *SHAPE[:2]))[0, ..., 0]
     assert set(np.unique(pixel)) <= {0.0, 1.0}
     assert pixel.mean() == pytest.approx(lam, abs=1e-6)
     # The images really are pasted along that mask.
     x, _ = _data(2, seed)
-    mixed = to_numpy(trainer.mix_images(x, mix))
+    mixed = to_numpy(mixing.mix_images(x, mix))
     np.testing.assert_allclose(mixed[0], np.where(pixel[..., None] == 1, x[0], x[1]), atol=1e-4)
     # The stage-5 grid's mask is the pixel mask averaged over each cell.
     grid = trainer.teacher_maps.output.shape[1:3]
-    coarse = to_numpy(trainer.image_mask(mix, *grid))[0, ..., 0]
+    coarse = to_numpy(mixing.mask(mix, SHAPE[:2], *grid))[0, ..., 0]
     assert coarse.mean() == pytest.approx(lam, abs=1e-5)
-    fine = to_numpy(trainer.image_mask(mix, SHAPE[0] * 2, SHAPE[1] * 2))[0, ..., 0]
+    fine = to_numpy(mixing.mask(mix, SHAPE[:2], SHAPE[0] * 2, SHAPE[1] * 2))[0, ..., 0]
     np.testing.assert_allclose(fine[::2, ::2], pixel, atol=1e-6)
     # y_hat of constant maps p_a, p_b is lambda * p_a + (1 - lambda) * p_b.
     maps = np.zeros((2, *grid, TINY_CLASSES), "float32")
     maps[0, ..., 0], maps[1, ..., 1] = 1, 1
-    y_hat = to_numpy(trainer.mix_maps(maps, mix))
+    y_hat = to_numpy(mixing.mix_maps(maps, mix, SHAPE[:2]))
     assert y_hat[0, 0] == pytest.approx(lam, abs=1e-5)
     assert y_hat[0, 1] == pytest.approx(1 - lam, abs=1e-5)
 
@@ -132,7 +133,7 @@ def test_mixup_uses_lambda_everywhere():
     assert not bool(to_numpy(mix["cutmix"]))
     x, _ = _data(2)
     np.testing.assert_allclose(
-        to_numpy(trainer.mix_images(x, mix)), lam * x + (1 - lam) * x[::-1], rtol=1e-5, atol=1e-3
+        to_numpy(mixing.mix_images(x, mix)), lam * x + (1 - lam) * x[::-1], rtol=1e-5, atol=1e-3
     )
 
 

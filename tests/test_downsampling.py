@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_hiri import downsampling
+from keras_hiri.layers import downsampling
 from tests.helpers import assert_layer_round_trip
 
 LAYERS = [

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_hiri.head import ClassAttentionHead
+from keras_hiri.layers.head import ClassAttentionHead
 from tests.helpers import assert_layer_round_trip, to_numpy
 
 

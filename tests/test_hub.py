@@ -12,7 +12,7 @@ from tests.helpers import to_numpy
 from tests.tiny import images
 
 keras_hub = pytest.importorskip("keras_hub")  # CI installs it ([dev])
-hub = importlib.import_module("keras_hiri.hub")
+hub = importlib.import_module("keras_hiri.tasks.hub")
 
 PRESET = "tiny_skimage_patches_64"
 SHAPE = (64, 64, 3)
@@ -85,9 +85,9 @@ def test_classifier_task_fits_and_refuses_other_backbones(preset_path):
 def test_lazy_attributes_and_missing_extra_names_it(monkeypatch):
     assert keras_hiri.HiriViTBackbone is hub.HiriViTBackbone
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "keras_hiri.hub")
+    monkeypatch.delitem(sys.modules, "keras_hiri.tasks.hub")
     with pytest.raises(ImportError, match=r'pip install "keras-hiri\[hub\]"'):
-        importlib.import_module("keras_hiri.hub")
+        importlib.import_module("keras_hiri.tasks.hub")
 
 
 def test_segmenter_task_fits_and_round_trips_through_a_preset(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri.train_state import build_optimizer
+from keras_hiri.training.state import build_optimizer
 from tests.helpers import infer, to_numpy
 from tests.tiny import TINY, TINY_CLASSES, images, randomize_batchnorm_statistics
 

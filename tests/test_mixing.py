@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import mixing
+from keras_hiri.training import mixing
 from tests.helpers import to_numpy
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_hiri import pipeline
+from keras_hiri.training import pipeline
 
 
 def _arrays(n=12, side=40, seed=0):

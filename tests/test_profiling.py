@@ -31,7 +31,7 @@ def test_pinned_224_matches_paper_and_plain_schedule_does_not():
 
 def test_counter_matches_hand_count_on_small_model():
     """Conv, depthwise, dense and attention MACs on a graph whose cost is known."""
-    from keras_hiri.blocks import MultiHeadSelfAttention
+    from keras_hiri.layers.blocks import MultiHeadSelfAttention
 
     inp = keras.Input((8, 6, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)  # 8*6*4*9*3

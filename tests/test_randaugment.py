@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import randaugment
-from keras_hiri.recipe import DEFAULTS
+from keras_hiri.training import randaugment
+from keras_hiri.training.recipe import DEFAULTS
 from tests.helpers import to_numpy
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri.segmentation import HiriViTSegmenter
+from keras_hiri.tasks.segmentation import HiriViTSegmenter
 from tests.helpers import to_numpy
 from tests.tiny import images, tiny_model
 
@@ -68,7 +68,7 @@ def test_keras_hub_segformer_and_deeplabv3_heads_on_hiri_vit():
     """The wiring of keras-hub's own segmentation heads (README): SegFormer through
     segmentation.segformer_encoder, DeepLabV3 directly on pyramid_outputs."""
     keras_hub = pytest.importorskip("keras_hub")
-    from keras_hiri.segmentation import segformer_encoder
+    from keras_hiri.tasks.segmentation import segformer_encoder
 
     x = images(2, SHAPE)
     masks = np.zeros((2, 64, 64, 1), "int32")  # keras-hub's segmenters take (B, H, W, 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri.serving import export
+from keras_hiri.io.serving import export
 from tests.helpers import ROOT, infer
 from tests.tiny import TINY_CLASSES, images, randomize_batchnorm_statistics, tiny_model
 
@@ -127,7 +127,7 @@ def test_onnx_path_must_be_a_file(classifier, tmp_path):
     ({"include_top": False}, "features"),
 ])
 def test_outputs_are_named_by_what_they_are(kwargs, kind):
-    from keras_hiri.serving import output_kind
+    from keras_hiri.io.serving import output_kind
 
     assert output_kind(tiny_model(**kwargs)) == kind
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_hiri import stem
+from keras_hiri.layers import stem
 from tests.helpers import assert_layer_round_trip
 
 

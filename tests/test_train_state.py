@@ -1,10 +1,10 @@
-"""keras_hiri.train_state: the state a compiled step would create on its first trace, created first."""
+"""keras_hiri.training.state: the state a compiled step would create on its first trace, created first."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_hiri.train_state import build_optimizer, build_training_state
+from keras_hiri.training.state import build_optimizer, build_training_state
 
 
 def _two_output_model():

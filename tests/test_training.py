@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hiri import training
+from keras_hiri.training import run as training
 from tests.helpers import ROOT, to_numpy
 
 

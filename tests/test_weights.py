@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_hiri
-from keras_hiri import weights
+from keras_hiri.io import weights
 from tests.helpers import infer, to_numpy
 from tests.tiny import TINY, tiny_model
 
@@ -159,7 +159,7 @@ def test_transfer_learning(registry_dir):
 def test_shipped_checkpoint_is_real_and_classifies_held_out_patches():
     """The project's own checkpoint (trained on the skimage photo patches, not
     ImageNet) loads by name, passes its hash check and beats chance clearly."""
-    from keras_hiri import data
+    from keras_hiri.training import data
 
     entry = weights.registry()["tiny_skimage_patches_64"]
     assert entry["dataset"] == "skimage_photo_patches" and "imagenet" not in entry["dataset"]

@@ -4,7 +4,7 @@
         --classes 1000 --output hiri_vit_s.weights.h5 [--reference ref.npz]
 
 The state_dict (``torch.load(..., weights_only=True)`` or ``.safetensors``) must
-use the timm-style names documented in ``keras_hiri/conversion.py``. Every
+use the timm-style names documented in ``keras_hiri/io/conversion.py``. Every
 tensor must be used exactly once with the right shape, and every Keras weight
 filled, or nothing is written. Checks run on the converted model:
 

@@ -16,7 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from keras_hiri.weights import MANIFEST, sha256  # noqa: E402
+from keras_hiri.io.weights import MANIFEST, sha256  # noqa: E402
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 
 from keras_hiri.cli import VERBS
-from keras_hiri.conversion import load_state_dict, read_state_dict, to_state_dict
+from keras_hiri.io.conversion import load_state_dict, read_state_dict, to_state_dict
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ held-out images with pycocotools' ``COCOeval``.
     keras-hiri detect --backbone hiri --variant S          # the defaults below
     keras-hiri detect --backbone resnet --json resnet.json
 
-Needs ``pip install "keras-hiri[detect]"``. The data (``keras_hiri.data.pasted_objects``:
+Needs ``pip install "keras-hiri[detect]"``. The data (``keras_hiri.training.data.pasted_objects``:
 a cat, a cup, a rocket and faces pasted onto real photographs, exact boxes) is
 built offline from photographs that scikit-image ships.
 """
@@ -41,20 +41,39 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def run(args):
-    """Trains and scores one detector; returns the figures as a dict."""
-    import keras
-    import numpy as np
-
-    from keras_hiri import data, detection, profiling
-    from keras_hiri.train_state import build_training_state
-
+def _check(args):
+    """The verb's own argument rules, as ``ValueError`` naming the value."""
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32 (RetinaNet's P5 stride). "
                          f"Received: {args.image_size}")
     if args.weights and args.backbone != "hiri":
         raise ValueError("--weights applies to --backbone hiri only (the ResNet starts "
                          f"from random initialisation). Received: {args.weights!r}")
+
+
+def _report(label, args, train_images, seconds, cost, scores):
+    """Prints the run's figures and COCOeval's table."""
+    import keras
+
+    print(f"\nbackend {keras.backend.backend()}, RetinaNet on {label}, "
+          f"{args.image_size}x{args.image_size}, {args.epochs} epochs of {train_images} images "
+          f"({seconds:.0f} s); backbone {cost.params_m:.2f} M params, {cost.gmacs:.3f} GMACs")
+    print(scores["summary"])
+    print("AP per class: " + ", ".join(f"{name} {ap:.3f}" for name, ap in
+                                       scores["per_class_AP"].items()))
+
+
+def run(args):
+    """Trains and scores one detector; returns the figures as a dict."""
+    import keras
+    import numpy as np
+
+    from keras_hiri import profiling
+    from keras_hiri.tasks import detection
+    from keras_hiri.training import data
+    from keras_hiri.training.state import build_training_state
+
+    _check(args)
     keras.utils.set_random_seed(args.seed)
     x, boxes, labels, names = data.pasted_objects(
         "train", n=args.train_images, size=args.image_size, seed=args.seed)
@@ -86,12 +105,7 @@ def run(args):
                      epochs=args.epochs, verbose=2)
     seconds = time.time() - start
     scores = detection.evaluate(detector, xv, boxes_v, labels_v, names, args.batch_size)
-    print(f"\nbackend {keras.backend.backend()}, RetinaNet on {label}, "
-          f"{args.image_size}x{args.image_size}, {args.epochs} epochs of {len(x)} images "
-          f"({seconds:.0f} s); backbone {cost.params_m:.2f} M params, {cost.gmacs:.3f} GMACs")
-    print(scores["summary"])
-    print("AP per class: " + ", ".join(f"{name} {ap:.3f}" for name, ap in
-                                       scores["per_class_AP"].items()))
+    _report(label, args, len(x), seconds, cost, scores)
     result = {
         "backend": keras.backend.backend(), "backbone": label, "args": vars(args),
         "backbone_params_m": cost.params_m, "backbone_gmacs": cost.gmacs,

@@ -4,7 +4,7 @@ import argparse
 import os
 
 from keras_hiri.cli import VERBS
-from keras_hiri.serving import INPUTS, export
+from keras_hiri.io.serving import INPUTS, export
 
 
 def main(argv=None):

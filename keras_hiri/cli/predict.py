@@ -27,7 +27,8 @@ def main(argv=None):
     tf = extras.require_tensorflow("keras-hiri predict (image decoding)")
 
     import keras_hiri
-    from keras_hiri import augmentation, weights as weights_lib
+    from keras_hiri.io import weights as weights_lib
+    from keras_hiri.training import augmentation
 
     entry = weights_lib.registry().get(args.weights, {}) if args.weights else {}
     size = args.image_size or entry.get("resolution", 448)

@@ -9,10 +9,10 @@ import keras
 
 from keras_hiri import extras
 from keras_hiri.cli import VERBS
-from keras_hiri.recipe import Recipe
-from keras_hiri.training import train
+from keras_hiri.training.recipe import Recipe
+from keras_hiri.training.run import train
 
-CLI_HELP = """    # the offline photo-patch set (real skimage photographs, see keras_hiri.data)
+CLI_HELP = """    # the offline photo-patch set (real skimage photographs, see keras_hiri.training.data)
     python examples/train.py --photo-patches --variant tiny --image-size 64 \\
         --epochs 10 --batch-size 32 --output-dir runs/patches
     # a directory of class folders
@@ -70,7 +70,7 @@ def parse(argv=None):
 
 
 def load(args):
-    from keras_hiri import data
+    from keras_hiri.training import data
 
     size = (args.image_size, args.image_size)
     if args.photo_patches:

@@ -1,13 +1,9 @@
 """The base of the layers built from sub-layers, and walks over them."""
 
-import threading
-
 import keras
 
 from keras_hiri.layers.conv import conv2d
 from keras_hiri.layers.norm import make_norm
-
-_BUILD_TRACE = threading.local()  # set while a CompositeLayer.build traces its call
 
 
 class CompositeLayer(keras.layers.Layer):
@@ -16,12 +12,12 @@ class CompositeLayer(keras.layers.Layer):
     ``__init__`` records the arguments; sub-layers are created in ``build``,
     as keras-hub's layers do: a subclass's ``build(input_shape)`` creates them
     with ``dtype=self.dtype_policy`` (so a mixed-precision or quantization
-    policy reaches them) and then calls ``super().build(input_shape)``, which
-    gives them their weights by tracing ``call`` on a symbolic input of that
-    shape: each sub-layer is built, under this layer's name scope, on the shape
-    it really receives. So ``build_from_config`` (the default one, from the
-    recorded input shape) rebuilds a revived layer completely, and
-    ``get_config`` -> ``from_config`` -> ``get_config`` is idempotent.
+    policy reaches them) and builds each on the shape it receives, which the
+    sub-layers' own ``compute_output_shape`` gives (:meth:`build_chain`).
+    Every subclass states its ``compute_output_shape``, so a functional model
+    is assembled without tracing ``call``. ``build_from_config`` (the default
+    one, from the recorded input shape) rebuilds a revived layer completely,
+    and ``get_config`` -> ``from_config`` -> ``get_config`` is idempotent.
 
     When sub-layers are quantized (``model.quantize``), :meth:`get_config`
     stores their policies in a ``keras.dtype_policies.DTypePolicyMap`` keyed by
@@ -43,53 +39,16 @@ class CompositeLayer(keras.layers.Layer):
             )
         self.fold_bn = bool(fold_bn)
 
-    def build(self, input_shape):
-        """Builds the sub-layers the subclass's ``build`` created (see the
-        class docstring) by tracing ``call`` on ``input_shape``."""
-        if getattr(_BUILD_TRACE, "active", False):
-            # An enclosing composite layer is tracing its call for its own
-            # build, and this layer's call runs next in that trace: its
-            # sub-layers get built there, on the shapes they receive. Tracing
-            # here too would trace every nested layer once per level above it.
-            return
-        _BUILD_TRACE.active = True
-        try:
-            spec = keras.Operation.compute_output_spec(
-                self, keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype)
-            )
-        finally:
-            _BUILD_TRACE.active = False
-        # Not a tracked attribute: only compute_output_spec reads it.
-        object.__setattr__(self, "_traced", (tuple(input_shape), self.compute_dtype, spec))
-
-    def compute_output_spec(self, x, *args, **kwargs):
-        """A symbolic call on the input :meth:`build` traced reuses that trace's
-        output instead of tracing ``call`` again (the second trace was about
-        half of a functional model's construction time on TensorFlow)."""
-        traced = self.__dict__.get("_traced")
-        if (traced is not None and not args and set(kwargs) <= {"training"}
-                and isinstance(x, keras.KerasTensor)
-                and (tuple(x.shape), x.dtype) == traced[:2]):
-            return keras.tree.map_structure(
-                lambda t: keras.KerasTensor(t.shape, dtype=t.dtype), traced[2]
-            )
-        return super().compute_output_spec(x, *args, **kwargs)
-
-    def __setattr__(self, name, value):
-        # Record sub-layer attributes in creation order (on torch, sub-layers
-        # live in torch's module registry, not in ``vars(self)``).
-        if isinstance(value, keras.layers.Layer) and not name.startswith("_"):
-            names = self.__dict__.get("_sublayer_names")
-            if names is None:
-                names = []
-                object.__setattr__(self, "_sublayer_names", names)
-            if name not in names:
-                names.append(name)
-        super().__setattr__(name, value)
-
-    def sublayers(self):
-        """The direct sub-layers, in the order they were created."""
-        return [getattr(self, name) for name in self.__dict__.get("_sublayer_names", [])]
+    @staticmethod
+    def build_chain(input_shape, *layers):
+        """Builds ``layers`` one after another, each on the previous one's
+        output shape, starting from ``input_shape``; returns the last output
+        shape."""
+        shape = input_shape
+        for layer in layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        return shape
 
     @classmethod
     def foldable(cls):
@@ -112,11 +71,26 @@ class CompositeLayer(keras.layers.Layer):
         return config
 
 
+def sublayers(layer):
+    """The direct sub-layers of ``layer``: its instance attributes that hold a
+    Keras layer, in attribute-name order. Read from the attributes themselves
+    (``dir``), which every backend's layers list, Keras' tracking included."""
+    own = set(dir(type(layer)))
+    children = []
+    for name in dir(layer):
+        if name.startswith("_") or name in own:
+            continue
+        value = getattr(layer, name, None)
+        if isinstance(value, keras.layers.Layer) and value is not layer:
+            children.append(value)
+    return children
+
+
 def walk(layer):
     """``layer`` and, for composites, all its sub-layers, depth first."""
     yield layer
     if isinstance(layer, CompositeLayer):
-        for child in layer.sublayers():
+        for child in sublayers(layer):
             yield from walk(child)
 
 
@@ -162,7 +136,7 @@ class ConvNorm:
         self.conv = conv2d(filters, kernel_size, strides, name=f"{self.name}_conv",
                            dtype=self.dtype_policy)
         self.norm = make_norm(self.norm_kind, f"{self.name}_norm", self.fold_bn, dtype=self.dtype_policy)
-        super().build(input_shape)
+        self.build_chain(input_shape, self.conv, self.norm)
 
     def bn_folds(self):
         return [(("conv",), "norm")] if self.norm_kind == "bn" else []

@@ -1,6 +1,10 @@
-"""PyTorch-exact downsampling and upsampling of ``(B, H, W, C)`` maps."""
+"""PyTorch-exact downsampling and upsampling of ``(B, H, W, C)`` maps, and the
+pinned-grid resize layer."""
 
+import keras
 from keras import ops
+
+from keras_hiri.layers import register
 
 
 def avg_pool_2x2_ceil(x):
@@ -57,3 +61,28 @@ def add_upsampled_2x(x, low):
     low = ops.reshape(low, (-1, h // 2, 1, w // 2, 1, c))  # reshaped, not indexed: LiteRT slices <= 5-d
     out = ops.add(ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c)), low)
     return ops.reshape(out, (-1, h, w, c))
+
+
+@register
+class GridResize(keras.layers.Layer):
+    """Bilinear resize of a ``(B, H, W, C)`` map to a fixed grid.
+
+    Used only by ``pin_late_grids=True`` when no integer stride reaches the
+    pinned stage-3 grid (e.g. 384 input: 48 -> 24, resized to 28).
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(int(s) for s in size)
+
+    def call(self, x):
+        return keras.ops.image.resize(x, self.size, interpolation="bilinear",
+                                      data_format="channels_last")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=self.size)
+        return config

@@ -9,23 +9,23 @@ smoothing. The pipeline runs in ``tf.data`` whatever the Keras backend is, so th
 same input pipeline feeds TensorFlow, JAX and PyTorch models.
 
 Keras core's augmentation layers (``RandAugment`` with a per-image
-equalization, see :mod:`keras_hiri.randaugment`; ``RandomFlip``,
+equalization, see :mod:`keras_hiri.training.randaugment`; ``RandomFlip``,
 ``RandomErasing``: KerasCV's successors, Keras >= 3.9) are used, not keras-cv: keras-cv is frozen since 2024 and its layers are written for
 the TensorFlow backend, while the core layers switch to TensorFlow ops inside
 ``tf.data`` on every backend. Keras has no random-resized-crop layer, so that one
 is ``tf.image.sample_distorted_bounding_box`` + resize (data code, not model code).
 CutMix/MixUp and label smoothing happen inside the trainer's step
-(:mod:`keras_hiri.mixing`), where the teacher sees the un-mixed images.
+(:mod:`keras_hiri.training.mixing`), where the teacher sees the un-mixed images.
 """
 
 import keras
 
 from keras_hiri import extras
-from keras_hiri.pipeline import check_augmentations
-from keras_hiri.randaugment import recipe_randaugment
-from keras_hiri.recipe import DEFAULTS
+from keras_hiri.training.pipeline import check_augmentations
+from keras_hiri.training.randaugment import recipe_randaugment
+from keras_hiri.training.recipe import DEFAULTS
 
-tf = extras.require_tensorflow("keras_hiri.augmentation (the tf.data pipeline)")
+tf = extras.require_tensorflow("keras_hiri.training.augmentation (the tf.data pipeline)")
 
 
 def random_resized_crop(
@@ -114,7 +114,7 @@ def train_pipeline(
     """``(image, label)`` dataset -> batched, augmented training dataset.
 
     Labels stay integers: CutMix/MixUp and label smoothing happen in the
-    trainer's step (:mod:`keras_hiri.mixing`), where the teacher sees the
+    trainer's step (:mod:`keras_hiri.training.mixing`), where the teacher sees the
     un-mixed images.
 
     Args:

@@ -30,6 +30,11 @@ class _Downsample(CompositeLayer):
     def shortcut_pool(self, x):
         return avg_pool_2x2_ceil(x) if self.strides == 2 else x
 
+    def pooled_shape(self, input_shape):
+        """The shape :meth:`shortcut_pool` gives."""
+        b, h, w, c = input_shape
+        return (b, halve(h), halve(w), c) if self.strides == 2 else tuple(input_shape)
+
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
         if self.strides == 2:
@@ -64,7 +69,8 @@ class IRDSa(_Downsample):
         self.bn2 = batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
         self.short_conv = conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv", dtype=self.dtype_policy)
         self.short_bn = batch_norm(f"{n}_short_bn", f, dtype=self.dtype_policy)
-        super().build(input_shape)
+        self.build_chain(input_shape, self.conv1, self.bn1, self.conv2, self.bn2)
+        self.build_chain(self.pooled_shape(input_shape), self.short_conv, self.short_bn)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
@@ -105,7 +111,9 @@ class IRDSb(_Downsample):
         self.conv2 = conv2d(filters, 1, name=f"{n}_conv2", dtype=self.dtype_policy)
         self.short_conv = conv2d(filters, 1, name=f"{n}_short_conv", dtype=self.dtype_policy)
         self.norm = make_norm(self.norm_kind, f"{n}_norm", f, dtype=self.dtype_policy)
-        super().build(input_shape)
+        out = self.build_chain(input_shape, self.conv1, self.bn1, self.dw, self.conv2)
+        self.build_chain(self.pooled_shape(input_shape), self.short_conv)
+        self.norm.build(out)
 
     def bn_folds(self):
         folds = [(("conv1",), "bn1")]

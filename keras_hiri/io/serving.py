@@ -25,7 +25,7 @@ import sys
 import tempfile
 
 from keras_hiri import checks
-from keras_hiri.builder import is_channels_first
+from keras_hiri.model import is_channels_first
 
 FORMATS = ("tf_saved_model", "onnx")
 ONNX_OPSET = 17
@@ -137,7 +137,7 @@ def _export_onnx(model, target, top_k):
         saved = export(model, os.path.join(tmp, "saved"), version=1, top_k=top_k)
         args = ["--saved-model", saved, "--signature_def", "serve_images", "--opset", str(ONNX_OPSET),
                 "--output", target]
-        cmd = [sys.executable, "-c", f"from keras_hiri.serving import tf2onnx_main; tf2onnx_main({args!r})"]
+        cmd = [sys.executable, "-c", f"from keras_hiri.io.serving import tf2onnx_main; tf2onnx_main({args!r})"]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"tf2onnx failed:\n{result.stderr[-3000:]}")

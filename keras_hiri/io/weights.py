@@ -23,7 +23,7 @@ import h5py
 
 from keras_hiri.variants import variant_name
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "presets")
 MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
 
 # The ``.weights.h5`` attribute holding a checkpoint's own description.

@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_hiri import checks, extras
 
-tf = extras.require_tensorflow("keras_hiri.data (tf.data sources and the photo-patch set)")
+tf = extras.require_tensorflow("keras_hiri.training.data (tf.data sources and the photo-patch set)")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 

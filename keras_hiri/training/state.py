@@ -3,8 +3,10 @@
 import keras
 
 
-def build_optimizer(model):
-    """Creates ``model.optimizer``'s slot variables for the trainable weights.
+def build_optimizer(model, metric_shape=None):
+    """Creates ``model.optimizer``'s slot variables for the trainable weights
+    (and, given ``metric_shape``, the compiled metrics' state for predictions
+    and targets of that shape).
 
     Call it after ``compile`` and before the first ``fit``. Without it, Keras'
     TensorFlow trainer (no distribution strategy) creates them inside the
@@ -16,6 +18,11 @@ def build_optimizer(model):
     """
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+    if metric_shape is not None:
+        spec = keras.KerasTensor(metric_shape)
+        for metric in model.metrics:  # the compiled-metrics container is built lazily
+            if getattr(metric, "built", True) is False:
+                metric.build(spec, spec)
 
 
 def build_training_state(model, batch):

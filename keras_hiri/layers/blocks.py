@@ -35,10 +35,7 @@ class _Residual(CompositeLayer):
         # Subclasses create their own sub-layers first, then call this.
         self.drop_path = DropPath(self.drop_path_rate, name=f"{self.name}_drop_path",
                                          dtype=self.dtype_policy)
-        # Built here, not by the trace of call: outside training call skips it.
-        # It has no weights; its branch has the block's shape.
-        self.drop_path.build(input_shape)
-        super().build(input_shape)
+        self.drop_path.build(input_shape)  # no weights; its branch has the block's shape
 
     def add_branch(self, x, branch, training=None):
         """``x + DropPath(branch)``.
@@ -82,6 +79,8 @@ class HRBlock(_Residual):
         self.lo_bn = batch_norm(f"{n}_lo_bn", self.fold_bn, dtype=self.dtype_policy)
         self.lo_fc1 = dense(int(self.mlp_ratio * dim), name=f"{n}_lo_fc1", dtype=self.dtype_policy)
         self.lo_fc2 = dense(dim, name=f"{n}_lo_fc2", dtype=self.dtype_policy)
+        self.build_chain(input_shape, self.norm, self.hi_dw)
+        self.build_chain(input_shape, self.lo_dw, self.lo_bn, self.lo_fc1, self.lo_fc2)
         super().build(input_shape)
 
     def call(self, x, training=None):
@@ -116,7 +115,7 @@ class CFFN(CompositeLayer):
         self.fc1 = dense(int(self.mlp_ratio * self.dim), name=f"{n}_fc1", dtype=self.dtype_policy)
         self.dw = depthwise_conv2d(3, name=f"{n}_dw", dtype=self.dtype_policy)
         self.fc2 = dense(self.dim, name=f"{n}_fc2", dtype=self.dtype_policy)
-        super().build(input_shape)
+        self.build_chain(input_shape, self.fc1, self.dw, self.fc2)
 
     def call(self, x, training=None):
         z = gelu(self.fc1(x))
@@ -141,6 +140,7 @@ class CFFNBlock(_Residual):
     def build(self, input_shape):
         self.norm = batch_norm(f"{self.name}_norm", dtype=self.dtype_policy)
         self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{self.name}_cffn", dtype=self.dtype_policy)
+        self.build_chain(input_shape, self.norm, self.cffn)
         super().build(input_shape)
 
     def call(self, x, training=None):
@@ -223,6 +223,10 @@ class TransformerBlock(_Residual):
         self.attn = MultiHeadSelfAttention(self.dim, self.num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
         self.norm2 = layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
         self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{n}_cffn", dtype=self.dtype_policy)
+        b, h, w, c = input_shape
+        self.build_chain(input_shape, self.norm1)
+        self.attn.build((b, None if None in (h, w) else h * w, c))
+        self.build_chain(input_shape, self.norm2, self.cffn)
         super().build(input_shape)
 
     def call(self, x, training=None):

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_hiri import naming
-from keras_hiri.layers.composite import CompositeLayer
+from keras_hiri.layers.composite import CompositeLayer, sublayers
 
 
 def _top_key(name):
@@ -44,12 +44,12 @@ def _top_key(name):
 
 
 def _children(layer):
-    """``(attribute name, sub-layer)`` of a composite layer, in creation order.
+    """``(attribute name, sub-layer)`` of a composite layer.
 
     Every keras_hiri composite names its sub-layers ``f"{self.name}_{attr}"``,
     so the attribute name is the sub-layer's name without the parent's prefix.
     """
-    for child in layer.sublayers():
+    for child in sublayers(layer):
         yield child.name.removeprefix(f"{layer.name}_"), child
 
 

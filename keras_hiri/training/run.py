@@ -1,6 +1,6 @@
 """Runs the paper's training recipe (Sec. 5.1) as a resumable ``fit`` on any backend.
 
-Defaults are the paper's (:class:`~keras_hiri.recipe.Recipe`): AdamW, learning
+Defaults are the paper's (:class:`~keras_hiri.training.recipe.Recipe`): AdamW, learning
 rate 1e-3 at batch 1024 scaled linearly with the batch size, weight decay 0.05
 (not on norms and biases), cosine decay with 5 linear warm-up epochs, 300
 epochs, EMA distillation on. Plain training is the same trainer with
@@ -15,13 +15,13 @@ epochs, EMA distillation on. Plain training is the same trainer with
 * ``final.keras`` (the student) and, with distillation, ``teacher.keras`` (the
   paper's practice is to keep the EMA teacher as the final model).
 
-In-memory arrays go through :class:`~keras_hiri.pipeline.KeyedImageDataset`
+In-memory arrays go through :class:`~keras_hiri.training.pipeline.KeyedImageDataset`
 (no TensorFlow needed), where the order, crop, flip, RandAugment and Random
 Erasing of every batch are keyed by ``(seed, epoch, batch)``; the trainer keys
 drop-path and CutMix/MixUp by its checkpointed step counter. So with the
 default augmentation and drop-path a resumed run repeats the uninterrupted one
 exactly. Streaming sources (a directory, tfds) use the ``tf.data`` pipeline of
-:mod:`keras_hiri.augmentation` (TensorFlow needed); they resume the model,
+:mod:`keras_hiri.training.augmentation` (TensorFlow needed); they resume the model,
 teacher, optimizer and epoch, but not the data order.
 """
 
@@ -34,9 +34,9 @@ import numpy as np
 
 from keras_hiri import extras
 from keras_hiri.builder import HiriViT
-from keras_hiri.distillation import EMADistillation
-from keras_hiri.pipeline import EpochCounter, KeyedImageDataset
-from keras_hiri.recipe import Recipe
+from keras_hiri.training.distillation import EMADistillation
+from keras_hiri.training.pipeline import EpochCounter, KeyedImageDataset
+from keras_hiri.training.recipe import Recipe
 
 
 def build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch, metrics=("accuracy",)):
@@ -65,6 +65,42 @@ def _is_tf_dataset(data):
     return type(data).__module__.startswith("tensorflow") and hasattr(data, "element_spec")
 
 
+def _inputs(train_data, val_data, image_size, recipe, num_classes, steps_per_epoch, augmentations):
+    """The training and validation inputs of :func:`train`: keyed
+    ``KeyedImageDataset`` batches from arrays, or ``tf.data`` pipelines from a
+    dataset. Returns them, the class count, the steps per epoch, and
+    ``fit``'s ``steps_per_epoch`` (``None`` for arrays: the dataset's length)."""
+    if _is_tf_dataset(train_data):
+        from keras_hiri.training import augmentation
+
+        if not num_classes or steps_per_epoch is None:
+            raise ValueError("A tf.data training set needs num_classes and steps_per_epoch.")
+        train_ds = augmentation.train_pipeline(
+            train_data, image_size, recipe.batch_size,
+            randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, seed=recipe.seed,
+            augmentations=augmentations,
+        ).repeat()
+        val_ds = None
+        if val_data is not None:
+            val_ds = augmentation.eval_pipeline(val_data, image_size, recipe.batch_size)
+        return train_ds, val_ds, num_classes, steps_per_epoch, steps_per_epoch
+    images, labels = train_data
+    num_classes = num_classes or int(np.max(labels)) + 1
+    steps_per_epoch = len(labels) // recipe.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"batch_size={recipe.batch_size} is larger than the training set ({len(labels)})."
+        )
+    train_ds = KeyedImageDataset(
+        images, labels, image_size, recipe.batch_size, randaugment=recipe.randaugment,
+        erasing_prob=recipe.erasing_prob, seed=recipe.seed, augmentations=augmentations,
+    )
+    val_ds = None
+    if val_data is not None:
+        val_ds = KeyedImageDataset(*val_data, image_size, recipe.batch_size, train=False)
+    return train_ds, val_ds, num_classes, steps_per_epoch, None
+
+
 def train(
     variant,
     train_data,
@@ -88,7 +124,7 @@ def train(
         val_data: the same kind, or ``None``.
         augmentations: extra image-augmentation layers after the recipe's
             (see :class:`~keras_hiri.KeyedImageDataset` for arrays: Keras core
-            layers, keyed; :func:`keras_hiri.augmentation.train_pipeline` for
+            layers, keyed; :func:`keras_hiri.training.augmentation.train_pipeline` for
             a ``tf.data`` set: Keras core or keras-cv layers).
 
     Returns:
@@ -99,42 +135,12 @@ def train(
     with open(os.path.join(output_dir, "recipe.json"), "w") as f:
         json.dump({"variant": str(variant), "image_size": list(image_size),
                    **dataclasses.asdict(recipe)}, f, indent=1)
-    keyed = []
-    if _is_tf_dataset(train_data):
-        from keras_hiri import augmentation
-
-        if not num_classes or steps_per_epoch is None:
-            raise ValueError("A tf.data training set needs num_classes and steps_per_epoch.")
-        train_ds = augmentation.train_pipeline(
-            train_data, image_size, recipe.batch_size,
-            randaugment=recipe.randaugment, erasing_prob=recipe.erasing_prob, seed=recipe.seed,
-            augmentations=augmentations,
-        ).repeat()
-        fit_steps = steps_per_epoch
-        val_ds = None
-        if val_data is not None:
-            val_ds = augmentation.eval_pipeline(val_data, image_size, recipe.batch_size)
-    else:
-        images, labels = train_data
-        num_classes = num_classes or int(np.max(labels)) + 1
-        steps_per_epoch = len(labels) // recipe.batch_size
-        if steps_per_epoch < 1:
-            raise ValueError(
-                f"batch_size={recipe.batch_size} is larger than the training set ({len(labels)})."
-            )
-        train_ds = KeyedImageDataset(
-            images, labels, image_size, recipe.batch_size, randaugment=recipe.randaugment,
-            erasing_prob=recipe.erasing_prob, seed=recipe.seed, augmentations=augmentations,
-        )
-        keyed.append(train_ds)
-        fit_steps = None
-        val_ds = None
-        if val_data is not None:
-            val_ds = KeyedImageDataset(*val_data, image_size, recipe.batch_size, train=False)
+    train_ds, val_ds, num_classes, steps_per_epoch, fit_steps = _inputs(
+        train_data, val_data, image_size, recipe, num_classes, steps_per_epoch, augmentations)
     model, student = build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch)
 
     callbacks = [
-        EpochCounter(*keyed),
+        EpochCounter(*[train_ds] if isinstance(train_ds, KeyedImageDataset) else []),
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
         keras.callbacks.ModelCheckpoint(
             os.path.join(output_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),

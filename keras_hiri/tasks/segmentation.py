@@ -20,7 +20,7 @@ channels-last and carry the names ``fpn_*`` / ``seg_*``.
 import keras
 
 from keras_hiri import checks
-from keras_hiri.builder import is_channels_first
+from keras_hiri.model import is_channels_first
 
 LEVELS = ("P2", "P3", "P4", "P5")
 

@@ -14,7 +14,7 @@ from keras_hiri.layers.activation import gelu
 from keras_hiri.layers.composite import CompositeLayer
 from keras_hiri.layers.conv import dense
 from keras_hiri.layers.norm import layer_norm
-from keras_hiri.blocks import MultiHeadSelfAttention, to_tokens
+from keras_hiri.layers.blocks import MultiHeadSelfAttention, to_tokens
 
 
 @register
@@ -40,7 +40,11 @@ class ClassAttentionHead(CompositeLayer):
         self.norm2 = layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
         self.fc1 = dense(int(self.mlp_ratio * dim), name=f"{n}_fc1", dtype=self.dtype_policy)
         self.fc2 = dense(dim, name=f"{n}_fc2", dtype=self.dtype_policy)
-        super().build(input_shape)
+        b, h, w, c = input_shape
+        sequence = (b, None if None in (h, w) else h * w + 1, c)  # [cls; tokens]
+        self.norm1.build(sequence)
+        self.attn.build((b, 1, c), sequence)
+        self.build_chain((b, 1, c), self.norm2, self.fc1, self.fc2)
 
     def call(self, x, training=None):
         tokens = to_tokens(x)

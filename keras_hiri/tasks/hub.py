@@ -3,13 +3,13 @@ task with the paper's class-attention head, and presets of the weights registry.
 
 Needs the optional extra ``pip install "keras-hiri[hub]"`` (keras-hub). This
 module is imported on first use (``keras_hiri.HiriViTBackbone``,
-``import keras_hiri.hub``), never by ``import keras_hiri``: keras-hub imports
+``import keras_hiri.tasks.hub``), never by ``import keras_hiri``: keras-hub imports
 TensorFlow on every backend. Import it before loading a HIRI-ViT preset or
 ``.keras`` file through keras-hub's own classes, so that the classes are
 registered::
 
-    import keras_hiri.hub
-    backbone = keras_hub.models.Backbone.from_preset(keras_hiri.hub.preset_dir(
+    import keras_hiri.tasks.hub
+    backbone = keras_hub.models.Backbone.from_preset(keras_hiri.tasks.hub.preset_dir(
         "tiny_skimage_patches_64"))
     detector = keras_hub.models.RetinaNetObjectDetector(
         backbone=keras_hub.models.RetinaNetBackbone(
@@ -24,14 +24,16 @@ import tempfile
 
 import keras
 
-from keras_hiri import builder, segmentation, weights as weights_lib
+from keras_hiri import builder
+from keras_hiri.io import weights as weights_lib
+from keras_hiri.tasks import segmentation
 from keras_hiri import variants as variants_lib
 
 try:
     import keras_hub
 except ModuleNotFoundError as error:  # pragma: no cover - exercised without the extra
     raise ImportError(
-        "keras_hiri.hub needs keras-hub, which is not installed. Install the "
+        "keras_hiri.tasks.hub needs keras-hub, which is not installed. Install the "
         'extra: pip install "keras-hiri[hub]"'
     ) from error
 
@@ -204,7 +206,7 @@ class HiriViTImageClassifier(_RegistryPresets, keras_hub.models.ImageClassifier)
 @keras.saving.register_keras_serializable(package="keras_hiri")
 class HiriViTImageSegmenter(_RegistryPresets, keras_hub.models.ImageSegmenter):
     """Semantic FPN on a :class:`HiriViTBackbone` as a keras-hub
-    ``ImageSegmenter`` task (the head of :mod:`keras_hiri.segmentation`):
+    ``ImageSegmenter`` task (the head of :mod:`keras_hiri.tasks.segmentation`):
     per-pixel logits ``(B, H, W, num_classes)`` at the input size.
 
     Args:

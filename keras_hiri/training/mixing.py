@@ -78,6 +78,15 @@ def mix_images(x, mix):
     return weights * x + (1.0 - weights) * ops.flip(x, axis=0)
 
 
+def one_hot(y, num_classes):
+    """``y`` as float32 one-hot rows: integer labels (shape ``(B,)`` or
+    ``(B, 1)``) are encoded, rows of ``num_classes`` values pass through."""
+    y = ops.convert_to_tensor(y)
+    if len(y.shape) == 1 or y.shape[-1] == 1 and num_classes > 1:
+        y = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), num_classes)
+    return ops.cast(y, "float32")
+
+
 def smooth(y, label_smoothing):
     """Label smoothing of one-hot (or soft) ``(B, K)`` labels."""
     return y * (1.0 - label_smoothing) + label_smoothing / y.shape[-1]

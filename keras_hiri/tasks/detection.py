@@ -4,7 +4,7 @@ RetinaNet over the backbone's feature pyramid, and COCO's own evaluator.
 Needs the optional extra ``pip install "keras-hiri[detect]"`` (keras-hub and
 pycocotools), imported on first use of a function here::
 
-    from keras_hiri import detection
+    from keras_hiri.tasks import detection
     detector = detection.retinanet(detection.hiri_encoder("tiny", 128), num_classes=4)
     detector.fit(detection.train_dataset(images, boxes, labels, batch_size=8), epochs=6)
     scores = detection.evaluate(detector, images, boxes, labels, class_names)
@@ -32,18 +32,18 @@ def _keras_hub():
         import keras_hub
     except ModuleNotFoundError as error:
         raise ImportError(
-            'keras_hiri.detection needs keras-hub. Install the extra: pip install "keras-hiri[detect]"'
+            'keras_hiri.tasks.detection needs keras-hub. Install the extra: pip install "keras-hiri[detect]"'
         ) from error
     return keras_hub
 
 
 def hiri_encoder(variant, image_size, weights=None, drop_path_rate=0.0):
-    """A HIRI-ViT :class:`~keras_hiri.hub.HiriViTBackbone` for square
+    """A HIRI-ViT :class:`~keras_hiri.tasks.hub.HiriViTBackbone` for square
     ``image_size`` inputs (``[0, 255]`` RGB), from ``weights`` (a registry name
     or a keras-hub preset directory of a ``HiriViTBackbone``, or ``None`` for
     random initialisation)."""
     _keras_hub()
-    from keras_hiri import hub
+    from keras_hiri.tasks import hub
 
     shape = (image_size, image_size, 3)
     if weights is None:
@@ -116,7 +116,7 @@ def train_dataset(images, boxes, labels, batch_size, seed=0):
     arrays into a grain dataset and ignore ``shuffle=True``.)"""
     from keras_hiri import extras
 
-    tf = extras.require_tensorflow("keras_hiri.detection.train_dataset")
+    tf = extras.require_tensorflow("keras_hiri.tasks.detection.train_dataset")
     ds = tf.data.Dataset.from_tensor_slices(
         (images.astype("float32"), {"boxes": boxes, "labels": labels}))
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -135,6 +135,31 @@ def predict(detector, images, batch_size=16):
     return out
 
 
+def _xywh(box):
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def _coco_truth(COCO, boxes, labels, class_names, image_size):
+    """The ground truth as a pycocotools ``COCO`` object (index not created)."""
+    annotations = []
+    for image_id, (image_boxes, image_labels) in enumerate(zip(boxes, labels)):
+        for box, label in zip(image_boxes, image_labels):
+            if label < 0:
+                continue
+            bbox = _xywh(box)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": int(label) + 1, "bbox": bbox,
+                                "area": bbox[2] * bbox[3], "iscrowd": 0})
+    truth = COCO()
+    truth.dataset = {
+        "images": [{"id": i, "width": image_size, "height": image_size} for i in range(len(boxes))],
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(class_names)],
+    }
+    return truth
+
+
 def coco_scores(boxes, labels, detections, class_names, image_size):
     """COCO box AP of ``detections`` (as :func:`predict` returns them) against
     the ground truth ``boxes`` / ``labels`` (padded arrays, label ``-1`` unused),
@@ -151,27 +176,9 @@ def coco_scores(boxes, labels, detections, class_names, image_size):
             'COCO scoring needs pycocotools. Install the extra: pip install "keras-hiri[detect]"'
         ) from error
 
-    def xywh(box):
-        x0, y0, x1, y1 = (float(v) for v in box)
-        return [x0, y0, x1 - x0, y1 - y0]
-
-    annotations = []
-    for image_id, (image_boxes, image_labels) in enumerate(zip(boxes, labels)):
-        for box, label in zip(image_boxes, image_labels):
-            if label < 0:
-                continue
-            bbox = xywh(box)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": int(label) + 1, "bbox": bbox,
-                                "area": bbox[2] * bbox[3], "iscrowd": 0})
-    truth = COCO()
-    truth.dataset = {
-        "images": [{"id": i, "width": image_size, "height": image_size} for i in range(len(boxes))],
-        "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(class_names)],
-    }
+    truth = _coco_truth(COCO, boxes, labels, class_names, image_size)
     results = [
-        {"image_id": image_id, "category_id": int(label) + 1, "bbox": xywh(box),
+        {"image_id": image_id, "category_id": int(label) + 1, "bbox": _xywh(box),
          "score": float(score)}
         for image_id, (image_boxes, scores, image_labels) in enumerate(detections)
         for box, score, label in zip(image_boxes, scores, image_labels)

@@ -28,7 +28,7 @@ applied to each image alone, on every backend, eagerly and inside ``tf.data``.
 
 import keras
 
-from keras_hiri.recipe import DEFAULTS
+from keras_hiri.training.recipe import DEFAULTS
 
 
 @keras.saving.register_keras_serializable(package="keras_hiri")

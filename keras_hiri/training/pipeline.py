@@ -8,7 +8,7 @@ TensorFlow and feeds ``fit`` on every backend. Each batch is a pure function of
 * the random-resized crop and horizontal flip of a sample: drawn by NumPy from
   ``(seed, epoch, sample index)`` and applied as one affine resampling at the
   source resolution, then an antialiased resize (``keras.ops.image``);
-* RandAugment (:func:`keras_hiri.randaugment.recipe_randaugment`: Keras core's,
+* RandAugment (:func:`keras_hiri.training.randaugment.recipe_randaugment`: Keras core's,
   with a per-image equalization) and Random Erasing (Keras core), run eagerly on
   the Keras backend: the state of each layer's ``generator`` is set from the batch key,
   then the layer draws its parameters (``get_random_transformation``) and
@@ -29,8 +29,8 @@ import numpy as np
 from keras import ops
 
 from keras_hiri import checks
-from keras_hiri.randaugment import recipe_randaugment
-from keras_hiri.recipe import DEFAULTS
+from keras_hiri.training.randaugment import recipe_randaugment
+from keras_hiri.training.recipe import DEFAULTS
 
 # Each batch may draw up to this many seeds from a layer's generator before the
 # keys of two batches could meet (RandAugment draws about 30).
@@ -140,7 +140,7 @@ def check_augmentations(augmentations, keyed=False):
                 f"the uninterrupted one) and takes only layers with Keras core's "
                 f"augmentation API, e.g. keras.layers.RandomContrast. Received: "
                 f"{type(layer).__module__}.{type(layer).__name__}. Pass it to "
-                f"keras_hiri.augmentation.train_pipeline (tf.data) instead."
+                f"keras_hiri.training.augmentation.train_pipeline (tf.data) instead."
             )
     return augmentations
 
@@ -161,7 +161,7 @@ class KeyedImageDataset(keras.utils.PyDataset):
             ``keras.layers.RandomContrast(0.2)``), applied in order after the
             recipe's, keyed like them (training only). Layers without Keras
             core's augmentation API (keras-cv's) go to
-            :func:`keras_hiri.augmentation.train_pipeline`.
+            :func:`keras_hiri.training.augmentation.train_pipeline`.
         flip: random horizontal flips (training).
         seed: the run's seed; every draw is a function of it. ``None``
             picks one at random (Python's ``random``).

@@ -61,7 +61,10 @@ class HRStem(_Stem):
         self.lo_bn2 = batch_norm(f"{n}_lo_bn2", f, dtype=self.dtype_policy)
         self.lo_conv3 = conv2d(filters, 1, 1, name=f"{n}_lo_conv3", dtype=self.dtype_policy)
         self.out_bn = batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
-        super().build(input_shape)
+        half = self.build_chain(input_shape, self.conv, self.bn)
+        quarter = self.build_chain(half, self.hi_dw, self.hi_bn, self.hi_conv)
+        self.build_chain(half, self.lo_conv1, self.lo_bn1, self.lo_conv2, self.lo_bn2, self.lo_conv3)
+        self.out_bn.build(quarter)
 
     def bn_folds(self):
         return [
@@ -97,7 +100,7 @@ class ConvStem(_Stem):
         self.bn2 = batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
         self.conv3 = conv2d(filters, 3, 2, name=f"{n}_conv3", dtype=self.dtype_policy)
         self.out_bn = batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
-        super().build(input_shape)
+        self.build_chain(input_shape, self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.out_bn)
 
     def bn_folds(self):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
