@@ -99,9 +99,8 @@ class EMADistillation(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(base_seed)
         drop_paths = [layer.seed_generator for layer in student.drop_paths if layer.seed_generator]
         self.seeds = StepSeeds(base_seed, [self.seed_generator, *drop_paths])
-        # Optimizer steps taken (train steps started): checkpointed, so resuming is exact.
-        self.steps_seen = self.add_weight(shape=(), initializer="zeros", dtype="int32",
-                                          trainable=False, name="steps_seen")
+        self.steps_seen = self.add_weight(shape=(), initializer="zeros", dtype="int32",  # optimizer steps
+                                          trainable=False, name="steps_seen")  # (checkpointed)
         self.built = True  # every sub-model is already built
 
     teacher = property(lambda self: self.ema.model, doc="The EMA teacher, a HIRI-ViT model.")
