@@ -4,6 +4,8 @@ Follows ``keras.applications``: the same arguments, validation before any layer
 exists, preprocessing inside the model, deterministic layer names.
 """
 
+import inspect
+
 import keras
 import numpy as np
 
@@ -248,35 +250,12 @@ _VARIANT_DOC = """Builds HIRI-ViT-{letter} (Table I of Yao et al., arXiv 2403.11
 
 
 def _make_variant(letter):
-    def builder(
-        input_shape=None,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=None,
-        *,
-        include_preprocessing=True,
-        drop_path_rate=0.0,
-        pin_late_grids=False,
-        block_types=None,
-        stem=None,
-        downsample=None,
-        reset_head=False,
-        data_format=None,
-        dtype=None,
-    ):
-        return HiriViT(
-            letter, input_shape, include_top, weights, input_tensor, pooling,
-            classes, classifier_activation, name,
-            include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,
-            pin_late_grids=pin_late_grids, block_types=block_types, stem=stem,
-            downsample=downsample, reset_head=reset_head, data_format=data_format,
-            dtype=dtype,
-        )
+    def builder(*args, **kwargs):
+        return HiriViT(letter, *args, **kwargs)
 
+    # HiriViT's signature without ``variant``, for help() and IDEs.
+    signature = inspect.signature(HiriViT)
+    builder.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
     builder.__name__ = builder.__qualname__ = f"HiriViT{letter}"
     paper = variants_lib.PAPER[letter]
     builder.__doc__ = _VARIANT_DOC.format(

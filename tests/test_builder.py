@@ -313,3 +313,12 @@ def test_dtype_reaches_every_layer_and_the_classifier_stays_float32():
     backbone = tiny_model(input_shape=(64, 64, 3), include_top=False, dtype="bfloat16")
     levels = backbone.pyramid_outputs.values()
     assert {keras.backend.standardize_dtype(level.dtype) for level in levels} == {"bfloat16"}
+
+
+def test_variant_shortcuts_take_hiri_vit_arguments_but_variant():
+    import inspect
+
+    full = list(inspect.signature(keras_hiri.HiriViT).parameters.values())
+    for shortcut in (keras_hiri.HiriViTS, keras_hiri.HiriViTB, keras_hiri.HiriViTL):
+        assert list(inspect.signature(shortcut).parameters.values()) == full[1:]
+        assert shortcut.__name__.startswith("HiriViT") and "Table I" in shortcut.__doc__

@@ -115,3 +115,28 @@ def test_jax_data_parallel_on_two_simulated_devices(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "MESH (2,)" in out.stdout
     assert os.path.exists(os.path.join(tmp_path, "teacher.keras"))
+
+
+def test_fine_tune_from_the_registry_at_a_new_resolution_with_layer_decay(tmp_path):
+    """The documented fine-tune path: registry checkpoint at 64 -> 80 px, a new
+    5-class head, layer decay; one epoch of the recipe on the photo patches."""
+    import keras_hiri
+    from keras_hiri.training import data
+    from keras_hiri.training.optimizer import LayerDecayAdamW
+
+    x, y, _ = data.photo_patches("train", patch_size=80, per_class=4)
+    keep = y < 5  # a new task: 5 of the 10 classes
+    recipe = training.Recipe(epochs=1, batch_size=8, warmup_epochs=0, layer_decay=0.75, seed=1)
+    history, trainer = training.train("tiny", (x[keep], y[keep]), None, (80, 80), str(tmp_path), recipe,
+                                      verbose=0, init_weights="tiny_skimage_patches_64")
+    assert np.isfinite(history.history["loss"]).all()
+    assert isinstance(trainer.optimizer, LayerDecayAdamW)
+    assert trainer.student.classifier.units == 5
+    start = keras_hiri.HiriViT("tiny", input_shape=(80, 80, 3), include_top=False,
+                               weights="tiny_skimage_patches_64")
+    fresh = keras_hiri.HiriViT("tiny", input_shape=(80, 80, 3), include_top=False)
+    trained = trainer.student.get_layer("stem").get_weights()[0]
+    loaded = start.get_layer("stem").get_weights()[0]
+    assert not np.array_equal(trained, loaded)  # it trained
+    assert np.abs(trained - loaded).max() < 0.1 * np.abs(trained - fresh.get_layer("stem").get_weights()[0]).max()
+    assert os.path.exists(tmp_path / "final.keras")

@@ -28,6 +28,14 @@ Re-running the same command after a crash resumes from the last finished epoch
 paper's: AdamW, lr 1e-3 x batch/1024, weight decay 0.05, cosine with 5 warm-up
 epochs, 300 epochs, EMA distillation on (--no-distillation for plain training).
 
+Fine-tuning: --init-weights NAME starts from a registry checkpoint (or a weights
+file) at any --image-size, with a new classifier where the class count differs;
+--layer-decay 0.75 gives each block a learning rate decayed from the head down
+(BEiT / timm's layer decay), e.g.
+    keras-hiri train --photo-patches --variant tiny --image-size 96 \
+        --init-weights tiny_skimage_patches_64 --layer-decay 0.75 --epochs 5 \
+        --warmup-epochs 1 --batch-size 32 --output-dir runs/finetune96
+
 Multi-device: on JAX, --data-parallel uses keras.distribution.DataParallel over
 all devices. For several hosts run the same command on every host with
 KERAS_DISTRIBUTION_JOB_ADDRESSES="host0:1234,host1:1234",
@@ -58,6 +66,8 @@ def parse(argv=None):
                    help="streaming sources only; default for --tfds: split size // batch size")
     p.add_argument("--data-parallel", action="store_true")
     p.add_argument("--patches-per-class", type=int, default=64)
+    p.add_argument("--init-weights", help="fine-tune: start from this registry name or weights file "
+                   "(any --image-size; a classifier of another width starts anew; see --layer-decay)")
     for field in dataclasses.fields(Recipe):
         flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
@@ -119,6 +129,7 @@ def main(argv=None):
         history, _ = train(
             variant, train_data, val_data, (args.image_size, args.image_size), args.output_dir,
             recipe, num_classes=classes, steps_per_epoch=args.steps_per_epoch,
+            init_weights=args.init_weights,
         )
     last = {k: round(float(v[-1]), 4) for k, v in history.history.items()}
     print("final epoch:", last)

@@ -11,6 +11,7 @@ import dataclasses
 import keras
 
 from keras_hiri import checks
+from keras_hiri.training.optimizer import LayerDecayAdamW, layer_decay_multipliers
 
 # DeiT / timm defaults used by Swin and PVTv2 (the recipes Sec. 5.1 cites).
 DEFAULTS = {
@@ -53,6 +54,7 @@ class Recipe:
     randaugment: bool = True
     erasing_prob: float = 0.25
     seed: int = 0
+    layer_decay: float = 1.0
 
     def __post_init__(self):
         """Raises a ``ValueError`` naming the first field out of its range."""
@@ -62,6 +64,8 @@ class Recipe:
                 checks.flag(name, value)
             elif field.type is int:
                 checks.int_at_least(name, value, 0 if field.name in ("warmup_epochs", "seed") else 1)
+            elif field.name == "layer_decay":  # 1: off; BEiT fine-tunes with 0.65-0.75
+                checks.number_in(name, value, 0, 1, low_open=True)
             elif field.name in _UNIT_INTERVALS:
                 checks.number_in(name, value, 0, 1, high_open=_UNIT_INTERVALS[field.name])
             else:  # rates, decays and Beta parameters: >= 0; the learning rate > 0
@@ -86,9 +90,17 @@ class Recipe:
             warmup_steps=warmup,
         )
 
-    def optimizer(self, steps_per_epoch):
+    def optimizer(self, steps_per_epoch, model=None):
         """AdamW on :meth:`schedule` with ``weight_decay``, biases and norm
-        scales/offsets left out of the decay."""
+        scales/offsets left out of the decay. With ``layer_decay < 1``, a
+        :class:`~keras_hiri.training.optimizer.LayerDecayAdamW` whose rates
+        decay from ``model``'s head to its stem (``model``: the HIRI-ViT)."""
+        if self.layer_decay < 1:
+            if model is None:
+                raise ValueError("Recipe.optimizer needs the model when layer_decay < 1 (its layers get "
+                                 f"their own rates). Received: layer_decay={self.layer_decay}, model=None")
+            return LayerDecayAdamW(self.schedule(steps_per_epoch), self.weight_decay,
+                                   layer_decay_multipliers(model, self.layer_decay))
         opt = keras.optimizers.AdamW(
             learning_rate=self.schedule(steps_per_epoch), weight_decay=self.weight_decay
         )

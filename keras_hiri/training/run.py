@@ -39,17 +39,20 @@ from keras_hiri.training.pipeline import EpochCounter, KeyedImageDataset
 from keras_hiri.training.recipe import Recipe
 
 
-def build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch, metrics=("accuracy",)):
+def build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch, metrics=("accuracy",),
+                  init_weights=None):
     """The student and its trainer, compiled with the recipe's optimizer.
 
     The trainer is :class:`~keras_hiri.EMADistillation`; with
     ``recipe.distillation=False`` its ``alpha`` is 1 (plain CutMix/MixUp
-    training, the teacher only tracked).
+    training, the teacher only tracked). ``init_weights`` (a registry name or
+    a weights file) starts the student from a checkpoint at any resolution;
+    a classifier of another width starts anew (fine-tuning to a new task).
     """
     keras.utils.set_random_seed(recipe.seed)
     student = HiriViT(
         variant, input_shape=(*image_size, 3), classes=num_classes,
-        drop_path_rate=recipe.drop_path_rate,
+        drop_path_rate=recipe.drop_path_rate, weights=init_weights, reset_head=init_weights is not None,
     )
     model = EMADistillation(
         student, alpha=recipe.alpha if recipe.distillation else 1.0,
@@ -57,7 +60,7 @@ def build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch, met
         cutmix_alpha=recipe.cutmix_alpha, label_smoothing=recipe.label_smoothing,
         seed=recipe.seed,
     )
-    model.compile(optimizer=recipe.optimizer(steps_per_epoch), metrics=list(metrics))
+    model.compile(optimizer=recipe.optimizer(steps_per_epoch, student), metrics=list(metrics))
     return model, student
 
 
@@ -101,44 +104,9 @@ def _inputs(train_data, val_data, image_size, recipe, num_classes, steps_per_epo
     return train_ds, val_ds, num_classes, steps_per_epoch, None
 
 
-def train(
-    variant,
-    train_data,
-    val_data,
-    image_size,
-    output_dir,
-    recipe=None,
-    num_classes=None,
-    steps_per_epoch=None,
-    verbose=1,
-    extra_callbacks=(),
-    augmentations=(),
-):
-    """Runs (or resumes) the recipe.
-
-    Args:
-        train_data: ``(uint8 images, int labels)`` arrays (keyed, exactly
-            resumable, no TensorFlow needed) or an unbatched ``tf.data.Dataset``
-            of ``(image, label)`` (then give ``num_classes`` and
-            ``steps_per_epoch``).
-        val_data: the same kind, or ``None``.
-        augmentations: extra image-augmentation layers after the recipe's
-            (see :class:`~keras_hiri.KeyedImageDataset` for arrays: Keras core
-            layers, keyed; :func:`keras_hiri.training.augmentation.train_pipeline` for
-            a ``tf.data`` set: Keras core or keras-cv layers).
-
-    Returns:
-        The ``keras.callbacks.History`` and the trained model (the trainer).
-    """
-    recipe = recipe or Recipe()
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "recipe.json"), "w") as f:
-        json.dump({"variant": str(variant), "image_size": list(image_size),
-                   **dataclasses.asdict(recipe)}, f, indent=1)
-    train_ds, val_ds, num_classes, steps_per_epoch, fit_steps = _inputs(
-        train_data, val_data, image_size, recipe, num_classes, steps_per_epoch, augmentations)
-    model, student = build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch)
-
+def _callbacks(output_dir, train_ds, extra_callbacks):
+    """The run's callbacks: the epoch counter of keyed batches, backup for
+    resuming, a checkpoint per epoch, the CSV log, TensorBoard where installed."""
     callbacks = [
         EpochCounter(*[train_ds] if isinstance(train_ds, KeyedImageDataset) else []),
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
@@ -152,6 +120,53 @@ def train(
     if extras.has_tensorboard():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
     os.makedirs(os.path.join(output_dir, "checkpoints"), exist_ok=True)
+    return callbacks
+
+
+def train(
+    variant,
+    train_data,
+    val_data,
+    image_size,
+    output_dir,
+    recipe=None,
+    num_classes=None,
+    steps_per_epoch=None,
+    verbose=1,
+    extra_callbacks=(),
+    augmentations=(),
+    init_weights=None,
+):
+    """Runs (or resumes) the recipe.
+
+    Args:
+        train_data: ``(uint8 images, int labels)`` arrays (keyed, exactly
+            resumable, no TensorFlow needed) or an unbatched ``tf.data.Dataset``
+            of ``(image, label)`` (then give ``num_classes`` and
+            ``steps_per_epoch``).
+        val_data: the same kind, or ``None``.
+        augmentations: extra image-augmentation layers after the recipe's
+            (see :class:`~keras_hiri.KeyedImageDataset` for arrays: Keras core
+            layers, keyed; :func:`keras_hiri.training.augmentation.train_pipeline` for
+            a ``tf.data`` set: Keras core or keras-cv layers).
+        init_weights: fine-tuning: a registry name or weights file the
+            student starts from (any resolution; a classifier of another
+            width starts anew). Pair it with ``recipe.layer_decay``.
+
+    Returns:
+        The ``keras.callbacks.History`` and the trained model (the trainer).
+    """
+    recipe = recipe or Recipe()
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "recipe.json"), "w") as f:
+        json.dump({"variant": str(variant), "image_size": list(image_size),
+                   **dataclasses.asdict(recipe)}, f, indent=1)
+    train_ds, val_ds, num_classes, steps_per_epoch, fit_steps = _inputs(
+        train_data, val_data, image_size, recipe, num_classes, steps_per_epoch, augmentations)
+    model, student = build_trainer(variant, image_size, num_classes, recipe, steps_per_epoch,
+                                   init_weights=init_weights)
+
+    callbacks = _callbacks(output_dir, train_ds, extra_callbacks)
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks,
         steps_per_epoch=fit_steps, verbose=verbose, shuffle=False,
