@@ -105,3 +105,46 @@ def test_segmenter_task_fits_and_round_trips_through_a_preset(tmp_path):
     np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(segmenter(x)), atol=1e-5)
     with pytest.raises(ValueError, match="static image_shape"):
         hub.HiriViTImageSegmenter(hub.HiriViTBackbone("tiny"), 3)
+
+
+def test_enable_lora_trains_only_the_attention_factors_and_round_trips(tmp_path):
+    backbone = hub.HiriViTBackbone("tiny", image_shape=SHAPE)
+    names = backbone.default_lora_layer_names()
+    assert names and all(name.endswith(("_attn_q", "_attn_kv")) for name in names)
+    assert len(names) == 2 * 3  # tiny: two Transformer blocks in stage 4, one in stage 5
+    backbone.enable_lora(4)
+    trainable = {w.path for w in backbone.trainable_weights}
+    # Keras' LoRA freezes the kernel; the layer's bias stays trainable (as in keras-hub's models).
+    assert trainable and all(path.endswith(("lora_kernel_a", "lora_kernel_b", "bias")) for path in trainable)
+    assert len(trainable) == 3 * len(names)
+    share = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights) / backbone.count_params()
+    assert 0 < share < 0.05
+    classifier = hub.HiriViTImageClassifier(backbone, num_classes=3)
+    classifier.compile(optimizer=keras.optimizers.SGD(0.1))
+    x, y = images(4, SHAPE), np.array([0, 1, 2, 0])
+    frozen = [to_numpy(w).copy() for w in backbone.non_trainable_weights]
+    classifier.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    for w, before in zip(backbone.non_trainable_weights, frozen):
+        if "moving_" not in w.path:  # BatchNorm statistics are not trained weights
+            np.testing.assert_array_equal(to_numpy(w), before, err_msg=w.path)
+    path = str(tmp_path / "lora.keras")
+    classifier.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(restored.predict(x, verbose=0)),
+                               to_numpy(classifier.predict(x, verbose=0)), atol=1e-5)
+
+
+def test_classifier_for_a_new_task_keeps_the_head_and_fine_tunes_with_lora(preset_path):
+    reference = hub.HiriViTImageClassifier.from_preset(PRESET)
+    classifier = hub.HiriViTImageClassifier.from_preset(PRESET, num_classes=4)
+    assert classifier.get_layer("predictions").units == 4
+    for new, old in ((classifier.get_layer("head"), reference.get_layer("head")),
+                     (classifier.get_layer("head_norm"), reference.get_layer("head_norm")),
+                     (classifier.backbone.get_layer("stem"), reference.backbone.get_layer("stem"))):
+        for a, b in zip(new.weights, old.weights):
+            np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
+    classifier.enable_lora(4)
+    groups = {w.path.split("/")[0] for w in classifier.trainable_weights}
+    assert groups == {"head", "predictions", "stage4_block1", "stage4_block2", "stage5_block1"}
+    share = sum(int(np.prod(w.shape)) for w in classifier.trainable_weights) / classifier.count_params()
+    assert share < 0.05

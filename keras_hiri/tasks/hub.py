@@ -24,7 +24,9 @@ import tempfile
 
 import keras
 
-from keras_hiri import builder
+from keras_hiri import builder, naming
+from keras_hiri.layers.blocks import MultiHeadSelfAttention
+from keras_hiri.layers.composite import model_layers
 from keras_hiri.io import weights as weights_lib
 from keras_hiri.tasks import segmentation
 from keras_hiri import variants as variants_lib
@@ -124,6 +126,14 @@ class HiriViTBackbone(_RegistryPresets, keras_hub.models.FeaturePyramidBackbone)
         """The :class:`~keras_hiri.HiriViTConfig` of this backbone."""
         return _hiri_config(self.variant)
 
+    def default_lora_layer_names(self):
+        """The layers keras-hub's ``enable_lora(rank)`` turns into LoRA layers:
+        the query (``q``) and the fused key-value (``kv``) projection of every
+        self-attention (stages 4-5). Everything else is frozen, so with a new
+        head only the LoRA factors and the head train."""
+        return [dense.name for layer in model_layers(self) if isinstance(layer, MultiHeadSelfAttention)
+                for dense in (layer.q, layer.kv)]
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -194,6 +204,34 @@ class HiriViTImageClassifier(_RegistryPresets, keras_hub.models.ImageClassifier)
         self.activation = activation
         self.pooling = "class_attention"
         self.dropout = 0.0
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """keras-hub's ``from_preset`` (``preset`` may be a registry name). With
+        another ``num_classes`` than the preset's, keras-hub loads the backbone
+        only; here the class-attention head and its norm load too (they do not
+        depend on the classes) and only the classifier starts anew, as
+        ``keras_hiri.HiriViT(weights=..., reset_head=True)`` does."""
+        task = super().from_preset(preset, load_weights=load_weights, **kwargs)
+        if load_weights and "num_classes" in kwargs:
+            source = super().from_preset(preset, load_weights=True)
+            if source.num_classes != task.num_classes:
+                for name in (naming.HEAD, naming.HEAD_NORM):
+                    task.get_layer(name).set_weights(source.get_layer(name).get_weights())
+        return task
+
+    def enable_lora(self, rank):
+        """LoRA fine-tuning of the whole classifier: ``backbone.enable_lora(rank)``
+        (the attention's query and key-value projections), the same on the
+        class-attention head's attention, everything else frozen but the
+        classifier, which trains fully (a new task's head)."""
+        self.backbone.enable_lora(rank)
+        for name in (naming.HEAD, naming.HEAD_NORM):
+            self.get_layer(name).trainable = False
+        attention = self.get_layer(naming.HEAD).attn
+        for dense in (attention.q, attention.kv):
+            dense.trainable = True
+            dense.enable_lora(rank)
 
     def get_config(self):
         config = keras_hub.models.Task.get_config(self)
