@@ -8,13 +8,22 @@ Side by side in one run, per backend, each model in a fresh process:
 * ``distill``: ``keras_hiri.EMADistillation`` on the same HIRI-ViT-S (CutMix /
   MixUp, the EMA teacher's class maps, the EMA fold: the paper's step).
 
+* ``remat``: the plain step of HIRI-ViT-S built with ``remat=True``
+  (gradient checkpointing: the stem, downsampling layers and blocks recomputed
+  in the backward pass);
 * ``paired``: the plain and the distillation step of S@448 in one process,
   timed alternately (drift of a shared machine hits both alike).
+
+Peak MiB: the process's peak resident memory during the timed steps (counted
+from after warm-up: the compiled step, weights, optimizer state, activations
+and gradients), above what it held before the model existed.
 
 Printed ratios (targets from the issue):
   D        = time(distill step, S@448) / time(plain step, S@448)  target <= 1.4
   D_paired = the same from the paired process (the fairer pairing) target <= 1.4
   R        = train thr(S@448) / train thr(ConvNeXtTiny@224)       (reported)
+  M_remat  = peak MiB(remat step) / peak MiB(plain step), S@448    (reported)
+  T_remat  = time(remat step) / time(plain step), S@448           (reported)
 
     python benchmarks/train_step.py                    # all backends
     python benchmarks/train_step.py --backends torch --repeats 3
@@ -28,14 +37,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    add_process_arguments, generic_ops, benchmark_parser, process_settings, run_and_report, run_worker,
-    speed_settings, worker_spec,
+    add_process_arguments, generic_ops, benchmark_parser, peak_rss_mib, process_settings, reset_peak_rss,
+    rss_mib, run_and_report, run_worker, speed_settings, worker_spec,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROWS = [
     ("S", 448, "plain"),
     ("S", 448, "distill"),
+    ("S", 448, "remat"),
     ("ConvNeXtTiny", 224, "plain"),
     ("S", 448, "paired"),
 ]
@@ -52,7 +62,8 @@ def _trainable(model_name, step, size):
         model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(size, size, 3))
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
         return model
-    model = keras_hiri.HiriViT(model_name, input_shape=(size, size, 3), drop_path_rate=0.1)
+    model = keras_hiri.HiriViT(model_name, input_shape=(size, size, 3), drop_path_rate=0.1,
+                               remat=step == "remat")
     if step == "distill":
         model = keras_hiri.EMADistillation(model, alpha=0.5, seed=0)
         model.compile(optimizer=optimizer)
@@ -72,6 +83,7 @@ def measure(spec):
     import numpy as np
 
     keras.utils.set_random_seed(0)
+    before_model = rss_mib()
     size, batch = spec["resolution"], spec["batch"]
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
@@ -84,12 +96,14 @@ def measure(spec):
         for _ in range(spec["warmup"]):
             model.train_on_batch(x, y)
     first = time.perf_counter() - start
+    reset_peak_rss()
     times = {step: [] for step in steps}
     for _ in range(spec["repeats"]):  # paired: alternate single timed steps
         for step, model in models.items():
             times[step].append(_timed_step(model, x, y))
     medians = {step: statistics.median(t) for step, t in times.items()}
-    result = {**spec, "backend": keras.backend.backend(), "warmup_s": first}
+    result = {**spec, "backend": keras.backend.backend(), "warmup_s": first,
+              "peak_mib": peak_rss_mib() - before_model}
     if spec["step"] == "paired":
         return {**result, **{f"{k}_s": v for k, v in medians.items()},
                 "D_paired": medians["distill"] / medians["plain"]}
@@ -117,19 +131,20 @@ def _target(d):
 
 def markdown(all_results, batch):
     backends = list(all_results)
-    lines = ["| model | input | step | " + " | ".join(f"{b} img/s | {b} s/step" for b in backends) + " |",
-             "|---|---|---|" + "---|" * (2 * len(backends))]
+    lines = ["| model | input | step | " + " | ".join(f"{b} img/s | {b} s/step | {b} peak MiB" for b in backends)
+             + " |", "|---|---|---|" + "---|" * (3 * len(backends))]
     for model, resolution, step in ROWS:
         if step == "paired":
             continue  # a ratio, below
         cells = []
         for b in backends:
             r = _find(all_results[b], model, step)
-            cells += ["failed", "-"] if r is None else [f"{r['images_per_s']:.2f}", f"{r['median_s']:.2f}"]
+            cells += ["failed", "-", "-"] if r is None else [f"{r['images_per_s']:.2f}", f"{r['median_s']:.2f}",
+                                                             f"{r['peak_mib']:.0f}"]
         lines.append(f"| {model} | {resolution} | {step} | " + " | ".join(cells) + " |")
     lines += ["", "| ratio | definition | target | " + " | ".join(backends) + " |",
               "|---|---|---|" + "---|" * len(backends)]
-    d_cells, r_cells, paired_cells = [], [], []
+    d_cells, r_cells, paired_cells, m_cells, t_cells = [], [], [], [], []
     for b in backends:
         paired = _find(all_results[b], "S", "paired")
         paired_cells.append("-" if paired is None else _target(paired["D_paired"]))
@@ -141,12 +156,19 @@ def markdown(all_results, batch):
         else:
             d_cells.append("-")
         r_cells.append(f"{plain['images_per_s'] / peer['images_per_s']:.2f}" if plain and peer else "-")
+        remat = _find(all_results[b], "S", "remat")
+        m_cells.append(f"{remat['peak_mib'] / plain['peak_mib']:.2f}" if plain and remat else "-")
+        t_cells.append(f"{remat['median_s'] / plain['median_s']:.2f}" if plain and remat else "-")
     lines.append("| D | time(distill step, S@448) / time(plain step, S@448) | <= 1.4 | "
                  + " | ".join(d_cells) + " |")
     lines.append("| D_paired | the same, the two steps alternated in one process | <= 1.4 | "
                  + " | ".join(paired_cells) + " |")
     lines.append("| R | train thr(S@448) / train thr(ConvNeXtTiny@224) | (reported) | "
                  + " | ".join(r_cells) + " |")
+    lines.append("| M_remat | peak MiB(remat step) / peak MiB(plain step), S@448 | (reported) | "
+                 + " | ".join(m_cells) + " |")
+    lines.append("| T_remat | time(remat step) / time(plain step), S@448 | (reported) | "
+                 + " | ".join(t_cells) + " |")
     first = next(r for rs in all_results.values() for r in rs)
     lines += ["", f"batch {batch}, AdamW, median of {first['repeats']} steps after "
                   f"{first['warmup']} warm-up steps (Keras' default compile per backend)"

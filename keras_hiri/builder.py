@@ -4,6 +4,7 @@ Follows ``keras.applications``: the same arguments, validation before any layer
 exists, preprocessing inside the model, deterministic layer names.
 """
 
+import contextlib
 import inspect
 
 import keras
@@ -70,6 +71,7 @@ def HiriViT(
     reset_head=False,
     data_format=None,
     dtype=None,
+    remat=False,
 ):
     config = _variant_config(variant, block_types, stem, downsample)
     input_shape, data_format = checks.model_arguments(
@@ -85,18 +87,17 @@ def HiriViT(
     )
     letter = variants_lib.variant_name(config)
     name = name or (f"hiri_vit_{letter.lower()}" if letter else "hiri_vit_custom")
-    if input_tensor is None:
-        inputs = x = keras.Input(shape=input_shape, name="images")
-    else:
-        inputs = keras.utils.get_source_inputs(input_tensor)
-        inputs, x = (inputs[0] if len(inputs) == 1 else inputs), input_tensor
+    inputs, x = _inputs(input_tensor, input_shape)
     if data_format == "channels_first":
         # Every layer computes channels-last; the layout changes once here
         # (and back once for a 4-D backbone output and the pyramid levels).
         x = keras.layers.Permute((2, 3, 1), name=naming.TO_CHANNELS_LAST, dtype=dtype)(x)
     if include_preprocessing and hwc[-1] == 3:
         x = imagenet_normalization(naming.PREPROCESSING, dtype)(x)
-    x = _backbone(x, config, config.stage_specs(hwc[:2], pin_late_grids), drop_path_rate, dtype)
+    specs = config.stage_specs(hwc[:2], pin_late_grids)
+    with keras.RematScope(mode="list_of_layers", layer_names=remat_layer_names(specs)) if remat \
+            else contextlib.nullcontext():
+        x = _backbone(x, config, specs, drop_path_rate, dtype)
     if include_top:
         x = classification_top(x, config, classes, classifier_activation, dtype)
     else:
@@ -122,6 +123,26 @@ def _load_checkpoint(model, checkpoint, config, source_args):
                        **source_args)
 
     weights_lib.load_into(model, path, stored_classes, build_source)
+
+
+def _inputs(input_tensor, input_shape):
+    """The model's inputs and the tensor the network starts from."""
+    if input_tensor is None:
+        inputs = keras.Input(shape=input_shape, name="images")
+        return inputs, inputs
+    inputs = keras.utils.get_source_inputs(input_tensor)
+    return (inputs[0] if len(inputs) == 1 else inputs), input_tensor
+
+
+def remat_layer_names(specs):
+    """The layers ``remat=True`` recomputes in the backward pass: the stem, each
+    downsampling and each block (their sub-layers run inside them)."""
+    names = [naming.STEM]
+    for spec in specs:
+        if spec.downsample is not None:
+            names.append(naming.downsample(spec.stage))
+        names += [naming.block(spec.stage, j) for j in range(1, spec.depth + 1)]
+    return names
 
 
 def _backbone_output(x, pooling, data_format, dtype):
@@ -198,6 +219,11 @@ _ARGS_DOC = """        input_shape: ``(height, width, 3)`` (``(3, height, width)
             A backbone (``include_top=False``, no weights) with 1, 4 or any
             other number of channels skips it, as keras.applications does.
         drop_path_rate: stochastic-depth rate, linear over all blocks.
+        remat: gradient checkpointing: the stem, the downsampling layers and
+            the blocks keep only their inputs for the backward pass and
+            recompute the rest there (``keras.RematScope``; any backend).
+            Less training memory for more time; outputs and gradients are the
+            same. Not saved with the model (a training choice).
         pin_late_grids: run stages 3-5 on at least the 448 grids (28, 14, 7),
             as the paper's 224/384 numbers require (``docs/DESIGN.md``): the
             second IRDS-a keeps stride 1 when the stage-2 grid is already 28,

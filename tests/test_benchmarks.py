@@ -256,11 +256,14 @@ def test_train_step_worker_builds_under_its_generic_ops(monkeypatch):
 def test_train_step_table_and_ratios(monkeypatch):
     train_step = load_script("benchmarks", "train_step")
     rows = lambda plain, distill, peer: [  # noqa: E731
-        {"model": "S", "step": "plain", "median_s": plain, "images_per_s": 8 / plain, "repeats": 3, "warmup": 2},
+        {"model": "S", "step": "plain", "median_s": plain, "images_per_s": 8 / plain, "repeats": 3, "warmup": 2,
+         "peak_mib": 1000.0},
         {"model": "S", "step": "distill", "median_s": distill, "images_per_s": 8 / distill, "repeats": 3,
-         "warmup": 2},
+         "warmup": 2, "peak_mib": 1500.0},
+        {"model": "S", "step": "remat", "median_s": 1.25 * plain, "images_per_s": 8 / plain / 1.25, "repeats": 3,
+         "warmup": 2, "peak_mib": 600.0},
         {"model": "ConvNeXtTiny", "step": "plain", "median_s": peer, "images_per_s": 8 / peer, "repeats": 3,
-         "warmup": 2},
+         "warmup": 2, "peak_mib": 900.0},
         {"model": "S", "step": "paired", "plain_s": plain, "distill_s": 1.3 * plain, "D_paired": 1.3,
          "repeats": 3, "warmup": 2},
     ]
@@ -269,6 +272,9 @@ def test_train_step_table_and_ratios(monkeypatch):
     assert "paired" not in table.split("| ratio |")[0]  # not a throughput row
     assert "| D | time(distill step, S@448) / time(plain step, S@448) | <= 1.4 | 1.20 (met) | 1.50 (missed) |" in table
     assert "| R | train thr(S@448) / train thr(ConvNeXtTiny@224) | (reported) | 0.50 | 2.00 |" in table
+    assert "| M_remat | peak MiB(remat step) / peak MiB(plain step), S@448 | (reported) | 0.60 | 0.60 |" in table
+    assert "| T_remat | time(remat step) / time(plain step), S@448 | (reported) | 1.25 | 1.25 |" in table
+    assert "| S | 448 | remat | 3.20 | 2.50 | 600 |" in table
     assert "MALLOC_TRIM_THRESHOLD_" not in table
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")  # non-default allocator: the footer says so
     assert train_step.markdown({"jax": rows(2.0, 2.4, 1.0)}, batch=8).endswith(

@@ -322,3 +322,29 @@ def test_variant_shortcuts_take_hiri_vit_arguments_but_variant():
     for shortcut in (keras_hiri.HiriViTS, keras_hiri.HiriViTB, keras_hiri.HiriViTL):
         assert list(inspect.signature(shortcut).parameters.values()) == full[1:]
         assert shortcut.__name__.startswith("HiriViT") and "Table I" in shortcut.__doc__
+
+
+def test_remat_trains_exactly_as_without_it():
+    """remat=True: one SGD step with drop-path gives the same weights, BatchNorm
+    statistics and seed states as without it (the backward pass recomputes the
+    forward pass's masks and does not update the statistics twice)."""
+    x = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    y = np.array([0, 1, 2, 3])
+    states, start = {}, None
+    for remat in (False, True):
+        keras.utils.set_random_seed(0)
+        model = tiny_model(input_shape=(64, 64, 3), classes=4, drop_path_rate=0.3, remat=remat)
+        if remat:
+            model.set_weights(start)
+        else:
+            start = model.get_weights()
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        model.train_on_batch(x, y)
+        states[remat] = [(v.path, to_numpy(v)) for v in model.variables]
+    assert builder.remat_layer_names(TINY.stage_specs((64, 64))) == [
+        "stem", "stage1_block1", "stage2_downsample", "stage2_block1", "stage3_downsample", "stage3_block1",
+        "stage4_downsample", "stage4_block1", "stage4_block2", "stage5_downsample", "stage5_block1"]
+    for (path, plain), (_, rematerialized) in zip(states[False], states[True]):
+        np.testing.assert_allclose(rematerialized, plain, rtol=1e-4, atol=1e-6, err_msg=path)
+    seeds = [value for path, value in states[True] if "seed_generator_state" in path]
+    assert seeds and {int(value[-1]) for value in seeds} == {1, 2}  # a draw per branch, none re-drawn

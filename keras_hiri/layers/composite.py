@@ -50,6 +50,43 @@ class CompositeLayer(keras.layers.Layer):
             shape = layer.compute_output_shape(shape)
         return shape
 
+    def rematerialized_call(self, layer_call, *args, **kwargs):
+        """Keras' rematerialization (``keras.RematScope``), made exact for a
+        layer with state.
+
+        The recomputed function takes the tensors only: ``training`` and other
+        Python options are closed over (JAX's checkpoint would trace them, and
+        BatchNormalization branches on ``training``). It starts by restoring
+        the layer's non-trainable state (BatchNorm statistics, the drop-path
+        seed) to what the forward pass started from: TensorFlow and PyTorch
+        re-run the Python function in the backward pass, which would otherwise
+        draw another drop-path mask and update the statistics twice. The state
+        it ends with is returned and assigned outside the recomputed function
+        (JAX's checkpoint refuses values that leave it otherwise).
+        """
+        if super().rematerialized_call(layer_call, *args, **kwargs) is layer_call:
+            return layer_call  # not rematerialized
+        state = self.non_trainable_variables
+
+        def call(*tensors, **options):
+            names = [k for k, v in options.items() if keras.ops.is_tensor(v)]
+            python = {k: v for k, v in options.items() if k not in names}
+            count = len(tensors) + len(names)
+
+            def recompute(*flat):
+                for variable, value in zip(state, flat[count:]):
+                    variable.assign(value)
+                outputs = layer_call(*flat[:len(tensors)], **python, **dict(zip(names, flat[len(tensors):count])))
+                return outputs, [keras.ops.copy(variable.value) for variable in state]
+
+            start = [keras.ops.copy(variable.value) for variable in state]
+            outputs, end = keras.remat(recompute)(*tensors, *(options[k] for k in names), *start)
+            for variable, value in zip(state, end):  # returned, not left inside (JAX's checkpoint)
+                variable.assign(value)
+            return outputs
+
+        return call
+
     @classmethod
     def foldable(cls):
         """Whether the class can have BNs folded (it overrides :meth:`bn_folds`)."""
