@@ -148,3 +148,37 @@ def test_classifier_for_a_new_task_keeps_the_head_and_fine_tunes_with_lora(prese
     assert groups == {"head", "predictions", "stage4_block1", "stage4_block2", "stage5_block1"}
     share = sum(int(np.prod(w.shape)) for w in classifier.trainable_weights) / classifier.count_params()
     assert share < 0.05
+
+
+def test_classifier_preset_predicts_from_raw_images_of_any_size(preset_path):
+    """keras-hub's flow: ImageClassifier.from_preset(preset).predict(uint8 images of
+    any size) gives the scores of keras_hiri.HiriViT on the converted images."""
+    classifier = keras_hub.models.ImageClassifier.from_preset(preset_path)
+    assert isinstance(classifier.preprocessor, hub.HiriViTImageClassifierPreprocessor)
+    converter = classifier.preprocessor.image_converter
+    assert converter.image_size == (64, 64) and converter.crop_pct == 0.875
+    raw = np.random.default_rng(0).integers(0, 256, (3, 90, 120, 3)).astype("uint8")
+    scores = to_numpy(classifier.predict(raw, verbose=0))
+    resized = to_numpy(converter(raw))
+    assert resized.shape == (3, 64, 64, 3) and resized.max() > 1.5  # [0, 255]: the model normalises
+    reference = keras_hiri.HiriViT("tiny", input_shape=SHAPE, classes=10, classifier_activation=None,
+                                   weights=PRESET)
+    np.testing.assert_allclose(scores, to_numpy(reference(resized)), atol=1e-4)
+
+
+def test_converter_crops_as_the_recipe_evaluates():
+    tf = pytest.importorskip("tensorflow")
+    from keras_hiri.training import augmentation, data
+
+    photos, _, _ = data.photo_patches("validation", patch_size=96, per_class=1)
+    image = photos[3][:, :80]  # 96 x 80: not square
+    converter = hub.HiriViTImageConverter(image_size=(64, 64))
+    mine = to_numpy(converter(image[None]))[0]
+    recipe = augmentation.eval_transform(tf.constant(image), (64, 64)).numpy()
+    assert np.abs(mine - recipe).mean() < 4.0  # of 255: the same crop, resampled in another order
+    with pytest.raises(ValueError, match="takes no scale"):
+        hub.HiriViTImageConverter(image_size=(64, 64), scale=1 / 255)
+    with pytest.raises(ValueError, match=r"crop_pct must be in \(0, 1\]"):
+        hub.HiriViTImageConverter(image_size=(64, 64), crop_pct=0)
+    revived = hub.HiriViTImageConverter.from_config(converter.get_config())
+    assert (revived.image_size, revived.crop_pct) == ((64, 64), 0.875)

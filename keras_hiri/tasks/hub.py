@@ -24,7 +24,8 @@ import tempfile
 
 import keras
 
-from keras_hiri import builder, naming
+from keras_hiri import builder, checks, naming
+from keras_hiri.training.recipe import DEFAULTS
 from keras_hiri.layers.blocks import MultiHeadSelfAttention
 from keras_hiri.layers.composite import model_layers
 from keras_hiri.io import weights as weights_lib
@@ -40,6 +41,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised without the
     ) from error
 
 STAMP = "keras_hiri.json"  # registry name and checkpoint sha256 of a cached preset
+PRESET_FORMAT = 2  # 2: the preset carries its preprocessor (resolution and evaluation crop)
 PRESETS_CACHE = os.path.join(os.path.expanduser("~"), ".keras", "keras_hiri", "presets")
 
 
@@ -161,6 +163,79 @@ def _check_level_strides(encoder, image_shape, pin_late_grids):
 
 
 @keras.saving.register_keras_serializable(package="keras_hiri")
+class HiriViTImageConverter(keras_hub.layers.ImageConverter):
+    """keras-hub's image converter for HIRI-ViT: the evaluation crop, no normalisation.
+
+    An image of any size becomes the model's ``image_size`` the way the
+    recipe evaluates (:func:`keras_hiri.training.augmentation.eval_transform`):
+    its central square, resized so that ``image_size / crop_pct`` covers it,
+    then the central ``image_size`` (``crop_pct=1``: the central square,
+    resized). Pixel values stay ``[0, 255]``: the model normalises them itself
+    (``include_preprocessing=True``), so the converter has no ``scale`` or
+    ``offset`` and refuses them (one owner of the normalisation).
+
+    Args:
+        image_size: ``(height, width)`` of the output (``None``: no resizing).
+        crop_pct: the share of the resized image kept, in ``(0, 1]``
+            (default: the recipe's 0.875).
+        interpolation, antialias, data_format: as keras-hub's ``ImageConverter``.
+    """
+
+    backbone_cls = HiriViTBackbone
+
+    def __init__(self, image_size=None, crop_pct=DEFAULTS["crop_pct"], interpolation="bilinear",
+                 antialias=True, **kwargs):
+        for name in ("scale", "offset"):
+            if kwargs.pop(name, None) is not None:
+                raise ValueError(
+                    f"HiriViTImageConverter takes no {name}: HIRI-ViT normalises [0, 255] RGB inside the "
+                    "model (include_preprocessing=True), so the converter only resizes and crops."
+                )
+        kwargs.pop("crop_to_aspect_ratio", None)
+        super().__init__(image_size=image_size, crop_to_aspect_ratio=True, interpolation=interpolation,
+                         antialias=antialias, **kwargs)
+        checks.number_in("crop_pct", crop_pct, 0, 1, low_open=True, owner="HiriViTImageConverter")
+        self.crop_pct = float(crop_pct)
+        self.enlarge = keras.layers.Resizing(1, 1, crop_to_aspect_ratio=True, interpolation=interpolation,
+                                             antialias=antialias, data_format=self.data_format,
+                                             dtype=self.dtype_policy, name="enlarge")
+        self.center_crop = keras.layers.CenterCrop(1, 1, data_format=self.data_format,
+                                                   dtype=self.dtype_policy, name="center_crop")
+
+    def call(self, inputs):
+        if self.image_size is None or self.crop_pct == 1.0:
+            return super().call(inputs)
+        height, width = self.image_size
+        self.enlarge.height, self.enlarge.width = round(height / self.crop_pct), round(width / self.crop_pct)
+        self.center_crop.height, self.center_crop.width = height, width
+        return super().call(self.center_crop(self.enlarge(inputs)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(crop_pct=self.crop_pct)
+        for name in ("scale", "offset", "crop_to_aspect_ratio"):
+            config.pop(name, None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_hiri")
+class HiriViTImageClassifierPreprocessor(keras_hub.models.ImageClassifierPreprocessor):
+    """keras-hub's classifier preprocessor with :class:`HiriViTImageConverter`."""
+
+    backbone_cls = HiriViTBackbone
+    image_converter_cls = HiriViTImageConverter
+
+
+@keras.saving.register_keras_serializable(package="keras_hiri")
+class HiriViTImageSegmenterPreprocessor(keras_hub.models.ImageSegmenterPreprocessor):
+    """keras-hub's segmenter preprocessor with :class:`HiriViTImageConverter`
+    (use ``crop_pct=1``: the masks are resized with the images, nearest-neighbour)."""
+
+    backbone_cls = HiriViTBackbone
+    image_converter_cls = HiriViTImageConverter
+
+
+@keras.saving.register_keras_serializable(package="keras_hiri")
 class HiriViTImageClassifier(_RegistryPresets, keras_hub.models.ImageClassifier):
     """A HIRI-ViT classifier as a keras-hub ``ImageClassifier`` task: the
     backbone, then the paper's class-attention head, its LayerNorm and the
@@ -170,8 +245,10 @@ class HiriViTImageClassifier(_RegistryPresets, keras_hub.models.ImageClassifier)
     Args:
         backbone: a :class:`HiriViTBackbone`.
         num_classes: classifier width.
-        preprocessor: optional keras-hub preprocessor (the backbone already
-            normalises ``[0, 255]`` RGB itself).
+        preprocessor: optional :class:`HiriViTImageClassifierPreprocessor`
+            (resizing and the evaluation crop; the backbone normalises
+            ``[0, 255]`` RGB itself). Registry presets carry one at their
+            resolution, so ``predict`` takes images of any size.
         activation: activation of the predictions (``None``: logits, the
             keras-hub default; ``"softmax"`` as ``keras_hiri.HiriViT``).
         head_dtype: dtype policy of the class-attention head (default: the
@@ -179,7 +256,7 @@ class HiriViTImageClassifier(_RegistryPresets, keras_hub.models.ImageClassifier)
     """
 
     backbone_cls = HiriViTBackbone
-    preprocessor_cls = None
+    preprocessor_cls = HiriViTImageClassifierPreprocessor
 
     def __init__(self, backbone, num_classes, preprocessor=None, activation=None,
                  head_dtype=None, **kwargs):
@@ -257,7 +334,7 @@ class HiriViTImageSegmenter(_RegistryPresets, keras_hub.models.ImageSegmenter):
     """
 
     backbone_cls = HiriViTBackbone
-    preprocessor_cls = None
+    preprocessor_cls = HiriViTImageSegmenterPreprocessor
 
     def __init__(self, backbone, num_classes, fpn_channels=128, head_channels=64,
                  preprocessor=None, **kwargs):
@@ -321,7 +398,9 @@ def preset_dir(name, cache_dir=None):
         classifier_activation=None, weights=path,
     )
     backbone = HiriViTBackbone(entry["variant"])
-    classifier = HiriViTImageClassifier(backbone, num_classes=entry["classes"])
+    side = entry["resolution"]
+    preprocessor = HiriViTImageClassifierPreprocessor(HiriViTImageConverter(image_size=(side, side)))
+    classifier = HiriViTImageClassifier(backbone, num_classes=entry["classes"], preprocessor=preprocessor)
     by_name = {layer.name: layer for layer in source.layers}
     targets = [layer for layer in [*backbone.layers, *classifier.layers]
                if layer.weights and layer is not backbone]
@@ -337,7 +416,7 @@ def preset_dir(name, cache_dir=None):
     try:
         classifier.save_to_preset(tmp)
         with open(os.path.join(tmp, STAMP), "w") as f:
-            json.dump({"registry_name": name, "sha256": digest,
+            json.dump({"registry_name": name, "sha256": digest, "format": PRESET_FORMAT,
                        "class_names": entry.get("class_names")}, f, indent=1)
         if os.path.exists(target) and not _stamped(target, digest):
             shutil.rmtree(target, ignore_errors=True)  # stale: another checkpoint
@@ -355,7 +434,8 @@ def _stamped(directory, digest):
     """Whether ``directory`` is a complete preset of the checkpoint ``digest``."""
     try:
         with open(os.path.join(directory, STAMP)) as f:
-            return json.load(f).get("sha256") == digest
+            stamp = json.load(f)
+        return stamp.get("sha256") == digest and stamp.get("format") == PRESET_FORMAT
     except (OSError, ValueError):
         return False
 
