@@ -182,3 +182,16 @@ def test_converter_crops_as_the_recipe_evaluates():
         hub.HiriViTImageConverter(image_size=(64, 64), crop_pct=0)
     revived = hub.HiriViTImageConverter.from_config(converter.get_config())
     assert (revived.image_size, revived.crop_pct) == ((64, 64), 0.875)
+
+
+def test_segmenter_preprocessor_resizes_images_and_masks_alike():
+    converter = hub.HiriViTImageConverter(image_size=(64, 64), crop_pct=1.0)
+    preprocessor = hub.HiriViTImageSegmenterPreprocessor(converter)
+    assert hub.HiriViTImageSegmenter.preprocessor_cls is hub.HiriViTImageSegmenterPreprocessor
+    images_, masks = images(2, (80, 96, 3)), np.zeros((2, 80, 96, 1), "int32")
+    masks[:, :, 48:] = 2  # the right half
+    x, y = preprocessor(images_, masks)
+    assert tuple(x.shape) == (2, 64, 64, 3) and tuple(y.shape) == (2, 64, 64, 1)
+    y = to_numpy(y)
+    assert set(np.unique(y)) == {0, 2}  # nearest-neighbour: no blended labels
+    assert (y[:, :, :30] == 0).all() and (y[:, :, 34:] == 2).all()  # the central square, halves kept

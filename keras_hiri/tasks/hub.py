@@ -229,10 +229,14 @@ class HiriViTImageClassifierPreprocessor(keras_hub.models.ImageClassifierPreproc
 @keras.saving.register_keras_serializable(package="keras_hiri")
 class HiriViTImageSegmenterPreprocessor(keras_hub.models.ImageSegmenterPreprocessor):
     """keras-hub's segmenter preprocessor with :class:`HiriViTImageConverter`
-    (use ``crop_pct=1``: the masks are resized with the images, nearest-neighbour)."""
+    (use ``crop_pct=1``). Masks are resized with the images (nearest-neighbour)
+    unless ``resize_output_mask=False``."""
 
     backbone_cls = HiriViTBackbone
     image_converter_cls = HiriViTImageConverter
+
+    def __init__(self, image_converter=None, resize_output_mask=True, **kwargs):
+        super().__init__(image_converter=image_converter, resize_output_mask=resize_output_mask, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_hiri")
