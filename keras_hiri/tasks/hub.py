@@ -17,19 +17,14 @@ registered::
         num_classes=3)
 """
 
-import json
-import os
-import shutil
-import tempfile
-
 import keras
 
 from keras_hiri import builder, checks, naming
 from keras_hiri.training.recipe import DEFAULTS
 from keras_hiri.layers.blocks import MultiHeadSelfAttention
 from keras_hiri.layers.composite import model_layers
-from keras_hiri.io import weights as weights_lib
 from keras_hiri.tasks import segmentation
+from keras_hiri.tasks.hub_presets import PRESETS_CACHE, local_preset, preset_dir, presets  # noqa: F401
 from keras_hiri import variants as variants_lib
 
 try:
@@ -39,10 +34,6 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised without the
         "keras_hiri.tasks.hub needs keras-hub, which is not installed. Install the "
         'extra: pip install "keras-hiri[hub]"'
     ) from error
-
-STAMP = "keras_hiri.json"  # registry name and checkpoint sha256 of a cached preset
-PRESET_FORMAT = 2  # 2: the preset carries its preprocessor (resolution and evaluation crop)
-PRESETS_CACHE = os.path.join(os.path.expanduser("~"), ".keras", "keras_hiri", "presets")
 
 
 def _hiri_config(variant):
@@ -67,7 +58,7 @@ class _RegistryPresets:
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
         """keras-hub's ``from_preset``; ``preset`` may also be a registry name."""
-        return super().from_preset(_local_preset(preset), load_weights=load_weights, **kwargs)
+        return super().from_preset(local_preset(preset), load_weights=load_weights, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_hiri")
@@ -365,88 +356,3 @@ class HiriViTImageSegmenter(_RegistryPresets, keras_hub.models.ImageSegmenter):
         config.update(num_classes=self.num_classes, fpn_channels=self.fpn_channels,
                       head_channels=self.head_channels)
         return config
-
-
-# ------------------------------------------------------------------ presets
-def presets():
-    """``{name: description}`` of the registry checkpoints, each a preset."""
-    return {
-        name: (f"HIRI-ViT-{entry['variant']} trained on {entry['dataset']} at "
-               f"{entry['resolution']}x{entry['resolution']}, {entry['classes']} classes")
-        for name, entry in weights_lib.registry().items()
-    }
-
-
-def preset_dir(name, cache_dir=None):
-    """A local keras-hub preset directory of registry checkpoint ``name``.
-
-    Written once (from the hash-checked checkpoint) under ``cache_dir``
-    (default ``~/.keras/keras_hiri/presets``): an :class:`HiriViTImageClassifier`
-    task with its backbone, so that ``keras_hub.models.Backbone.from_preset``,
-    ``keras_hub.models.ImageClassifier.from_preset`` and the classes here load
-    it. Nothing is downloaded.
-    """
-    registry = weights_lib.registry()
-    if name not in registry:
-        raise ValueError(
-            f"Unknown HIRI-ViT preset {name!r}. Available: {sorted(registry)}"
-        )
-    entry = registry[name]
-    path = weights_lib.fetch(name)  # hash-checked against the registry's sha256
-    digest = entry["sha256"]
-    target = os.path.join(cache_dir or PRESETS_CACHE, name)
-    if _stamped(target, digest):
-        return target
-    source = builder.HiriViT(
-        entry["variant"], input_shape=(None, None, 3), classes=entry["classes"],
-        classifier_activation=None, weights=path,
-    )
-    backbone = HiriViTBackbone(entry["variant"])
-    side = entry["resolution"]
-    preprocessor = HiriViTImageClassifierPreprocessor(HiriViTImageConverter(image_size=(side, side)))
-    classifier = HiriViTImageClassifier(backbone, num_classes=entry["classes"], preprocessor=preprocessor)
-    by_name = {layer.name: layer for layer in source.layers}
-    targets = [layer for layer in [*backbone.layers, *classifier.layers]
-               if layer.weights and layer is not backbone]
-    missing = [layer.name for layer in targets if layer.name not in by_name]
-    if missing:  # the layer names are the checkpoint's contract
-        raise RuntimeError(f"preset {name!r}: no weights for layers {missing}")
-    for layer in targets:
-        layer.set_weights(by_name[layer.name].get_weights())
-    # Written aside, then renamed into place: a reader (another process
-    # included) sees no directory or a complete one.
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=os.path.dirname(target))
-    try:
-        classifier.save_to_preset(tmp)
-        with open(os.path.join(tmp, STAMP), "w") as f:
-            json.dump({"registry_name": name, "sha256": digest, "format": PRESET_FORMAT,
-                       "class_names": entry.get("class_names")}, f, indent=1)
-        if os.path.exists(target) and not _stamped(target, digest):
-            shutil.rmtree(target, ignore_errors=True)  # stale: another checkpoint
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not _stamped(target, digest):  # not a concurrent writer's copy
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def _stamped(directory, digest):
-    """Whether ``directory`` is a complete preset of the checkpoint ``digest``."""
-    try:
-        with open(os.path.join(directory, STAMP)) as f:
-            stamp = json.load(f)
-        return stamp.get("sha256") == digest and stamp.get("format") == PRESET_FORMAT
-    except (OSError, ValueError):
-        return False
-
-
-def _local_preset(preset):
-    """A registry name becomes its local preset directory; anything else
-    (a directory, a handle) is passed through to keras-hub."""
-    if isinstance(preset, str) and preset in weights_lib.registry():
-        return preset_dir(preset)
-    return preset
