@@ -573,3 +573,28 @@ def test_torch_ops_counts_each_convolution_once_in_either_path():
     assert torch_ops.macs("aten::thnn_conv2d", shapes, args) == 0
     mkldnn = [None, None, None, [1, 1], [2, 2], [1, 1], 1]
     assert torch_ops.macs("aten::mkldnn_convolution", [[1, 3, 64, 64], [8, 3, 3, 3], [8]], mkldnn) == want
+
+
+def test_timm_peers_table_and_the_torchvision_stand_in(monkeypatch):
+    import sys
+
+    timm_peers = load_script("benchmarks", "timm_peers")
+    rows = [{"model": m, "resolution": r, "params": 28e6, "median_s": s, "images_per_s": 8 / s, "repeats": 5,
+             "warmup": 2} for (m, r), s in zip(timm_peers.ROWS, (0.6, 0.18, 0.4, 0.54, 2.2, 2.8))]
+    table = timm_peers.markdown({"torch": rows}, batch=8)
+    assert "| thr(HIRI-ViT-S@448) / thr(ConvNeXt-T (timm)@224) | 0.67 |" in table
+    assert "| thr(HIRI-ViT-S@448) / thr(PVTv2-B2 (timm)@224) | 0.90 |" in table
+    assert "| PVTv2-B2 (timm) | 448 | 28.0 | 2.86 | 2800 |" in table
+    before = {n: m for n, m in sys.modules.items() if n.startswith("torchvision")}
+    monkeypatch.setattr(sys, "meta_path", [timm_peers._TorchvisionStandIn(), *sys.meta_path])
+    try:
+        for name in before:
+            del sys.modules[name]
+        from torchvision.ops.misc import FrozenBatchNorm2d  # what timm imports at import time
+        from torchvision.transforms import InterpolationMode
+
+        assert isinstance(FrozenBatchNorm2d, type) and InterpolationMode.NEAREST is not None
+    finally:  # the stand-in leaves with the test
+        for name in [n for n in sys.modules if n.startswith("torchvision")]:
+            del sys.modules[name]
+        sys.modules.update(before)
