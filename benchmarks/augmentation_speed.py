@@ -18,13 +18,12 @@ factor 0.5):
     python benchmarks/augmentation_speed.py --backends jax --size 224 --repeats 5
 """
 
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import benchmark_parser, run_and_report, run_worker  # noqa: E402  (shared by the benchmarks)
+from throughput import benchmark_main, benchmark_parser, run_worker  # noqa: E402  (shared by the benchmarks)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 LAYERS = ("keras", "keras_hiri")
@@ -111,13 +110,8 @@ def markdown(all_results, batch):
 def main(argv=None):
     parser = benchmark_parser(__doc__, BACKENDS, warmup=1, repeats=5)
     parser.add_argument("--size", type=int, default=224)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
-        return
-    if min(args.batch, args.size, args.warmup, args.repeats) < 1:
-        parser.error("--batch, --size, --warmup and --repeats must be >= 1")
-    run_and_report(args, len(LAYERS), run_backend, markdown)
+    benchmark_main(parser, argv, measure, len(LAYERS), run_backend, markdown,
+                   positive=("batch", "size", "warmup", "repeats"))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,13 @@ fine-tuning at < 5 % trainable).
     python benchmarks/lora_finetune.py --backends torch --epochs 5
 """
 
-import json
 import os
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import benchmark_parser, run_and_report, run_worker  # noqa: E402
+from throughput import benchmark_main, benchmark_parser, run_worker  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODES = ("full", "lora")
@@ -123,13 +122,8 @@ def main(argv=None):
     parser.add_argument("--lora-learning-rate", type=float, default=5e-3, help="LoRA's")
     parser.add_argument("--train-images", type=int, default=512)
     parser.add_argument("--val-images", type=int, default=192)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
-        return
-    if min(args.batch, args.epochs, args.rank, args.train_images, args.val_images) < 1:
-        parser.error("--batch, --epochs, --rank, --train-images and --val-images must be >= 1")
-    run_and_report(args, len(MODES), run_backend, markdown)
+    benchmark_main(parser, argv, measure, len(MODES), run_backend, markdown,
+                   positive=("batch", "epochs", "rank", "train_images", "val_images"))
 
 
 if __name__ == "__main__":

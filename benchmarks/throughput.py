@@ -888,6 +888,21 @@ def main(argv=None):
     run_and_report(args, len(jobs(args)), run_backend, markdown)
 
 
+def benchmark_main(parser, argv, measure, rows_per_backend, run_backend, table,
+                   positive=("batch", "warmup", "repeats")):
+    """The main of a benchmark script: in a worker (``--worker SPEC``) measures
+    the spec and prints the result as JSON; otherwise checks that the
+    ``positive`` options are >= 1 and runs every backend (:func:`run_and_report`)."""
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(worker_spec(args.worker))))
+        return None
+    if min(getattr(args, name) for name in positive) < 1:
+        flags = [f"--{name.replace('_', '-')}" for name in positive]
+        parser.error(f"{', '.join(flags[:-1])} and {flags[-1]} must be >= 1")
+    return run_and_report(args, rows_per_backend, run_backend, table)
+
+
 def run_and_report(args, rows_per_backend, run_backend, table, rounds=1):
     """Runs every backend's rows ``rounds`` times, the backends alternated in
     each round (a progress bar over all), prints ``table`` of the results,

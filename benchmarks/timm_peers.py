@@ -20,7 +20,6 @@ Printed ratios: thr(HIRI-ViT-S@448) / thr(timm model@224).
 
 import importlib.abc
 import importlib.util
-import json
 import os
 import statistics
 import sys
@@ -28,7 +27,7 @@ import time
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import benchmark_parser, run_and_report, run_worker  # noqa: E402
+from throughput import benchmark_main, benchmark_parser, run_worker  # noqa: E402
 
 ROWS = [("hiri_vit_s", 448), ("hiri_vit_s", 224), ("convnext_tiny", 224), ("pvt_v2_b2", 224),
         ("convnext_tiny", 448), ("pvt_v2_b2", 448)]
@@ -146,13 +145,7 @@ def markdown(all_results, batch):
 
 def main(argv=None):
     parser = benchmark_parser(__doc__, ("torch",), warmup=2, repeats=5)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
-        return
-    if min(args.batch, args.warmup, args.repeats) < 1:
-        parser.error("--batch, --warmup and --repeats must be >= 1")
-    run_and_report(args, len(ROWS), run_backend, markdown)
+    benchmark_main(parser, argv, measure, len(ROWS), run_backend, markdown)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Printed ratios (targets from the issue):
     python benchmarks/train_step.py --backends torch --repeats 3
 """
 
-import json
 import os
 import statistics
 import sys
@@ -37,8 +36,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import (  # noqa: E402  (shared by the benchmarks)
-    add_process_arguments, generic_ops, benchmark_parser, peak_rss_mib, process_settings, reset_peak_rss,
-    rss_mib, run_and_report, run_worker, speed_settings, worker_spec,
+    add_process_arguments, benchmark_main, benchmark_parser, generic_ops, peak_rss_mib, process_settings,
+    reset_peak_rss, rss_mib, run_worker, speed_settings,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -179,13 +178,7 @@ def markdown(all_results, batch):
 def main(argv=None):
     parser = benchmark_parser(__doc__, BACKENDS, warmup=2, repeats=3)
     add_process_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(measure(worker_spec(args.worker))))
-        return
-    if min(args.batch, args.warmup, args.repeats) < 1:
-        parser.error("--batch, --warmup and --repeats must be >= 1")
-    run_and_report(args, len(ROWS), run_backend, markdown)
+    benchmark_main(parser, argv, measure, len(ROWS), run_backend, markdown)
 
 
 if __name__ == "__main__":
