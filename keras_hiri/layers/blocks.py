@@ -75,8 +75,7 @@ class HRBlock(_Residual):
         n, dim = self.name, self.dim
         self.norm = batch_norm(f"{n}_norm", dtype=self.dtype_policy)
         self.hi_dw = depthwise_conv2d(3, name=f"{n}_hi_dw", dtype=self.dtype_policy)
-        self.lo_dw = depthwise_conv2d(3, 2, use_bias=self.fold_bn, name=f"{n}_lo_dw", dtype=self.dtype_policy)
-        self.lo_bn = batch_norm(f"{n}_lo_bn", self.fold_bn, dtype=self.dtype_policy)
+        self.lo_dw, self.lo_bn = self.conv_bn("lo_dw", "lo_bn", None, 3, 2)
         self.lo_fc1 = dense(int(self.mlp_ratio * dim), name=f"{n}_lo_fc1", dtype=self.dtype_policy)
         self.lo_fc2 = dense(dim, name=f"{n}_lo_fc2", dtype=self.dtype_policy)
         self.build_chain(input_shape, self.norm, self.hi_dw)

@@ -2,8 +2,8 @@
 
 import keras
 
-from keras_hiri.layers.conv import conv2d
-from keras_hiri.layers.norm import make_norm
+from keras_hiri.layers.conv import conv2d, depthwise_conv2d
+from keras_hiri.layers.norm import batch_norm, make_norm
 
 
 class CompositeLayer(keras.layers.Layer):
@@ -38,6 +38,18 @@ class CompositeLayer(keras.layers.Layer):
                 "fold_bn=True is only valid for layers that override bn_folds()."
             )
         self.fold_bn = bool(fold_bn)
+
+    def conv_bn(self, conv, bn, filters, kernel_size, strides=1):
+        """A convolution and the BatchNorm after it, named ``{name}_{conv}`` and
+        ``{name}_{bn}`` (``filters=None``: depthwise). With ``fold_bn`` the
+        convolution has a bias and the BN is an ``Identity`` (list the pair in
+        :meth:`bn_folds`)."""
+        name, folded, dtype = self.name, self.fold_bn, self.dtype_policy
+        if filters is None:
+            layer = depthwise_conv2d(kernel_size, strides, use_bias=folded, name=f"{name}_{conv}", dtype=dtype)
+        else:
+            layer = conv2d(filters, kernel_size, strides, use_bias=folded, name=f"{name}_{conv}", dtype=dtype)
+        return layer, batch_norm(f"{name}_{bn}", folded, dtype=dtype)
 
     @staticmethod
     def build_chain(input_shape, *layers):

@@ -83,20 +83,18 @@ def symmetric_padding(kernel_size, strides):
     return "same" if strides == 1 else kernel_size // 2
 
 
+def _convolution_arguments(kernel_size, strides, use_bias, name, dtype):
+    """What every convolution of the model shares: :func:`symmetric_padding`,
+    zero biases, channels-last."""
+    return dict(kernel_size=kernel_size, strides=strides, padding=symmetric_padding(kernel_size, strides),
+                use_bias=use_bias, bias_initializer="zeros", data_format="channels_last", name=name,
+                dtype=dtype)
+
+
 def conv2d(filters, kernel_size, strides=1, use_bias=True, name=None, dtype=None):
     """A :class:`Conv2D` with :func:`symmetric_padding`."""
-    return Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=symmetric_padding(kernel_size, strides),
-        use_bias=use_bias,
-        kernel_initializer=conv_initializer(),
-        bias_initializer="zeros",
-        data_format="channels_last",
-        name=name,
-        dtype=dtype,
-    )
+    return Conv2D(filters, kernel_initializer=conv_initializer(),
+                  **_convolution_arguments(kernel_size, strides, use_bias, name, dtype))
 
 
 DEPTHWISE_IMPLEMENTATIONS = ("auto", "native", "unrolled")
@@ -144,17 +142,8 @@ class DepthwiseConv2D(_Convolution, keras.layers.DepthwiseConv2D):
 
 def depthwise_conv2d(kernel_size, strides=1, use_bias=True, name=None, dtype=None):
     """A :class:`DepthwiseConv2D` with :func:`symmetric_padding`."""
-    return DepthwiseConv2D(
-        kernel_size,
-        strides=strides,
-        padding=symmetric_padding(kernel_size, strides),
-        use_bias=use_bias,
-        depthwise_initializer=conv_initializer(),
-        bias_initializer="zeros",
-        data_format="channels_last",
-        name=name,
-        dtype=dtype,
-    )
+    return DepthwiseConv2D(depthwise_initializer=conv_initializer(),
+                           **_convolution_arguments(kernel_size, strides, use_bias, name, dtype))
 
 
 def dense(units, use_bias=True, name=None, dtype=None):

@@ -11,7 +11,7 @@ from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
 from keras_hiri.layers.composite import CompositeLayer, ConvNorm
 from keras_hiri.layers.conv import conv2d, depthwise_conv2d
-from keras_hiri.layers.norm import batch_norm, make_norm
+from keras_hiri.layers.norm import make_norm
 from keras_hiri.layers.resample import avg_pool_2x2_ceil
 from keras_hiri.variants import halve
 
@@ -62,13 +62,10 @@ class IRDSa(_Downsample):
         self.expansion = expansion
 
     def build(self, input_shape):
-        n, f, filters, expansion = self.name, self.fold_bn, self.filters, self.expansion
-        self.conv1 = conv2d(expansion * filters, 3, self.strides, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
-        self.bn1 = batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
-        self.conv2 = conv2d(filters, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
-        self.bn2 = batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
-        self.short_conv = conv2d(filters, 1, use_bias=f, name=f"{n}_short_conv", dtype=self.dtype_policy)
-        self.short_bn = batch_norm(f"{n}_short_bn", f, dtype=self.dtype_policy)
+        filters, expansion = self.filters, self.expansion
+        self.conv1, self.bn1 = self.conv_bn("conv1", "bn1", expansion * filters, 3, self.strides)
+        self.conv2, self.bn2 = self.conv_bn("conv2", "bn2", filters, 1)
+        self.short_conv, self.short_bn = self.conv_bn("short_conv", "short_bn", filters, 1)
         self.build_chain(input_shape, self.conv1, self.bn1, self.conv2, self.bn2)
         self.build_chain(self.pooled_shape(input_shape), self.short_conv, self.short_bn)
 
@@ -105,8 +102,7 @@ class IRDSb(_Downsample):
 
     def build(self, input_shape):
         n, f, filters, expansion = self.name, self.fold_bn, self.filters, self.expansion
-        self.conv1 = conv2d(expansion * filters, 1, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
-        self.bn1 = batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
+        self.conv1, self.bn1 = self.conv_bn("conv1", "bn1", expansion * filters, 1)
         self.dw = depthwise_conv2d(3, self.strides, name=f"{n}_dw", dtype=self.dtype_policy)
         self.conv2 = conv2d(filters, 1, name=f"{n}_conv2", dtype=self.dtype_policy)
         self.short_conv = conv2d(filters, 1, name=f"{n}_short_conv", dtype=self.dtype_policy)

@@ -7,7 +7,7 @@ from keras_hiri import checks
 from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
 from keras_hiri.layers.composite import CompositeLayer, ConvNorm
-from keras_hiri.layers.conv import conv2d, depthwise_conv2d
+from keras_hiri.layers.conv import conv2d
 from keras_hiri.layers.norm import batch_norm
 from keras_hiri.variants import halve
 
@@ -50,15 +50,11 @@ class HRStem(_Stem):
 
     def build(self, input_shape):
         n, f, filters = self.name, self.fold_bn, self.filters
-        self.conv = conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv", dtype=self.dtype_policy)
-        self.bn = batch_norm(f"{n}_bn", f, dtype=self.dtype_policy)
-        self.hi_dw = depthwise_conv2d(3, use_bias=f, name=f"{n}_hi_dw", dtype=self.dtype_policy)
-        self.hi_bn = batch_norm(f"{n}_hi_bn", f, dtype=self.dtype_policy)
+        self.conv, self.bn = self.conv_bn("conv", "bn", filters, 3, 2)
+        self.hi_dw, self.hi_bn = self.conv_bn("hi_dw", "hi_bn", None, 3)
         self.hi_conv = conv2d(filters, 3, 2, name=f"{n}_hi_conv", dtype=self.dtype_policy)
-        self.lo_conv1 = conv2d(filters, 3, 2, use_bias=f, name=f"{n}_lo_conv1", dtype=self.dtype_policy)
-        self.lo_bn1 = batch_norm(f"{n}_lo_bn1", f, dtype=self.dtype_policy)
-        self.lo_conv2 = conv2d(filters, 3, 1, use_bias=f, name=f"{n}_lo_conv2", dtype=self.dtype_policy)
-        self.lo_bn2 = batch_norm(f"{n}_lo_bn2", f, dtype=self.dtype_policy)
+        self.lo_conv1, self.lo_bn1 = self.conv_bn("lo_conv1", "lo_bn1", filters, 3, 2)
+        self.lo_conv2, self.lo_bn2 = self.conv_bn("lo_conv2", "lo_bn2", filters, 3, 1)
         self.lo_conv3 = conv2d(filters, 1, 1, name=f"{n}_lo_conv3", dtype=self.dtype_policy)
         self.out_bn = batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
         half = self.build_chain(input_shape, self.conv, self.bn)
@@ -94,10 +90,8 @@ class ConvStem(_Stem):
 
     def build(self, input_shape):
         n, f, filters = self.name, self.fold_bn, self.filters
-        self.conv1 = conv2d(filters, 3, 2, use_bias=f, name=f"{n}_conv1", dtype=self.dtype_policy)
-        self.bn1 = batch_norm(f"{n}_bn1", f, dtype=self.dtype_policy)
-        self.conv2 = conv2d(filters, 3, 1, use_bias=f, name=f"{n}_conv2", dtype=self.dtype_policy)
-        self.bn2 = batch_norm(f"{n}_bn2", f, dtype=self.dtype_policy)
+        self.conv1, self.bn1 = self.conv_bn("conv1", "bn1", filters, 3, 2)
+        self.conv2, self.bn2 = self.conv_bn("conv2", "bn2", filters, 3, 1)
         self.conv3 = conv2d(filters, 3, 2, name=f"{n}_conv3", dtype=self.dtype_policy)
         self.out_bn = batch_norm(f"{n}_out_bn", f, dtype=self.dtype_policy)
         self.build_chain(input_shape, self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.out_bn)
