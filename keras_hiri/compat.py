@@ -29,6 +29,9 @@ MOVED = {
 class MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolves ``keras_hiri.<old>`` to ``keras_hiri.<new>`` (see :data:`MOVED`)."""
 
+    def __init__(self):
+        self.specs = {}  # the new modules' own specs, by module name
+
     def find_spec(self, fullname, path=None, target=None):
         package, _, old = fullname.partition(".")
         if package != "keras_hiri" or old not in MOVED:
@@ -41,13 +44,13 @@ class MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         warnings.warn(f"{spec.name} moved to {new}; import it from there (or use the names "
                       "exported by keras_hiri).", DeprecationWarning, stacklevel=3)
         module = importlib.import_module(new)
-        object.__setattr__(self, "spec_of_" + module.__name__, module.__spec__)
+        self.specs[module.__name__] = module.__spec__
         return module
 
     def exec_module(self, module):
         """The module is the already executed new one: the import machinery
         set its ``__spec__`` to the old name's, which is put back here."""
-        module.__spec__ = getattr(self, "spec_of_" + module.__name__)
+        module.__spec__ = self.specs[module.__name__]
 
 
 def install():

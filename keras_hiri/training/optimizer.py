@@ -24,16 +24,14 @@ def layer_ids(model):
     """``({variable.path: layer number}, N + 1)`` for a HIRI-ViT ``model`` (its
     student, or a keras-hub backbone's); layers the builder did not name (a
     keras-hub task's head) count as head."""
-    blocks = sorted((stage, index) for stage, index in
-                    (naming.parse(layer.name)[1:] for layer in model.layers
-                     if naming.parse(layer.name)[0] == "block"))
+    parsed = [(naming.parse(layer.name), layer) for layer in model.layers]
+    blocks = sorted((stage, index) for (kind, stage, index), _ in parsed if kind == "block")
     number = {key: i + 1 for i, key in enumerate(blocks)}
     first = {stage: number[(stage, index)] for stage, index in reversed(blocks)}
     last = {stage: number[(stage, index)] for stage, index in blocks}
     head = len(blocks) + 1
     ids = {}
-    for layer in model.layers:
-        kind, stage, index = naming.parse(layer.name)
+    for (kind, stage, index), layer in parsed:
         layer_id = {"block": number.get((stage, index)), "downsample": first.get(stage),
                     "resize": first.get(stage), "norm": last.get(stage)}.get(kind)
         if kind in ("stem", "preprocessing", "layout"):
