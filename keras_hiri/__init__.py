@@ -6,7 +6,7 @@ backend, not TensorFlow (unless TensorFlow is the backend).
 """
 
 from keras_hiri.layers.blocks import CFFN, CFFNBlock, HRBlock, MultiHeadSelfAttention, TransformerBlock
-from keras_hiri import compat
+from keras_hiri import backbones, compat
 from keras_hiri.builder import HiriViT, HiriViTB, HiriViTL, HiriViTS
 from keras_hiri.layers.conv import set_depthwise_implementation
 from keras_hiri.layers.drop_path import DropPath
@@ -46,7 +46,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "CFFN", "CFFNBlock", "ClassAttentionHead", "ConvStem", "DropPath", "EMADistillation",
+    "backbones", "CFFN", "CFFNBlock", "ClassAttentionHead", "ConvStem", "DropPath", "EMADistillation",
     "HRBlock", "HRStem", "HiriViT", "HiriViTB", "HiriViTBackbone", "HiriViTConfig",
     "HiriViTImageClassifier", "HiriViTImageSegmenter", "HiriViTL", "HiriViTModel",
     "HiriViTS", "IRDSa", "IRDSb", "KeyedImageDataset", "MultiHeadSelfAttention", "PAPER",

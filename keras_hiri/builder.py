@@ -178,20 +178,22 @@ def classification_top(x, config, classes, classifier_activation, dtype=None):
 def _backbone(x, config, specs, drop_path_rate, dtype=None):
     """Stem, then per stage: downsampling (and pinned-grid resize), blocks, norm,
     every layer with the dtype policy ``dtype`` (``None``: Keras' global one)."""
+    # The model transposes a channels_first input once (``to_channels_last``):
+    # its layers all compute channels-last.
+    layout = {"data_format": "channels_last", "dtype": dtype}
     stem_kwargs = {"norm": specs[0].norm} if config.stem == "vit" else {}
-    x = STEMS[config.stem](specs[0].width, name=naming.STEM, dtype=dtype, **stem_kwargs)(x)
+    x = STEMS[config.stem](specs[0].width, name=naming.STEM, **layout, **stem_kwargs)(x)
     rates = iter(np.linspace(0.0, drop_path_rate, sum(s.depth for s in specs)).tolist())
     for spec in specs:
         if spec.downsample is not None:
-            x = DOWNSAMPLERS[spec.downsample](spec, name=naming.downsample(spec.stage),
-                                              dtype=dtype)(x)
+            x = DOWNSAMPLERS[spec.downsample](spec, name=naming.downsample(spec.stage), **layout)(x)
         if spec.resize_to is not None:
             x = GridResize(spec.resize_to, name=naming.resize(spec.stage), dtype=dtype)(x)
         heads = {"num_heads": spec.heads} if spec.heads is not None else {}
         for j in range(1, spec.depth + 1):
             x = BLOCKS[spec.block](
                 spec.width, mlp_ratio=spec.mlp_ratio, drop_path=next(rates),
-                name=naming.block(spec.stage, j), dtype=dtype, **heads,
+                name=naming.block(spec.stage, j), **layout, **heads,
             )(x)
         x = make_norm(spec.norm, naming.stage_norm(spec.stage), dtype=dtype)(x)
     return x

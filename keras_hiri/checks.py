@@ -20,6 +20,22 @@ DATA_FORMATS = ("channels_last", "channels_first")
 POOLINGS = (None, "avg", "max")
 
 
+def image_data_format(data_format, owner=None):
+    """``data_format``, with ``None`` read from ``keras.config.image_data_format()``;
+    anything but ``"channels_last"`` / ``"channels_first"`` is a ValueError."""
+    import keras
+
+    if data_format is None:
+        return keras.config.image_data_format()
+    if data_format not in DATA_FORMATS:
+        where = f"{owner}: " if owner else ""
+        raise ValueError(
+            f"{where}data_format must be one of {DATA_FORMATS} (or None for "
+            f"keras.config.image_data_format()). Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -126,13 +142,7 @@ def model_arguments(
                  pin_late_grids=pin_late_grids, reset_head=reset_head)
     for name, value in flags.items():
         flag(name, value)
-    if data_format is None:
-        data_format = keras.config.image_data_format()
-    if data_format not in DATA_FORMATS:
-        raise ValueError(
-            f"data_format must be one of {DATA_FORMATS} (or None for "
-            f"keras.config.image_data_format()). Received: data_format={data_format!r}"
-        )
+    data_format = image_data_format(data_format)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
     if include_top:

@@ -157,6 +157,8 @@ def _hooks(model, totals):
                 patch(layer, "call", lambda a, o, L=layer, add=add: add(_dense_macs(L, o)))
             elif isinstance(layer, MultiHeadSelfAttention):
                 patch(layer, "attend", lambda a, o, add=add: add(_attention_macs(a[0], a[1])))
+            elif hasattr(layer, "attention_macs"):  # other attentions: their matmuls, from the input
+                patch(layer, "call", lambda a, o, L=layer, add=add: add(L.attention_macs(a[0].shape)))
     try:
         yield
     finally:

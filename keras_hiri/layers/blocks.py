@@ -11,14 +11,14 @@ from keras_hiri import checks
 from keras_hiri import ops as hiri_ops
 from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
-from keras_hiri.layers.composite import CompositeLayer
+from keras_hiri.layers.composite import CompositeLayer, SpatialLayer
 from keras_hiri.layers.conv import dense, depthwise_conv2d
 from keras_hiri.layers.drop_path import DropPath
 from keras_hiri.layers.norm import batch_norm, layer_norm
 from keras_hiri.layers.resample import add_upsampled_2x
 
 
-class _Residual(CompositeLayer):
+class ResidualBlock(SpatialLayer):
     """Shared pieces of the residual blocks: width, ratio, drop-path, config."""
 
     def __init__(self, dim, mlp_ratio, drop_path=0.0, **kwargs):
@@ -33,6 +33,7 @@ class _Residual(CompositeLayer):
 
     def build(self, input_shape):
         # Subclasses create their own sub-layers first, then call this.
+        input_shape = self.channels_last_shape(input_shape)
         self.drop_path = DropPath(self.drop_path_rate, name=f"{self.name}_drop_path",
                                          dtype=self.dtype_policy)
         self.drop_path.build(input_shape)  # no weights; its branch has the block's shape
@@ -59,7 +60,7 @@ class _Residual(CompositeLayer):
 
 
 @register
-class HRBlock(_Residual):
+class HRBlock(ResidualBlock):
     """High Resolution block (Sec. 4.2, Fig. 4).
 
     ``y = BN(x)``; high-res branch: depthwise ``3x3`` on the full grid;
@@ -72,22 +73,24 @@ class HRBlock(_Residual):
         super().__init__(dim, mlp_ratio, drop_path, **kwargs)
 
     def build(self, input_shape):
+        hwc = self.channels_last_shape(input_shape)
         n, dim = self.name, self.dim
         self.norm = batch_norm(f"{n}_norm", dtype=self.dtype_policy)
         self.hi_dw = depthwise_conv2d(3, name=f"{n}_hi_dw", dtype=self.dtype_policy)
         self.lo_dw, self.lo_bn = self.conv_bn("lo_dw", "lo_bn", None, 3, 2)
         self.lo_fc1 = dense(int(self.mlp_ratio * dim), name=f"{n}_lo_fc1", dtype=self.dtype_policy)
         self.lo_fc2 = dense(dim, name=f"{n}_lo_fc2", dtype=self.dtype_policy)
-        self.build_chain(input_shape, self.norm, self.hi_dw)
-        self.build_chain(input_shape, self.lo_dw, self.lo_bn, self.lo_fc1, self.lo_fc2)
+        self.build_chain(hwc, self.norm, self.hi_dw)
+        self.build_chain(hwc, self.lo_dw, self.lo_bn, self.lo_fc1, self.lo_fc2)
         super().build(input_shape)
 
     def call(self, x, training=None):
+        x = self.to_channels_last(x)
         y = self.norm(x, training=training)
         hi = self.hi_dw(y)
         lo = self.lo_bn(self.lo_dw(y), training=training)
         lo = self.lo_fc2(gelu(self.lo_fc1(lo)))
-        return self.add_branch(x, add_upsampled_2x(hi, lo), training)
+        return self.from_channels_last(self.add_branch(x, add_upsampled_2x(hi, lo), training))
 
     def bn_folds(self):
         # ``norm`` comes *before* the zero-padded depthwise convs: folding it
@@ -130,7 +133,7 @@ class CFFN(CompositeLayer):
 
 
 @register
-class CFFNBlock(_Residual):
+class CFFNBlock(ResidualBlock):
     """Stage-3 block: ``x + CFFN(BN(x))`` (Sec. 4.4: BN instead of LN)."""
 
     def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
@@ -139,12 +142,13 @@ class CFFNBlock(_Residual):
     def build(self, input_shape):
         self.norm = batch_norm(f"{self.name}_norm", dtype=self.dtype_policy)
         self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{self.name}_cffn", dtype=self.dtype_policy)
-        self.build_chain(input_shape, self.norm, self.cffn)
+        self.build_chain(self.channels_last_shape(input_shape), self.norm, self.cffn)
         super().build(input_shape)
 
     def call(self, x, training=None):
+        x = self.to_channels_last(x)
         y = self.cffn(self.norm(x, training=training))
-        return self.add_branch(x, y, training)
+        return self.from_channels_last(self.add_branch(x, y, training))
 
 
 @register
@@ -208,7 +212,7 @@ def to_tokens(x):
 
 
 @register
-class TransformerBlock(_Residual):
+class TransformerBlock(ResidualBlock):
     """Stages 4-5: ``x + MHA(LN(x))`` then ``x + CFFN(LN(x))``."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4, drop_path=0.0, **kwargs):
@@ -222,16 +226,18 @@ class TransformerBlock(_Residual):
         self.attn = MultiHeadSelfAttention(self.dim, self.num_heads, name=f"{n}_attn", dtype=self.dtype_policy)
         self.norm2 = layer_norm(f"{n}_norm2", dtype=self.dtype_policy)
         self.cffn = CFFN(self.dim, self.mlp_ratio, name=f"{n}_cffn", dtype=self.dtype_policy)
-        b, h, w, c = input_shape
-        self.build_chain(input_shape, self.norm1)
+        hwc = self.channels_last_shape(input_shape)
+        b, h, w, c = hwc
+        self.build_chain(hwc, self.norm1)
         self.attn.build((b, None if None in (h, w) else h * w, c))
-        self.build_chain(input_shape, self.norm2, self.cffn)
+        self.build_chain(hwc, self.norm2, self.cffn)
         super().build(input_shape)
 
     def call(self, x, training=None):
+        x = self.to_channels_last(x)
         y = self.attn(to_tokens(self.norm1(x)))
         x = self.add_branch(x, ops.reshape(y, ops.shape(x)), training)
-        return self.add_branch(x, self.cffn(self.norm2(x)), training)
+        return self.from_channels_last(self.add_branch(x, self.cffn(self.norm2(x)), training))
 
     def get_config(self):
         config = super().get_config()

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_hiri import checks
 from keras_hiri.layers.conv import conv2d, depthwise_conv2d
 from keras_hiri.layers.norm import batch_norm, make_norm
 
@@ -120,6 +121,60 @@ class CompositeLayer(keras.layers.Layer):
         return config
 
 
+class SpatialLayer(CompositeLayer):
+    """A composite that takes an image or feature map: the kit layers (stems,
+    downsampling, blocks).
+
+    ``data_format`` (``"channels_last"``, ``"channels_first"`` or ``None`` for
+    ``keras.config.image_data_format()``) is the layout of the layer's input
+    and output. The sub-layers always compute channels-last (the PyTorch-exact
+    padding and the op implementations of :mod:`keras_hiri.ops` are written for
+    it), so a channels-first layer transposes once on the way in and once on the
+    way out; a model that stacks many such layers (as HIRI-ViT does) builds
+    them channels-last and transposes once at its input. Subclasses call
+    :meth:`channels_last_shape` at the top of ``build``, :meth:`to_channels_last`
+    at the top of ``call`` and :meth:`from_channels_last` on its result, and
+    state ``compute_output_shape`` through :meth:`in_layout`.
+    """
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = checks.image_data_format(data_format, owner=type(self).__name__)
+
+    @property
+    def channels_first(self):
+        return self.data_format == "channels_first"
+
+    def channels_last_shape(self, shape):
+        """``shape`` given in :attr:`data_format`, as ``(B, H, W, C)``."""
+        shape = tuple(shape)
+        return (shape[0], *shape[2:], shape[1]) if self.channels_first else shape
+
+    def in_layout(self, shape):
+        """A ``(B, H, W, C)`` shape, in :attr:`data_format`."""
+        shape = tuple(shape)
+        return (shape[0], shape[-1], *shape[1:-1]) if self.channels_first else shape
+
+    def to_channels_last(self, x):
+        return keras.ops.transpose(x, (0, 2, 3, 1)) if self.channels_first else x
+
+    def from_channels_last(self, x):
+        return keras.ops.transpose(x, (0, 3, 1, 2)) if self.channels_first else x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(data_format=self.data_format)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before the argument existed are channels-last, whatever
+        # the loading process's image_data_format says.
+        config = dict(config)
+        config.setdefault("data_format", "channels_last")
+        return super().from_config(config)
+
+
 def sublayers(layer):
     """The direct sub-layers of ``layer``: its instance attributes that hold a
     Keras layer, in attribute-name order. Read from the attributes themselves
@@ -181,6 +236,7 @@ class ConvNorm:
         self.conv_shape = (filters, kernel_size, strides)
 
     def build(self, input_shape):
+        input_shape = self.channels_last_shape(input_shape)
         filters, kernel_size, strides = self.conv_shape
         self.conv = conv2d(filters, kernel_size, strides, name=f"{self.name}_conv",
                            dtype=self.dtype_policy)
@@ -191,7 +247,8 @@ class ConvNorm:
         return [(("conv",), "norm")] if self.norm_kind == "bn" else []
 
     def call(self, x, training=None):
-        return self.norm(self.conv(x), training=training)
+        x = self.norm(self.conv(self.to_channels_last(x)), training=training)
+        return self.from_channels_last(x)
 
     def get_config(self):
         config = super().get_config()

@@ -9,14 +9,14 @@ the grid.
 from keras_hiri import checks
 from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
-from keras_hiri.layers.composite import CompositeLayer, ConvNorm
+from keras_hiri.layers.composite import ConvNorm, SpatialLayer
 from keras_hiri.layers.conv import conv2d, depthwise_conv2d
 from keras_hiri.layers.norm import make_norm
 from keras_hiri.layers.resample import avg_pool_2x2_ceil
 from keras_hiri.variants import halve
 
 
-class _Downsample(CompositeLayer):
+class _Downsample(SpatialLayer):
     """Common arguments, shape rule and config of the downsampling layers."""
 
     def __init__(self, filters, strides=2, **kwargs):
@@ -36,10 +36,10 @@ class _Downsample(CompositeLayer):
         return (b, halve(h), halve(w), c) if self.strides == 2 else tuple(input_shape)
 
     def compute_output_shape(self, input_shape):
-        b, h, w, _ = input_shape
+        b, h, w, _ = self.channels_last_shape(input_shape)
         if self.strides == 2:
             h, w = halve(h), halve(w)
-        return (b, h, w, self.filters)
+        return self.in_layout((b, h, w, self.filters))
 
     def get_config(self):
         config = super().get_config()
@@ -62,6 +62,7 @@ class IRDSa(_Downsample):
         self.expansion = expansion
 
     def build(self, input_shape):
+        input_shape = self.channels_last_shape(input_shape)
         filters, expansion = self.filters, self.expansion
         self.conv1, self.bn1 = self.conv_bn("conv1", "bn1", expansion * filters, 3, self.strides)
         self.conv2, self.bn2 = self.conv_bn("conv2", "bn2", filters, 1)
@@ -73,10 +74,11 @@ class IRDSa(_Downsample):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("short_conv",), "short_bn")]
 
     def call(self, x, training=None):
+        x = self.to_channels_last(x)
         y = gelu(self.bn1(self.conv1(x), training=training))
         y = self.bn2(self.conv2(y), training=training)
         s = self.short_bn(self.short_conv(self.shortcut_pool(x)), training=training)
-        return y + s
+        return self.from_channels_last(y + s)
 
     def get_config(self):
         config = super().get_config()
@@ -101,6 +103,7 @@ class IRDSb(_Downsample):
         self.norm_kind = norm
 
     def build(self, input_shape):
+        input_shape = self.channels_last_shape(input_shape)
         n, f, filters, expansion = self.name, self.fold_bn, self.filters, self.expansion
         self.conv1, self.bn1 = self.conv_bn("conv1", "bn1", expansion * filters, 1)
         self.dw = depthwise_conv2d(3, self.strides, name=f"{n}_dw", dtype=self.dtype_policy)
@@ -118,10 +121,11 @@ class IRDSb(_Downsample):
         return folds
 
     def call(self, x, training=None):
+        x = self.to_channels_last(x)
         y = gelu(self.bn1(self.conv1(x), training=training))
         y = self.conv2(self.dw(y))
         s = self.short_conv(self.shortcut_pool(x))
-        return self.norm(y + s, training=training)
+        return self.from_channels_last(self.norm(y + s, training=training))
 
     def get_config(self):
         config = super().get_config()

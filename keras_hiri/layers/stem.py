@@ -6,13 +6,13 @@ Every stem maps an image ``(B, H, W, 3)`` to ``(B, ceil(H/4), ceil(W/4), C1)``.
 from keras_hiri import checks
 from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
-from keras_hiri.layers.composite import CompositeLayer, ConvNorm
+from keras_hiri.layers.composite import ConvNorm, SpatialLayer
 from keras_hiri.layers.conv import conv2d
 from keras_hiri.layers.norm import batch_norm
 from keras_hiri.variants import halve
 
 
-class _Stem(CompositeLayer):
+class _Stem(SpatialLayer):
     """Common width argument, shape rule and config of the stems."""
 
     def __init__(self, filters, **kwargs):
@@ -21,8 +21,8 @@ class _Stem(CompositeLayer):
         self.filters = filters
 
     def compute_output_shape(self, input_shape):
-        b, h, w, _ = input_shape
-        return (b, halve(halve(h)), halve(halve(w)), self.filters)
+        b, h, w, _ = self.channels_last_shape(input_shape)
+        return self.in_layout((b, halve(halve(h)), halve(halve(w)), self.filters))
 
     def get_config(self):
         config = super().get_config()
@@ -49,6 +49,7 @@ class HRStem(_Stem):
         super().__init__(filters, **kwargs)
 
     def build(self, input_shape):
+        input_shape = self.channels_last_shape(input_shape)
         n, f, filters = self.name, self.fold_bn, self.filters
         self.conv, self.bn = self.conv_bn("conv", "bn", filters, 3, 2)
         self.hi_dw, self.hi_bn = self.conv_bn("hi_dw", "hi_bn", None, 3)
@@ -69,12 +70,12 @@ class HRStem(_Stem):
         ]
 
     def call(self, x, training=None):
-        x = gelu(self.bn(self.conv(x), training=training))
+        x = gelu(self.bn(self.conv(self.to_channels_last(x)), training=training))
         hi = self.hi_conv(self.hi_bn(self.hi_dw(x), training=training))
         lo = gelu(self.lo_bn1(self.lo_conv1(x), training=training))
         lo = gelu(self.lo_bn2(self.lo_conv2(lo), training=training))
         lo = self.lo_conv3(lo)
-        return self.out_bn(hi + lo, training=training)
+        return self.from_channels_last(self.out_bn(hi + lo, training=training))
 
 
 @register
@@ -89,6 +90,7 @@ class ConvStem(_Stem):
         super().__init__(filters, **kwargs)
 
     def build(self, input_shape):
+        input_shape = self.channels_last_shape(input_shape)
         n, f, filters = self.name, self.fold_bn, self.filters
         self.conv1, self.bn1 = self.conv_bn("conv1", "bn1", filters, 3, 2)
         self.conv2, self.bn2 = self.conv_bn("conv2", "bn2", filters, 3, 1)
@@ -100,9 +102,9 @@ class ConvStem(_Stem):
         return [(("conv1",), "bn1"), (("conv2",), "bn2"), (("conv3",), "out_bn")]
 
     def call(self, x, training=None):
-        x = gelu(self.bn1(self.conv1(x), training=training))
+        x = gelu(self.bn1(self.conv1(self.to_channels_last(x)), training=training))
         x = gelu(self.bn2(self.conv2(x), training=training))
-        return self.out_bn(self.conv3(x), training=training)
+        return self.from_channels_last(self.out_bn(self.conv3(x), training=training))
 
 
 @register
