@@ -9,6 +9,7 @@ also checked on one tiny model compiled in a JAX subprocess.
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from tests.helpers import load_script
@@ -598,3 +599,50 @@ def test_timm_peers_table_and_the_torchvision_stand_in(monkeypatch):
         for name in [n for n in sys.modules if n.startswith("torchvision")]:
             del sys.modules[name]
         sys.modules.update(before)
+
+
+def test_table9_throughput_table_gives_both_ratios_per_network():
+    table9 = load_script("benchmarks", "table9_throughput")
+    times = {(224, False): 0.2, (448, False): 1.0, (448, True): 0.3}
+    results = [{"network": n, "variant": v, "side": side, "hiri": hiri, "median_s": times[(side, hiri)],
+                "repeats": 3, "warmup": 1} for n, v, side, hiri in table9.ROWS]
+    table = table9.markdown({"torch": results}, 4)
+    assert "| torch | pvt_v2 b2 | 200 | 1000 | 300 | 1.50 | 5.00 |" in table
+    assert "| torch | davit tiny | 200 | 1000 | 300 | 1.50 | 5.00 |" in table
+    failed = table9.markdown({"jax": [{**results[0], "error": "x"}] + results[1:3]}, 4)
+    assert "| jax | pvt_v2 b2 | failed | 1000 | 300 | - | - |" in failed
+
+
+def test_table9_equal_cost_table_compares_within_a_backend():
+    table9 = load_script("benchmarks", "table9_equal_cost")
+    base = {"params": 1.2e6, "gmacs": 0.05, "train_images": 8, "val_images": 4, "epochs": 1, "steps": 2,
+            "learning_rate": 2e-3, "seed": 0}
+    results = [{**base, "model": "plain", "side": 64, "val_top1": 0.50, "train_s": 10.0},
+               {**base, "model": "hiri", "side": 128, "val_top1": 0.625, "train_s": 15.0}]
+    table = table9.markdown({"jax": results}, 32)
+    assert "| jax | +12.5 | 1.50 |" in table
+    assert "| jax | small PVTv2 + HIRI | 128 | 1.20 | 0.050 | 0.625 | 15 |" in table
+
+
+def test_table9_equal_cost_halves_the_same_photographs():
+    pytest.importorskip("skimage")
+    table9 = load_script("benchmarks", "table9_equal_cost")
+    full, labels, _ = table9._task("validation", 4, 128)
+    half, same_labels, _ = table9._task("validation", 4, 64)
+    assert full.shape == (4, 128, 128, 3) and half.shape == (4, 64, 64, 3)
+    np.testing.assert_array_equal(labels, same_labels)
+    np.testing.assert_allclose(half[:, 0, 0], full[:, :2, :2].mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_table9_cost_table_checks_the_tolerances():
+    table9 = load_script("benchmarks", "table9_cost")
+    rows = [{"network": "pvt_v2", "variant": "b2", "hiri": False, "params": 25_362_856, "macs": 4_026_734_592,
+             "torch_params": 25_362_856, "torch_macs": 4_026_734_592},
+            {"network": "davit", "variant": "tiny", "hiri": True, "params": 30_000_000, "macs": 4_953_967_104,
+             "torch_params": 30_000_000, "torch_macs": 4_953_967_104},
+            {"network": "pvt_v2", "variant": "b2", "hiri": False, "timm": True, "params": 25_362_856,
+             "macs": 4_026_734_592}]
+    table = table9.table(rows)
+    assert "| pvt_v2 b2 | 224 | 25.363 | 25.363 | 25.4 | yes | 4.027 | 4.027 | 4.0 | yes |" in table
+    assert "| davit tiny + HIRI | 448 | 30.000 | 30.000 | 28.5 | **no** |" in table
+    assert "| pvt_v2_b2 | 25,362,856 | 4.0267 | yes |" in table

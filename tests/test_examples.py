@@ -51,3 +51,10 @@ def test_predict_logs_no_errors():
               if (line.startswith("E0000") or "empty op name" in line)
               and "cuInit" not in line]
     assert not errors, errors
+
+
+def test_upgrade_backbone_example_keeps_the_grids_and_trains():
+    upgrade = _load("upgrade_backbone")
+    (plain, side, params, _, grid), (_, side_up, params_up, _, grid_up) = upgrade.main(["--size", "64"])
+    assert (side, side_up) == (64, 128) and grid == grid_up == 16
+    assert params < params_up < 1.1 * params
