@@ -34,8 +34,6 @@ MODELS = (("plain", SIZE // 2), ("hiri", SIZE))
 
 
 def _task(split, n, side):
-    import numpy as np
-
     from keras_hiri.training import data
 
     images, _, labels, names = data.pasted_objects(split, n=n, size=SIZE, objects=(1, 1), scale=(12, 32))
