@@ -12,8 +12,10 @@ the upgrade).
 
     python benchmarks/table9_throughput.py
     python benchmarks/table9_throughput.py --backends torch --batch 4
+    python benchmarks/table9_throughput.py --from-json results.json --plot speed.png   # table and bar chart again
 """
 
+import json
 import os
 import statistics
 import sys
@@ -77,9 +79,49 @@ def markdown(all_results, batch):
     return "\n".join(lines)
 
 
+def plot(all_results, path):
+    """A bar chart of the milliseconds per batch: per backend and network,
+    plain@224, plain@448 and HIRI@448 side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [(b, n, v) for b in all_results for n, v in NETWORKS]
+    kinds = ((224, False, "plain @224"), (448, False, "plain @448"), (448, True, "HIRI @448"))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for k, (side, hiri, text) in enumerate(kinds):
+        heights = []
+        for backend, network, variant in groups:
+            r = next((r for r in all_results[backend] if (r["network"], r["variant"], r["side"], r["hiri"])
+                      == (network, variant, side, hiri) and "error" not in r), None)
+            heights.append(0 if r is None else 1000 * r["median_s"])
+        ax.bar([g + (k - 1) * 0.27 for g in range(len(groups))], heights, 0.27, label=text)
+    ax.set_xticks(range(len(groups)), [f"{b}\n{'PVTv2-B2' if n == 'pvt_v2' else 'DaViT-T'}" for b, n, _ in groups],
+                  fontsize=8)
+    batch = next(r["batch"] for rs in all_results.values() for r in rs)
+    ax.set_ylabel(f"ms per batch of {batch}")
+    ax.set_title("Table IX networks on this CPU: the HIRI upgrade at 448 against plain at 224 and 448", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = benchmark_parser(__doc__, BACKENDS, warmup=1, repeats=3)
-    benchmark_main(parser, argv, measure, len(ROWS), run_backend, markdown)
+    parser.add_argument("--plot", help="also draw the times as a bar chart (PNG) to this path")
+    parser.add_argument("--from-json", help="print the table (and --plot) from a --json file of an earlier run")
+    args = parser.parse_known_args(argv)[0]
+    if args.from_json and not args.worker:
+        with open(args.from_json) as f:
+            results = json.load(f)
+        batch = next(r["batch"] for rs in results.values() for r in rs)
+        print(markdown(results, batch))
+    else:
+        results = benchmark_main(parser, argv, measure, len(ROWS), run_backend, markdown)
+    if args.plot and results:
+        plot(results, args.plot)
 
 
 if __name__ == "__main__":

@@ -170,3 +170,21 @@ def test_keras_hub_segformer_runs_on_the_upgraded_pvt_v2():
     changed = [not np.array_equal(b, to_numpy(w)) for b, w in zip(before, encoder.trainable_weights)]
     # (at 128 px every attention has >= 4 keys: with one key, q would get no gradient)
     assert all(changed), [w.path for w, c in zip(encoder.trainable_weights, changed) if not c]
+
+
+@pytest.mark.runs_in("torch")
+def test_keras_hub_segformer_trains_on_pvt_v2_b2_hiri_at_448():
+    """The real Table IX encoder (eager PyTorch: the cheapest backend to run it
+    once; the small one above runs on every backend)."""
+    keras_hub = pytest.importorskip("keras_hub")
+    encoder = backbones.PVTv2("b2", hiri=True, include_top=False)
+    segmenter = keras_hub.models.SegFormerImageSegmenter(
+        backbone=keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=64), num_classes=2)
+    segmenter.compile(optimizer=keras.optimizers.SGD(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = _images(448, batch=1)
+    assert to_numpy(segmenter(x, training=False)).shape == (1, 448, 448, 2)
+    before = to_numpy(encoder.get_layer("stem").trainable_weights[0]).copy()
+    loss = segmenter.train_on_batch(x, np.zeros((1, 448, 448, 1), "int32"))
+    assert np.all(np.isfinite(loss))
+    assert not np.array_equal(before, to_numpy(encoder.get_layer("stem").trainable_weights[0]))

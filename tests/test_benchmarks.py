@@ -613,23 +613,38 @@ def test_table9_throughput_table_gives_both_ratios_per_network():
     assert "| jax | pvt_v2 b2 | failed | 1000 | 300 | - | - |" in failed
 
 
+def test_table9_throughput_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    table9 = load_script("benchmarks", "table9_throughput")
+    results = [{"network": n, "variant": v, "side": side, "hiri": hiri, "median_s": 0.1 * side / 224, "batch": 4,
+                "repeats": 3, "warmup": 1}
+               for n, v, side, hiri in table9.ROWS]
+    path = tmp_path / "speed.png"
+    with open(tmp_path / "results.json", "w") as f:
+        json.dump({"torch": results}, f)
+    table9.main(["--from-json", str(tmp_path / "results.json"), "--plot", str(path)])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_table9_equal_cost_table_compares_within_a_backend():
     table9 = load_script("benchmarks", "table9_equal_cost")
     base = {"params": 1.2e6, "gmacs": 0.05, "train_images": 8, "val_images": 4, "epochs": 1, "steps": 2,
             "learning_rate": 2e-3, "seed": 0}
     results = [{**base, "model": "plain", "side": 64, "val_top1": 0.50, "train_s": 10.0},
-               {**base, "model": "hiri", "side": 128, "val_top1": 0.625, "train_s": 15.0}]
+               {**base, "model": "hiri", "side": 128, "val_top1": 0.625, "train_s": 15.0},
+               {**base, "seed": 1, "model": "plain", "side": 64, "val_top1": 0.50, "train_s": 10.0},
+               {**base, "seed": 1, "model": "hiri", "side": 128, "val_top1": 0.5, "train_s": 20.0}]
     table = table9.markdown({"jax": results}, 32)
-    assert "| jax | +12.5 | 1.50 |" in table
-    assert "| jax | small PVTv2 + HIRI | 128 | 1.20 | 0.050 | 0.625 | 15 |" in table
+    assert "| jax | +12.5, +0.0 | +6.2 | 1.75 |" in table
+    assert "| jax | 0 | small PVTv2 + HIRI | 128 | 1.20 | 0.050 | 0.625 | 15 |" in table
 
 
 def test_table9_equal_cost_halves_the_same_photographs():
     pytest.importorskip("skimage")
     table9 = load_script("benchmarks", "table9_equal_cost")
-    full, labels, _ = table9._task("validation", 4, 128)
-    half, same_labels, _ = table9._task("validation", 4, 64)
-    assert full.shape == (4, 128, 128, 3) and half.shape == (4, 64, 64, 3)
+    full, labels, _ = table9._task("validation", 20, 128)
+    half, same_labels, _ = table9._task("validation", 20, 64)
+    assert full.shape == (20, 128, 128, 3) and half.shape == (20, 64, 64, 3)
     np.testing.assert_array_equal(labels, same_labels)
     np.testing.assert_allclose(half[:, 0, 0], full[:, :2, :2].mean(axis=(1, 2)), rtol=1e-6)
 

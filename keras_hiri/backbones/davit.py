@@ -5,7 +5,7 @@ the plain network of Table IX's DaViT-Tiny rows, written after timm's
 Each stage runs ``depth`` pairs of a spatial-window block and a channel-group
 block; both start each branch with a depthwise ``3x3`` positional encoding
 (``x + DWConv(x)``, timm's ``ConvPosEnc``). The stem is ``Conv7x7/4`` +
-LayerNorm, the downsampling LayerNorm + ``Conv2x2/2``, the head average
+LayerNorm (PVTv2's :class:`~keras_hiri.backbones.pvt_v2.OverlapPatchEmbed`), the downsampling LayerNorm + ``Conv2x2/2``, the head average
 pooling -> LayerNorm -> FC; every LayerNorm has epsilon 1e-5, as timm's.
 Sides not divisible by the window (7) are padded at the bottom and right for
 the window attention, as timm does.
@@ -20,7 +20,8 @@ from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
 from keras_hiri.layers.blocks import ResidualBlock, to_tokens
 from keras_hiri.layers.composite import CompositeLayer
-from keras_hiri.layers.conv import Conv2D, conv2d, dense, depthwise_conv2d
+from keras_hiri.backbones.pvt_v2 import OverlapPatchEmbed
+from keras_hiri.layers.conv import Conv2D, dense, depthwise_conv2d
 from keras_hiri.layers.init import conv_initializer
 
 LN_EPSILON = 1e-5  # timm's DaViT: nn.LayerNorm's default everywhere
@@ -215,32 +216,6 @@ class DaViTDownsample(CompositeLayer):
         return config
 
 
-@register
-class DaViTStem(CompositeLayer):
-    """``Conv7x7/4`` (3 zeros on every side) + LayerNorm."""
-
-    def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        checks.int_at_least("filters", filters, owner="DaViTStem")
-        self.filters = filters
-
-    def build(self, input_shape):
-        self.conv = conv2d(self.filters, 7, 4, name=f"{self.name}_conv", dtype=self.dtype_policy)
-        self.norm = davit_layer_norm(f"{self.name}_norm", dtype=self.dtype_policy)
-        self.build_chain(input_shape, self.conv, self.norm)
-
-    def call(self, x):
-        return self.norm(self.conv(x))
-
-    def compute_output_shape(self, input_shape):
-        return self.conv.compute_output_shape(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(filters=self.filters)
-        return config
-
-
 class DaViTNetwork:
     """The pieces :func:`keras_hiri.backbones.pyramid.assemble` stacks. A
     stage's ``depth`` counts (spatial, channel) pairs, as DaViT's paper and
@@ -253,7 +228,7 @@ class DaViTNetwork:
         self.window_size, self.mlp_ratio = window_size, mlp_ratio
 
     def stem(self, name, dtype):
-        return DaViTStem(self.widths[0], name=name, dtype=dtype)
+        return OverlapPatchEmbed(self.widths[0], 7, 4, name=name, dtype=dtype)  # Conv7x7/4 + LayerNorm(1e-5)
 
     def downsample(self, stage, name, dtype):
         return DaViTDownsample(self.widths[stage - 1], name=name, dtype=dtype)
