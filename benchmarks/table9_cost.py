@@ -6,8 +6,10 @@ Two counters per model, in one PyTorch-backend process per model:
 ``FlopCounterMode`` over one real forward pass with PyTorch's parameter list
 (``keras_hiri.backbones.costs.torch_macs``). Where timm is installed
 (``pip install --no-deps timm``; see ``timm_peers.py``), timm's ``pvt_v2_b2``
-and ``davit_tiny`` (no weights) are counted the same way, as the independent
-reference for the plain networks. ``--scan`` prints the front's numbers tried
+and ``davit_tiny`` (randomly initialised, no weights downloaded) are counted the
+same way, as the independent reference for the plain networks, and their
+weights are copied into ours (:func:`port_timm`) to compare the logits of one
+random image: the same function, not only the same counts. ``--scan`` prints the front's numbers tried
 (HR stem / stage width ``C0`` and HR blocks) with their cost for both networks.
 
     python benchmarks/table9_cost.py
@@ -42,7 +44,7 @@ def measure(spec):
             return {**spec, "missing": "timm"}
         model = timm.create_model(TIMM_NAMES[key[:2]], pretrained=False).eval()
         return {**spec, "params": sum(p.numel() for p in model.parameters()),
-                "macs": torch_macs(model, (1, 3, 224, 224))}
+                "macs": torch_macs(model, (1, 3, 224, 224)), "max_abs_diff": logits_difference(model, key[:2])}
     upgrade = backbones.HiriUpgrade(*spec["upgrade"]) if spec.get("upgrade") else key[2]
     side = backbones.TABLE_IX[key][0]
     model = backbones.BUILDERS[key[0]](key[1], hiri=upgrade, input_shape=(side, side, 3))
@@ -50,6 +52,80 @@ def measure(spec):
     torch_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {**spec, "params": profile.params, "macs": profile.macs, "torch_params": torch_params,
             "torch_macs": torch_macs(model, (1, side, side, 3))}
+
+
+# Our layer names (the part after "stageI_blockJ_") -> timm's module names, per network.
+_BLOCK_ROLES = {
+    "pvt_v2": {"norm1": "norm1", "attn_q": "attn.q", "attn_kv": "attn.kv", "attn_proj": "attn.proj",
+               "sr": "attn.sr", "sr_norm": "attn.norm", "norm2": "norm2", "mlp_fc1": "mlp.fc1",
+               "mlp_dw": "mlp.dwconv", "mlp_fc2": "mlp.fc2"},
+    "davit": {"cpe1": "cpe1.proj", "norm1": "norm1", "attn_qkv": "attn.qkv", "attn_proj": "attn.proj",
+              "cpe2": "cpe2.proj", "norm2": "norm2", "fc1": "mlp.fc1", "fc2": "mlp.fc2"},
+}
+_TOP = {"pvt_v2": {"stem_conv": "patch_embed.proj", "stem_norm": "patch_embed.norm", "predictions": "head",
+                   "downsample_conv": "downsample.proj", "downsample_norm": "downsample.norm"},
+        "davit": {"stem_conv": "stem.conv", "stem_norm": "stem.norm", "predictions": "head.fc",
+                  "head_norm": "head.norm", "downsample_conv": "downsample.conv",
+                  "downsample_norm": "downsample.norm"}}
+_LEAF = {"kernel": "weight", "gamma": "weight", "beta": "bias", "bias": "bias"}
+
+
+def timm_key(network, path):
+    """timm's state_dict key of one of our weights (its Keras path)."""
+    import re
+
+    *_, layer, leaf = path.split("/")
+    block = re.match(r"stage(\d+)_block(\d+)_(.+)$", layer)
+    if block:
+        stage, index, role = int(block.group(1)) - 1, int(block.group(2)) - 1, block.group(3)
+        where = f"{index // 2}.{index % 2}" if network == "davit" else str(index)
+        module = f"stages.{stage}.blocks.{where}.{_BLOCK_ROLES[network][role]}"
+    elif re.match(r"stage\d+_downsample_", layer):
+        stage = int(layer[5:layer.index("_")]) - 1
+        module = f"stages.{stage}.{_TOP[network][layer[layer.index('_') + 1:]]}"
+    elif re.match(r"stage\d+_norm$", layer):
+        module = f"stages.{int(layer[5:layer.index('_')]) - 1}.norm"
+    else:
+        module = _TOP[network][layer]
+    return f"{module}.{_LEAF[leaf]}"
+
+
+def port_timm(timm_model, model, network):
+    """Copies a timm model's weights into our model of the same network:
+    PyTorch's ``(out, in, kh, kw)`` convolution and ``(out, in)`` linear
+    weights transposed to Keras' layouts."""
+    state = {k: v.detach().cpu().numpy() for k, v in timm_model.state_dict().items()}
+    used = set()
+    for variable in model.weights:
+        key = timm_key(network, variable.path)
+        value = state[key]
+        if value.ndim == 4:  # depthwise (C, 1, kh, kw) -> (kh, kw, C, 1); else (O, I, kh, kw) -> (kh, kw, I, O)
+            value = value.transpose(2, 3, 0, 1) if variable.shape[-1] == 1 else value.transpose(2, 3, 1, 0)
+        elif value.ndim == 2:
+            value = value.T
+        variable.assign(value)
+        used.add(key)
+    missing = set(state) - used
+    if missing:
+        raise ValueError(f"timm weights not copied: {sorted(missing)[:5]}")
+
+
+def logits_difference(timm_model, network_variant):
+    """Max |logits(ours) - logits(timm)| on one random normalised image, with
+    timm's weights copied into ours."""
+    import numpy as np
+    import torch
+
+    from keras_hiri import backbones
+
+    network, variant = network_variant
+    model = backbones.BUILDERS[network](variant, include_preprocessing=False, classifier_activation=None)
+    port_timm(timm_model, model, network)
+    x = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype("float32")
+    with torch.no_grad():
+        theirs = timm_model(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    ours = np.asarray(model.predict_on_batch(x))
+    return float(np.abs(ours - theirs).max())
 
 
 def _within(value, paper, tolerance):
@@ -72,16 +148,17 @@ def table(results):
             f"{r['torch_macs'] / 1e9:.3f} | {gflops} | {_within(r['macs'] / 1e9, gflops, GMACS_TOLERANCE)} |")
     timm_rows = [r for r in results if r.get("timm")]
     if timm_rows:
-        lines += ["", "| timm (no weights) | params | GMACs (FlopCounterMode) | ours equal |", "|---|---:|---:|---|"]
+        lines += ["", "| timm (no weights) | params | GMACs (FlopCounterMode) | ours equal | max abs logit diff, timm's "
+                  "weights in ours |", "|---|---:|---:|---|---:|"]
         for r in timm_rows:
             if "missing" in r:
-                lines.append(f"| {TIMM_NAMES[(r['network'], r['variant'])]} | timm not installed | | |")
+                lines.append(f"| {TIMM_NAMES[(r['network'], r['variant'])]} | timm not installed | | | |")
                 continue
             ours = next(o for o in results if (o["network"], o["variant"], o["hiri"]) == (r["network"], r["variant"],
                         False) and "timm" not in o and "upgrade" not in o)
             same = (ours["params"], ours["macs"]) == (r["params"], r["macs"])
             lines.append(f"| {TIMM_NAMES[(r['network'], r['variant'])]} | {r['params']:,} | {r['macs'] / 1e9:.4f} | "
-                         f"{'yes' if same else '**no**'} |")
+                         f"{'yes' if same else '**no**'} | {r['max_abs_diff']:.1e} |")
     return "\n".join(lines)
 
 

@@ -656,8 +656,22 @@ def test_table9_cost_table_checks_the_tolerances():
             {"network": "davit", "variant": "tiny", "hiri": True, "params": 30_000_000, "macs": 4_953_967_104,
              "torch_params": 30_000_000, "torch_macs": 4_953_967_104},
             {"network": "pvt_v2", "variant": "b2", "hiri": False, "timm": True, "params": 25_362_856,
-             "macs": 4_026_734_592}]
+             "macs": 4_026_734_592, "max_abs_diff": 4e-7}]
     table = table9.table(rows)
     assert "| pvt_v2 b2 | 224 | 25.363 | 25.363 | 25.4 | yes | 4.027 | 4.027 | 4.0 | yes |" in table
     assert "| davit tiny + HIRI | 448 | 30.000 | 30.000 | 28.5 | **no** |" in table
-    assert "| pvt_v2_b2 | 25,362,856 | 4.0267 | yes |" in table
+    assert "| pvt_v2_b2 | 25,362,856 | 4.0267 | yes | 4.0e-07 |" in table
+
+
+def test_table9_timm_keys_name_every_kind_of_weight():
+    table9 = load_script("benchmarks", "table9_cost")
+    assert table9.timm_key("pvt_v2", "stem/stem_conv/kernel") == "patch_embed.proj.weight"
+    assert table9.timm_key("pvt_v2", "stage2_block3/stage2_block3_attn/stage2_block3_attn_kv/bias") == \
+        "stages.1.blocks.2.attn.kv.bias"
+    assert table9.timm_key("pvt_v2", "stage1_block1/stage1_block1_sr_norm/gamma") == "stages.0.blocks.0.attn.norm.weight"
+    assert table9.timm_key("pvt_v2", "stage3_downsample/stage3_downsample_conv/kernel") == \
+        "stages.2.downsample.proj.weight"
+    assert table9.timm_key("pvt_v2", "stage4_norm/beta") == "stages.3.norm.bias"
+    assert table9.timm_key("davit", "stage3_block4/stage3_block4_cpe2/kernel") == "stages.2.blocks.1.1.cpe2.proj.weight"
+    assert table9.timm_key("davit", "head_norm/gamma") == "head.norm.weight"
+    assert table9.timm_key("davit", "predictions/kernel") == "head.fc.weight"
