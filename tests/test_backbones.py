@@ -93,6 +93,18 @@ def test_window_attention_pads_grids_that_are_not_whole_windows():
     assert infer(model, _images(80)).shape == (2, 64)
 
 
+@pytest.mark.parametrize("build, variant", [(backbones.PVTv2, SMALL_PVT), (backbones.DaViT, SMALL_DAVIT)])
+def test_dynamic_sides_compute_what_a_fixed_input_does(build, variant):
+    """``None`` sides (TensorFlow graphs then see tensor shapes: DaViT's window
+    padding is decided at run time) give the fixed-size model's output."""
+    dynamic = build(variant, hiri=SMALL_UPGRADE, input_shape=(None, None, 3), include_top=False, pooling="avg")
+    fixed = build(variant, hiri=SMALL_UPGRADE, input_shape=(80, 112, 3), include_top=False, pooling="avg")
+    fixed.set_weights(dynamic.get_weights())
+    x = _images(112)[:, :80]
+    np.testing.assert_allclose(infer(dynamic, x), infer(fixed, x), atol=1e-5)
+    assert infer(dynamic, _images(96)).shape == (2, 64)
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="variant must be one of \\['b0', 'b1', 'b2'\\].*Received: variant='b9'"):
         backbones.PVTv2("b9")

@@ -85,9 +85,15 @@ class WindowAttention(_DualAttention):
         # profiler then counts them per position): qkv on the padded map, as
         # timm computes it on padded windows; proj after cropping.
         s, c = self.window_size, self.dim
-        b, h, w = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
+        shape = ops.shape(x)
+        b = shape[0]
+        # Static sides where known (the padding is then decided here); a
+        # TensorFlow graph with dynamic sides pads by tensors, possibly zero.
+        h = x.shape[1] if x.shape[1] is not None else shape[1]
+        w = x.shape[2] if x.shape[2] is not None else shape[2]
         ph, pw = -h % s, -w % s
-        if ph or pw:
+        padded = not (isinstance(ph, int) and isinstance(pw, int)) or ph or pw
+        if padded:
             x = ops.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
         hp, wp = h + ph, w + pw
         qkv = ops.reshape(self.qkv(x), (b, hp // s, s, wp // s, s, 3 * c))
@@ -95,7 +101,7 @@ class WindowAttention(_DualAttention):
         q, k, v = [_split_heads(t, self.num_heads) for t in ops.split(qkv, 3, axis=-1)]
         out = ops.reshape(hiri_ops.attention(q, k, v, self.fused_attention), (b, hp // s, wp // s, s, s, c))
         out = ops.reshape(ops.transpose(out, (0, 1, 3, 2, 4, 5)), (b, hp, wp, c))
-        return self.proj(out[:, :h, :w, :] if ph or pw else out)
+        return self.proj(out[:, :h, :w, :] if padded else out)
 
     def attention_macs(self, input_shape):
         """``Q K^T`` and ``A V`` over the padded windows, for one image."""
