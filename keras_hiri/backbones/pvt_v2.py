@@ -27,9 +27,9 @@ from keras import ops
 from keras_hiri import checks
 from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
-from keras_hiri.layers.blocks import MultiHeadSelfAttention, ResidualBlock, to_tokens
+from keras_hiri.layers.blocks import CFFN, MultiHeadSelfAttention, ResidualBlock, to_tokens
 from keras_hiri.layers.composite import CompositeLayer
-from keras_hiri.layers.conv import Conv2D, conv2d, dense, depthwise_conv2d
+from keras_hiri.layers.conv import Conv2D, conv2d
 from keras_hiri.layers.init import conv_initializer
 from keras_hiri.layers.norm import layer_norm
 
@@ -71,33 +71,13 @@ class OverlapPatchEmbed(CompositeLayer):
 
 
 @register
-class MixFFN(CompositeLayer):
+class MixFFN(CFFN):
     """PVTv2's feed-forward: ``FC(C -> E*C) -> DWConv3x3 -> GELU -> FC(E*C -> C)``
-    on a ``(B, H, W, C)`` map."""
+    on a ``(B, H, W, C)`` map: the layers of :class:`~keras_hiri.CFFN` (Eq. 3),
+    without its skip around the depthwise convolution and with GELU after it."""
 
-    def __init__(self, dim, mlp_ratio, **kwargs):
-        super().__init__(**kwargs)
-        checks.int_at_least("dim", dim, owner="MixFFN")
-        checks.number_in("mlp_ratio", mlp_ratio, low_open=True, owner="MixFFN")
-        self.dim, self.mlp_ratio = dim, mlp_ratio
-
-    def build(self, input_shape):
-        n = self.name
-        self.fc1 = dense(int(self.mlp_ratio * self.dim), name=f"{n}_fc1", dtype=self.dtype_policy)
-        self.dw = depthwise_conv2d(3, name=f"{n}_dw", dtype=self.dtype_policy)
-        self.fc2 = dense(self.dim, name=f"{n}_fc2", dtype=self.dtype_policy)
-        self.build_chain(input_shape, self.fc1, self.dw, self.fc2)
-
-    def call(self, x):
+    def call(self, x, training=None):
         return self.fc2(gelu(self.dw(self.fc1(x))))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(dim=self.dim, mlp_ratio=self.mlp_ratio)
-        return config
 
 
 @register

@@ -67,6 +67,13 @@ class HRBlock(ResidualBlock):
     low-res branch: depthwise ``3x3`` stride 2 + BN, then ``FC(C -> E*C)``, GELU,
     ``FC(E*C -> C)`` on the half grid, upsampled back by repetition. The two are
     summed and added to ``x``.
+
+    Args:
+        dim: width ``C`` (the input's and the output's).
+        mlp_ratio: ``E``.
+        drop_path: stochastic-depth rate of the residual branch.
+        data_format: ``"channels_last"`` / ``"channels_first"`` layout of the
+            input and output (``None``: ``keras.config.image_data_format()``).
     """
 
     def __init__(self, dim, mlp_ratio=4, drop_path=0.0, **kwargs):
@@ -107,8 +114,8 @@ class CFFN(CompositeLayer):
 
     def __init__(self, dim, mlp_ratio, **kwargs):
         super().__init__(**kwargs)
-        checks.int_at_least("dim", dim, owner="CFFN")
-        checks.number_in("mlp_ratio", mlp_ratio, low_open=True, owner="CFFN")
+        checks.int_at_least("dim", dim, owner=type(self).__name__)
+        checks.number_in("mlp_ratio", mlp_ratio, low_open=True, owner=type(self).__name__)
         self.dim = dim
         self.mlp_ratio = mlp_ratio
 

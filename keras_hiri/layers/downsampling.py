@@ -54,6 +54,14 @@ class IRDSa(_Downsample):
     main: ``Conv3x3/s (Cin -> 2*Cout) + BN + GELU -> Conv1x1 (-> Cout) + BN``;
     shortcut: ``AvgPool2x2/s (ceil) -> Conv1x1 (Cin -> Cout) + BN``; output is
     the sum.
+
+    Args:
+        filters: output width ``Cout``.
+        strides: 2 (``ceil(n / 2)`` per side) or 1 (the grid kept).
+        expansion: the main branch's hidden width is ``expansion * Cout``.
+        fold_bn: build the BatchNorms folded (see :func:`keras_hiri.fold_batchnorm`).
+        data_format: ``"channels_last"`` / ``"channels_first"`` layout of the
+            input and output (``None``: ``keras.config.image_data_format()``).
     """
 
     def __init__(self, filters, strides=2, expansion=2, **kwargs):
@@ -94,6 +102,8 @@ class IRDSb(_Downsample):
     (-> Cout)`` (norm and activation only after the first conv, as Sec. 4.3
     says); shortcut: ``AvgPool2x2/s (ceil) -> Conv1x1 (Cin -> Cout)``; the sum
     is normalised with ``norm`` (LayerNorm in front of Transformer stages).
+    ``norm`` is ``"ln"`` or ``"bn"``; the other arguments are :class:`IRDSa`'s
+    (``expansion`` defaults to 3).
     """
 
     def __init__(self, filters, strides=2, expansion=3, norm="ln", **kwargs):

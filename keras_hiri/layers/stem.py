@@ -43,6 +43,11 @@ class HRStem(_Stem):
 
     Args:
         filters: output width ``C1`` (every conv in the stem uses it).
+        fold_bn: build the BatchNorms folded (see :func:`keras_hiri.fold_batchnorm`).
+        data_format: ``"channels_last"`` / ``"channels_first"`` layout of the
+            input and output (``None``: ``keras.config.image_data_format()``).
+
+    Any input size: each stride-2 step maps a side ``n`` to ``ceil(n / 2)``.
     """
 
     def __init__(self, filters, **kwargs):
@@ -84,6 +89,7 @@ class ConvStem(_Stem):
 
     ``Conv3x3/2 + BN + GELU -> Conv3x3 + BN + GELU -> Conv3x3/2 -> BN``, all
     ``filters`` wide (the paper does not give the hidden width; see DESIGN.md).
+    Takes ``filters``, ``fold_bn`` and ``data_format`` as :class:`HRStem`.
     """
 
     def __init__(self, filters, **kwargs):
