@@ -1,5 +1,5 @@
 """Does the HIRI upgrade keep the plain network's cost? Inference time of
-PVTv2-B2 and DaViT-Tiny plain at 224, plain at 448 and HIRI-upgraded at 448,
+HRNet-W18, PVTv2-B2 and DaViT-Tiny plain at 224, plain at 448 and HIRI-upgraded at 448,
 on every backend.
 
 Each model runs in a fresh process: build (``keras_hiri.backbones``, no
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import benchmark_main, benchmark_parser, run_worker  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
-NETWORKS = (("pvt_v2", "b2"), ("davit", "tiny"))
+NETWORKS = (("hrnet", "w18"), ("pvt_v2", "b2"), ("davit", "tiny"))
 ROWS = [(network, variant, side, hiri) for network, variant in NETWORKS
         for side, hiri in ((224, False), (448, False), (448, True))]
 
@@ -89,7 +89,7 @@ def plot(all_results, path):
 
     groups = [(b, n, v) for b in all_results for n, v in NETWORKS]
     kinds = ((224, False, "plain @224"), (448, False, "plain @448"), (448, True, "HIRI @448"))
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     for k, (side, hiri, text) in enumerate(kinds):
         heights = []
         for backend, network, variant in groups:
@@ -97,8 +97,8 @@ def plot(all_results, path):
                       == (network, variant, side, hiri) and "error" not in r), None)
             heights.append(0 if r is None else 1000 * r["median_s"])
         ax.bar([g + (k - 1) * 0.27 for g in range(len(groups))], heights, 0.27, label=text)
-    ax.set_xticks(range(len(groups)), [f"{b}\n{'PVTv2-B2' if n == 'pvt_v2' else 'DaViT-T'}" for b, n, _ in groups],
-                  fontsize=8)
+    labels = {"hrnet": "HRNet-W18", "pvt_v2": "PVTv2-B2", "davit": "DaViT-T"}
+    ax.set_xticks(range(len(groups)), [f"{b}\n{labels[n]}" for b, n, _ in groups], fontsize=7)
     batch = next(r["batch"] for rs in all_results.values() for r in rs)
     ax.set_ylabel(f"ms per batch of {batch}")
     ax.set_title("Table IX networks on this CPU: the HIRI upgrade at 448 against plain at 224 and 448", fontsize=9)

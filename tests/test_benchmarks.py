@@ -610,7 +610,7 @@ def test_table9_throughput_table_gives_both_ratios_per_network():
     assert "| torch | pvt_v2 b2 | 200 | 1000 | 300 | 1.50 | 5.00 |" in table
     assert "| torch | davit tiny | 200 | 1000 | 300 | 1.50 | 5.00 |" in table
     failed = table9.markdown({"jax": [{**results[0], "error": "x"}] + results[1:3]}, 4)
-    assert "| jax | pvt_v2 b2 | failed | 1000 | 300 | - | - |" in failed
+    assert "| jax | hrnet w18 | failed | 1000 | 300 | - | - |" in failed
 
 
 def test_table9_throughput_plot_writes_a_png(tmp_path):

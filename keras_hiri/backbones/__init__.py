@@ -4,6 +4,7 @@ Table IX, built from the upgrade kit (:mod:`keras_hiri.backbones.upgrade`).
     from keras_hiri import backbones
     plain = backbones.PVTv2("b2")                                 # 224 x 224
     upgraded = backbones.PVTv2("b2", hiri=True)                   # 448 x 448
+    hrnet = backbones.HRNet("w18", hiri=True)
     small = backbones.DaViT({"widths": (32, 64, 96, 128), "depths": (1, 1, 1, 1),
                              "heads": (1, 2, 3, 4)}, hiri=True, input_shape=(128, 128, 3))
 
@@ -11,6 +12,7 @@ A variant is a name of the rows below or a dict of the same numbers.
 """
 
 from keras_hiri.backbones.davit import DaViTNetwork
+from keras_hiri.backbones.hrnet import HRNET_VARIANTS, HRNet
 from keras_hiri.backbones.pvt_v2 import PVTv2Network
 from keras_hiri.backbones.pyramid import PyramidModel, assemble, upgrade_of
 from keras_hiri.backbones.upgrade import HiriUpgrade, hiri_front
@@ -33,6 +35,8 @@ DAVIT_VARIANTS = {
 
 # The paper's Table IX: (network, variant, upgraded) -> (input side, params M, GFLOPs = GMACs).
 TABLE_IX = {
+    ("hrnet", "w18", False): (224, 21.3, 4.3),
+    ("hrnet", "w18", True): (448, 21.4, 4.6),
     ("pvt_v2", "b2", False): (224, 25.4, 4.0),
     ("pvt_v2", "b2", True): (448, 25.5, 4.4),
     ("davit", "tiny", False): (224, 28.4, 4.5),
@@ -114,7 +118,7 @@ PVTv2.__doc__ = ("PVTv2 (:mod:`keras_hiri.backbones.pvt_v2`), plain or HIRI-upgr
 DaViT.__doc__ = ("DaViT (:mod:`keras_hiri.backbones.davit`), plain or HIRI-upgraded.\n"
                  + _ARGS.format(rows=", ".join(DAVIT_VARIANTS)))
 
-BUILDERS = {"pvt_v2": PVTv2, "davit": DaViT}
+BUILDERS = {"pvt_v2": PVTv2, "davit": DaViT, "hrnet": HRNet}
 
 
 def table_ix_model(network, variant, hiri, **kwargs):
@@ -123,5 +127,6 @@ def table_ix_model(network, variant, hiri, **kwargs):
     return BUILDERS[network](variant, hiri=hiri, input_shape=(side, side, 3), **kwargs)
 
 
-__all__ = ["DAVIT_VARIANTS", "DaViT", "HiriUpgrade", "PVT_V2_VARIANTS", "PVTv2", "PyramidModel",
+__all__ = ["DAVIT_VARIANTS", "DaViT", "HRNET_VARIANTS", "HRNet", "HiriUpgrade", "PVT_V2_VARIANTS", "PVTv2",
+           "PyramidModel",
            "TABLE_IX", "assemble", "hiri_front", "table_ix_model"]
