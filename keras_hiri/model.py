@@ -16,24 +16,18 @@ def to_hwc(shape, data_format):
     return tuple(shape) if data_format == "channels_last" else (*shape[1:], shape[0])
 
 
-@register
-class HiriViTModel(keras.Model):
-    """A functional HIRI-ViT. Adds :attr:`pyramid_outputs` and :attr:`feature_info`.
-
-    Built by :func:`HiriViT`; revived as this class by ``keras.saving``.
-    """
+class DescribedModel(keras.Model):
+    """A functional model that records what its builder built
+    (:attr:`architecture`), saved with its config and revived with it."""
 
     def __init__(self, *args, architecture=None, **kwargs):
         super().__init__(*args, **kwargs)
-        # JSON text: what the builder built (variant, config, top, classes, layout).
-        # Saved with the model's config and into every ``.weights.h5`` file
-        # this model writes, so a checkpoint describes itself.
+        # Kept as JSON text; the property parses it.
         self.architecture_json = None if architecture is None else json.dumps(architecture)
 
     @property
     def architecture(self):
-        """``{"variant", "config", "include_top", "classes", "data_format"}`` of
-        the builder's arguments (``None`` for a model not built by :func:`HiriViT`)."""
+        """The builder's arguments (``None`` for a model built otherwise)."""
         return None if self.architecture_json is None else json.loads(self.architecture_json)
 
     def get_config(self):
@@ -49,6 +43,17 @@ class HiriViTModel(keras.Model):
         model = super().from_config(config, custom_objects=custom_objects)
         model.architecture_json = None if architecture is None else json.dumps(architecture)
         return model
+
+
+@register
+class HiriViTModel(DescribedModel):
+    """A functional HIRI-ViT. Adds :attr:`pyramid_outputs` and :attr:`feature_info`.
+
+    Built by :func:`HiriViT`; revived as this class by ``keras.saving``. Its
+    :attr:`architecture` (``{"variant", "config", "include_top", "classes",
+    "data_format"}``) is also written into every ``.weights.h5`` file it saves,
+    so a checkpoint describes itself.
+    """
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
         """``keras.Model.save_weights``, plus the model's :attr:`architecture`

@@ -14,7 +14,7 @@ A variant is a name of the rows below or a dict of the same numbers.
 from keras_hiri.backbones.davit import DaViTNetwork
 from keras_hiri.backbones.hrnet import HRNET_VARIANTS, HRNet
 from keras_hiri.backbones.pvt_v2 import PVTv2Network
-from keras_hiri.backbones.pyramid import PyramidModel, assemble, upgrade_of
+from keras_hiri.backbones.pyramid import PyramidModel, assemble, describe, resolve_variant, upgrade_of
 from keras_hiri.backbones.upgrade import HiriUpgrade, hiri_front
 
 # PVTv2 (Wang et al. 2022, Table 1) as timm's pvt_v2_b0..b2 define them.
@@ -73,15 +73,7 @@ _ARGS = """
 def _build(network_name, variant, hiri, input_shape, include_top, classes, pooling, classifier_activation,
            include_preprocessing, drop_path_rate, name, dtype):
     network_cls, variants = _NETWORKS[network_name]
-    if isinstance(variant, str):
-        if variant not in variants:
-            raise ValueError(f"variant must be one of {sorted(variants)} or a dict of numbers. "
-                             f"Received: variant={variant!r}")
-        numbers, label = variants[variant], variant
-    elif isinstance(variant, dict):
-        numbers, label = dict(variant), "custom"
-    else:
-        raise ValueError(f"variant must be a name or a dict. Received: variant={variant!r}")
+    numbers, label = resolve_variant(variant, variants)
     try:
         network = network_cls(**numbers)
     except TypeError as error:
@@ -89,10 +81,7 @@ def _build(network_name, variant, hiri, input_shape, include_top, classes, pooli
     upgrade = upgrade_of(hiri)
     if input_shape is None:
         input_shape = (448, 448, 3) if upgrade is not None else (224, 224, 3)
-    architecture = {"network": network_name, "variant": numbers, "hiri": None if upgrade is None else
-                    {"filters": upgrade.filters, "depth": upgrade.depth, "mlp_ratio": upgrade.mlp_ratio},
-                    "include_top": include_top, "classes": classes if include_top else None}
-    name = name or f"{network_name}_{label}" + ("_hiri" if upgrade is not None else "")
+    architecture, name = describe(network_name, numbers, label, upgrade, include_top, classes, name)
     return assemble(network, upgrade=upgrade, input_shape=input_shape, include_top=include_top,
                     classes=classes, pooling=pooling, classifier_activation=classifier_activation,
                     include_preprocessing=include_preprocessing, drop_path_rate=drop_path_rate,

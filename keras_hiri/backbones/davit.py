@@ -5,8 +5,9 @@ the plain network of Table IX's DaViT-Tiny rows, written after timm's
 Each stage runs ``depth`` pairs of a spatial-window block and a channel-group
 block; both start each branch with a depthwise ``3x3`` positional encoding
 (``x + DWConv(x)``, timm's ``ConvPosEnc``). The stem is ``Conv7x7/4`` +
-LayerNorm (PVTv2's :class:`~keras_hiri.backbones.pvt_v2.OverlapPatchEmbed`), the downsampling LayerNorm + ``Conv2x2/2``, the head average
-pooling -> LayerNorm -> FC; every LayerNorm has epsilon 1e-5, as timm's.
+LayerNorm (PVTv2's :class:`~keras_hiri.backbones.pvt_v2.OverlapPatchEmbed`),
+the downsampling LayerNorm + ``Conv2x2/2``, the head average pooling ->
+LayerNorm -> FC; every LayerNorm has epsilon 1e-5, as timm's.
 Sides not divisible by the window (7) are padded at the bottom and right for
 the window attention, as timm does.
 """
@@ -18,7 +19,7 @@ from keras_hiri import checks
 from keras_hiri import ops as hiri_ops
 from keras_hiri.layers import register
 from keras_hiri.layers.activation import gelu
-from keras_hiri.layers.blocks import ResidualBlock, to_tokens
+from keras_hiri.layers.blocks import ResidualBlock, split_heads, to_tokens
 from keras_hiri.layers.composite import CompositeLayer
 from keras_hiri.backbones.pvt_v2 import OverlapPatchEmbed
 from keras_hiri.layers.conv import Conv2D, dense, depthwise_conv2d
@@ -29,12 +30,6 @@ LN_EPSILON = 1e-5  # timm's DaViT: nn.LayerNorm's default everywhere
 
 def davit_layer_norm(name, dtype=None):
     return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name, dtype=dtype)
-
-
-def _split_heads(x, num_heads):
-    """``(B, N, C) -> (B, N, heads, C / heads)``."""
-    shape = ops.shape(x)
-    return ops.reshape(x, (shape[0], shape[1], num_heads, x.shape[-1] // num_heads))
 
 
 class _DualAttention(CompositeLayer):
@@ -52,9 +47,9 @@ class _DualAttention(CompositeLayer):
         self.build_chain(input_shape, self.qkv)
         self.proj.build(input_shape)
 
-    def project(self, tokens):
-        """``(B, N, C)`` -> ``q, k, v`` as ``(B, N, heads, C / heads)``."""
-        return [_split_heads(t, self.num_heads) for t in ops.split(self.qkv(tokens), 3, axis=-1)]
+    def split_qkv(self, qkv):
+        """``qkv``'s output ``(B, N, 3C)`` -> ``q, k, v`` as ``(B, N, heads, C / heads)``."""
+        return [split_heads(t, self.num_heads) for t in ops.split(qkv, 3, axis=-1)]
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -98,7 +93,7 @@ class WindowAttention(_DualAttention):
         hp, wp = h + ph, w + pw
         qkv = ops.reshape(self.qkv(x), (b, hp // s, s, wp // s, s, 3 * c))
         qkv = ops.reshape(ops.transpose(qkv, (0, 1, 3, 2, 4, 5)), (-1, s * s, 3 * c))
-        q, k, v = [_split_heads(t, self.num_heads) for t in ops.split(qkv, 3, axis=-1)]
+        q, k, v = self.split_qkv(qkv)
         out = ops.reshape(hiri_ops.attention(q, k, v, self.fused_attention), (b, hp // s, wp // s, s, s, c))
         out = ops.reshape(ops.transpose(out, (0, 1, 3, 2, 4, 5)), (b, hp, wp, c))
         return self.proj(out[:, :h, :w, :] if padded else out)
@@ -123,7 +118,8 @@ class ChannelAttention(_DualAttention):
 
     def call(self, x):
         shape = ops.shape(x)
-        q, k, v = (ops.transpose(t, (0, 2, 1, 3)) for t in self.project(to_tokens(x)))  # (B, heads, N, d)
+        heads = self.split_qkv(self.qkv(to_tokens(x)))
+        q, k, v = (ops.transpose(t, (0, 2, 1, 3)) for t in heads)  # (B, heads, N, d)
         k = k * ops.cast(float(self.dim // self.num_heads) ** -0.5, k.dtype)
         logits = ops.matmul(ops.transpose(k, (0, 1, 3, 2)), v)  # (B, heads, d, d)
         weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), q.dtype)

@@ -19,7 +19,7 @@ HIRI front in place of the stem when upgraded.
 import keras
 
 from keras_hiri import checks, naming
-from keras_hiri.backbones.pyramid import PyramidModel, upgrade_of
+from keras_hiri.backbones.pyramid import PyramidModel, check_arguments, describe, resolve_variant, upgrade_of
 from keras_hiri.backbones.upgrade import hiri_front
 from keras_hiri.builder import imagenet_normalization
 from keras_hiri.layers import register
@@ -196,27 +196,16 @@ def HRNet(variant="w18", hiri=None, input_shape=None, include_top=True, classes=
         upgraded. With the top, HRNet's classification head. No drop-path
         (HRNet has none).
     """
-    if isinstance(variant, str):
-        if variant not in HRNET_VARIANTS:
-            raise ValueError(f"variant must be one of {sorted(HRNET_VARIANTS)} or a dict of numbers. "
-                             f"Received: variant={variant!r}")
-        numbers, label = HRNET_VARIANTS[variant], variant
-    elif isinstance(variant, dict) and set(variant) == {"width", "modules"}:
-        numbers, label = dict(variant), "custom"
-    else:
-        raise ValueError(f"variant must be a name or a dict with 'width' and 'modules'. Received: {variant!r}")
+    numbers, label = resolve_variant(variant, HRNET_VARIANTS)
+    if set(numbers) != {"width", "modules"}:
+        raise ValueError(f"variant {numbers!r} does not describe an hrnet network: it needs 'width' and 'modules'")
     checks.int_at_least("width", numbers["width"], owner="HRNet")
-    for flag_name, value in (("include_top", include_top), ("include_preprocessing", include_preprocessing)):
-        checks.flag(flag_name, value)
-    if pooling not in checks.POOLINGS:
-        raise ValueError(f"pooling must be one of {checks.POOLINGS}. Received: pooling={pooling!r}")
     upgrade = upgrade_of(hiri)
-    input_shape = tuple(input_shape or ((448, 448, 3) if upgrade is not None else (224, 224, 3)))
     multiple = 64 if upgrade is not None else 32  # the fusions add branches that must tile exactly
-    if len(input_shape) != 3 or input_shape[-1] != 3 or any(
-            s is not None and (not isinstance(s, int) or s < multiple or s % multiple) for s in input_shape[:2]):
-        raise ValueError(f"input_shape must be (height, width, 3) with sides that are multiples of {multiple} "
-                         f"(or None). Received: input_shape={input_shape!r}")
+    input_shape = check_arguments(
+        input_shape=input_shape or ((448, 448, 3) if upgrade is not None else (224, 224, 3)),
+        include_top=include_top, include_preprocessing=include_preprocessing, pooling=pooling, classes=classes,
+        least=multiple, multiple=multiple)
     inputs = keras.Input(input_shape, name="images")
     x = imagenet_normalization(naming.PREPROCESSING, dtype)(inputs) if include_preprocessing else inputs
     levels = {}
@@ -239,8 +228,5 @@ def HRNet(variant="w18", hiri=None, input_shape=None, include_top=True, classes=
                                             name=naming.CLASSIFIER_ACTIVATION)(x)
     else:
         x = branches  # the four branches (a list), so every one stays in the graph
-    architecture = {"network": "hrnet", "variant": numbers, "hiri": None if upgrade is None else
-                    {"filters": upgrade.filters, "depth": upgrade.depth, "mlp_ratio": upgrade.mlp_ratio},
-                    "include_top": include_top, "classes": classes if include_top else None}
-    name = name or f"hrnet_{label}" + ("_hiri" if upgrade is not None else "")
+    architecture, name = describe("hrnet", numbers, label, upgrade, include_top, classes, name)
     return PyramidModel(inputs, x, levels=levels, architecture=architecture, name=name)

@@ -10,8 +10,6 @@ under :mod:`keras_hiri.naming`'s layer names, with the front of
 upgraded.
 """
 
-import json
-
 import keras
 import numpy as np
 
@@ -21,28 +19,25 @@ from keras_hiri.backbones.upgrade import HiriUpgrade, hiri_front
 from keras_hiri.builder import imagenet_normalization
 from keras_hiri.layers import register
 from keras_hiri.layers.conv import dense
+from keras_hiri.model import DescribedModel
 
 
 @register
-class PyramidModel(keras.Model):
+class PyramidModel(DescribedModel):
     """A functional backbone with a feature pyramid: :attr:`pyramid_outputs`
     ``{"P1": ..., "P4": ...}`` are the outputs of the four stages (MiT's names,
     which keras-hub's ``SegFormerBackbone`` reads: ``Pi`` is stage ``i``, at
     stride ``2 ** (i + 1)`` of the plain network's input) and, in an upgraded
     network, ``"P0"`` the added high-resolution stage. :attr:`hidden_dims` are
-    their widths, in the same order. Built by :func:`keras_hiri.backbones.PVTv2`
-    and :func:`keras_hiri.backbones.DaViT`; revived as this class by ``keras.saving``.
+    their widths, in the same order. :attr:`architecture` is
+    ``{"network", "variant", "hiri", "include_top", "classes"}``. Built by
+    :func:`keras_hiri.backbones.PVTv2`, ``DaViT`` and ``HRNet``; revived as this
+    class by ``keras.saving``.
     """
 
-    def __init__(self, *args, levels=None, architecture=None, **kwargs):
+    def __init__(self, *args, levels=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.levels = dict(levels or {})
-        self.architecture_json = None if architecture is None else json.dumps(architecture)
-
-    @property
-    def architecture(self):
-        """What the builder built: ``{"network", "variant", "hiri", "include_top", "classes"}``."""
-        return None if self.architecture_json is None else json.loads(self.architecture_json)
 
     @property
     def pyramid_outputs(self):
@@ -54,16 +49,15 @@ class PyramidModel(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(levels=self.levels, architecture=self.architecture)
+        config.update(levels=self.levels)
         return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        levels, architecture = config.pop("levels", {}), config.pop("architecture", None)
+        levels = config.pop("levels", {})
         model = super().from_config(config, custom_objects=custom_objects)
         model.levels = dict(levels)
-        model.architecture_json = None if architecture is None else json.dumps(architecture)
         return model
 
 
@@ -79,21 +73,51 @@ def upgrade_of(hiri):
     raise ValueError(f"hiri must be True, False, None or a HiriUpgrade. Received: hiri={hiri!r}")
 
 
-def assemble(network, *, upgrade, input_shape, include_top, classes, pooling, classifier_activation,
-             include_preprocessing, drop_path_rate, name, architecture, dtype=None):
-    """The functional :class:`PyramidModel` of ``network`` (see the module docstring)."""
+def resolve_variant(variant, variants):
+    """``(numbers, label)`` of ``variant``: a name of ``variants`` or a dict of numbers."""
+    if isinstance(variant, str):
+        if variant not in variants:
+            raise ValueError(f"variant must be one of {sorted(variants)} or a dict of numbers. "
+                             f"Received: variant={variant!r}")
+        return dict(variants[variant]), variant
+    if isinstance(variant, dict):
+        return dict(variant), "custom"
+    raise ValueError(f"variant must be a name or a dict. Received: variant={variant!r}")
+
+
+def describe(network_name, numbers, label, upgrade, include_top, classes, name):
+    """``(architecture, name)``: what a builder records in the model, and the
+    model's name (default: the variant's, ``_hiri`` when upgraded)."""
+    architecture = {"network": network_name, "variant": numbers, "hiri": None if upgrade is None else
+                    {"filters": upgrade.filters, "depth": upgrade.depth, "mlp_ratio": upgrade.mlp_ratio},
+                    "include_top": include_top, "classes": classes if include_top else None}
+    return architecture, name or f"{network_name}_{label}" + ("_hiri" if upgrade is not None else "")
+
+
+def check_arguments(*, input_shape, include_top, include_preprocessing, pooling, classes, least=32, multiple=1):
+    """The builders' shared checks; ``input_shape``'s known sides must be ints
+    ``>= least`` and multiples of ``multiple``. Returns it as a tuple."""
     for flag_name, value in (("include_top", include_top), ("include_preprocessing", include_preprocessing)):
         checks.flag(flag_name, value)
     if pooling not in checks.POOLINGS:
         raise ValueError(f"pooling must be one of {checks.POOLINGS}. Received: pooling={pooling!r}")
     if include_top:
         checks.int_at_least("classes", classes)
-    checks.number_in("drop_path_rate", drop_path_rate, 0, 1, high_open=True)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3 or any(
-            s is not None and (not isinstance(s, int) or s < 32) for s in input_shape[:2]):
-        raise ValueError("input_shape must be (height, width, 3) with sides >= 32 or None. "
+            s is not None and (not isinstance(s, int) or s < least or s % multiple) for s in input_shape[:2]):
+        rule = f"sides >= {least}" + (f" that are multiples of {multiple}" if multiple > 1 else "")
+        raise ValueError(f"input_shape must be (height, width, 3) with {rule} (or None). "
                          f"Received: input_shape={input_shape!r}")
+    return input_shape
+
+
+def assemble(network, *, upgrade, input_shape, include_top, classes, pooling, classifier_activation,
+             include_preprocessing, drop_path_rate, name, architecture, dtype=None):
+    """The functional :class:`PyramidModel` of ``network`` (see the module docstring)."""
+    input_shape = check_arguments(input_shape=input_shape, include_top=include_top, pooling=pooling,
+                                  include_preprocessing=include_preprocessing, classes=classes)
+    checks.number_in("drop_path_rate", drop_path_rate, 0, 1, high_open=True)
     stages = range(1, len(network.widths) + 1)
     blocks = [network.stage_blocks(stage) for stage in stages]
     front = upgrade.depth if upgrade is not None else 0

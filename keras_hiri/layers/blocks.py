@@ -183,19 +183,16 @@ class MultiHeadSelfAttention(CompositeLayer):
         self.proj.build((*x_shape[:-1], self.dim))
         self.fused_attention = hiri_ops.use_fused_attention(self.compute_dtype)
 
-    def split_heads(self, x):
-        shape = ops.shape(x)
-        return ops.reshape(x, (shape[0], shape[1], self.num_heads, self.dim // self.num_heads))
-
     def attend(self, q_in, kv_in):
         """Attention of the ``q_in`` tokens over the ``kv_in`` tokens.
 
         Softmax scale is ``head_dim ** -0.5``. The profiler counts the two
         attention matmuls (``Q K^T`` and ``A V``) from this method's arguments.
         """
-        q = self.split_heads(self.q(q_in))
+        q = split_heads(self.q(q_in), self.num_heads)
         k, v = ops.split(self.kv(kv_in), 2, axis=-1)
-        out = hiri_ops.attention(q, self.split_heads(k), self.split_heads(v), self.fused_attention)
+        k, v = split_heads(k, self.num_heads), split_heads(v, self.num_heads)
+        out = hiri_ops.attention(q, k, v, self.fused_attention)
         shape = ops.shape(out)
         return self.proj(ops.reshape(out, (shape[0], shape[1], self.dim)))
 
@@ -210,6 +207,12 @@ class MultiHeadSelfAttention(CompositeLayer):
         config = super().get_config()
         config.update(dim=self.dim, num_heads=self.num_heads)
         return config
+
+
+def split_heads(x, num_heads):
+    """``(B, N, C) -> (B, N, heads, C / heads)``."""
+    shape = ops.shape(x)
+    return ops.reshape(x, (shape[0], shape[1], num_heads, x.shape[-1] // num_heads))
 
 
 def to_tokens(x):
